@@ -1,0 +1,47 @@
+# cfx: two-command quickstart is `make run` then `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.cfx-installed
+
+.PHONY: install run test lint format lock docs bench clean
+
+install: $(STAMP)
+
+# Rebuilt only when the lock or the project metadata changed: seconds otherwise.
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name cfx --display-name "Python (cfx)" >/dev/null
+	touch $(STAMP)
+
+run: install
+	$(BIN)/cfx run
+
+lint: install
+	$(BIN)/ruff check src tests bench notebooks
+	$(BIN)/ruff format --check src tests bench
+
+format: install
+	$(BIN)/ruff check --fix src tests bench notebooks
+	$(BIN)/ruff format src tests bench
+
+test: lint
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --timeout 900
+
+docs: install
+	$(BIN)/cfx docs
+
+bench: install
+	$(BIN)/python bench/demo_data.py
+
+# Re-resolve the lock from requirements.in in a scratch venv (needs the network to PyPI).
+lock:
+	rm -rf /tmp/cfx-lock && $(PYTHON) -m venv /tmp/cfx-lock
+	/tmp/cfx-lock/bin/pip install --quiet -r requirements.in
+	{ head -2 requirements.lock; /tmp/cfx-lock/bin/pip freeze --exclude-editable; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

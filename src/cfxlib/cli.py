@@ -1,0 +1,223 @@
+"""The ``cfx`` command line.
+
+Every command reads its settings from :func:`cfxlib.settings.load_settings` and writes its state
+under ``$CFX_HOME``. User mistakes (bad input, bad options) end with a clear message and a
+non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cfxlib import __version__
+from cfxlib.errors import UserError
+from cfxlib.home import Home
+from cfxlib.settings import load_settings
+
+app = typer.Typer(
+    name="cfx",
+    help="ChatterFix customer, revenue and investor intelligence.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"cfx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    ] = False,
+) -> None:
+    """ChatterFix customer, revenue and investor intelligence."""
+
+
+def _parse_date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"{option} must be a date YYYY-MM-DD, not {value!r}") from None
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal,
+    )
+
+
+# --------------------------------------------------------------------------- demo-data
+
+
+@app.command("demo-data")
+def demo_data(
+    out_dir: Annotated[Path, typer.Argument(help="Directory to write the data files into.")],
+    accounts: Annotated[int, typer.Option(help="Number of customer accounts.")] = 2000,
+    months: Annotated[int, typer.Option(help="Months of history.")] = 36,
+    seed: Annotated[int, typer.Option(help="Random seed; the same options give identical files.")] = 42,
+    end_month: Annotated[
+        str | None, typer.Option(help="Last month of data, YYYY-MM (default: last complete month).")
+    ] = None,
+    format: Annotated[str, typer.Option("--format", help="File format: csv or parquet.")] = "csv",
+) -> None:
+    """Write the demo company's data directory (and its churn truth under _truth/)."""
+    from cfxlib.demo import DemoOptions, generate
+
+    opts = DemoOptions(accounts=accounts, months=months, seed=seed, end_month=end_month, fmt=format)
+    with _progress() as progress:
+        task = progress.add_task("generating accounts", total=accounts)
+        rows = generate(out_dir, opts, progress=lambda done, total: progress.update(task, completed=done))
+    table = Table(title=f"Demo company written to {out_dir}")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, n in rows.items():
+        table.add_row(name, f"{n:,}")
+    console.print(table)
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+def _ingest(data_dir: Path, home: Home, as_of: date | None):
+    from cfxlib.warehouse import ingest
+
+    with _progress() as progress:
+        tasks: dict[str, int] = {}
+
+        def report(table: str, rows: int) -> None:
+            if table not in tasks:
+                tasks[table] = progress.add_task(f"loading {table}", total=None)
+            progress.update(tasks[table], completed=rows)
+
+        return ingest(data_dir, home.ensure().warehouse, as_of=as_of, progress=report)
+
+
+def print_summary(home: Home) -> None:
+    from cfxlib.summary import warehouse_summary
+
+    summary = warehouse_summary(home.warehouse)
+    console.print(
+        f"[bold]Warehouse[/bold] {home.warehouse}\n"
+        f"data {summary['first_date']} to {summary['last_date']} (as of {summary['as_of']}), "
+        f"hash {summary['data_hash'][:12]}\n"
+        f"accounts {summary['accounts']:,}; active subscriptions {summary['active_subscriptions']:,}; "
+        f"active customers {summary['active_customers']:,}"
+    )
+    table = Table(title=f"Recurring revenue at {summary['as_of']}")
+    for col in ("tier", "customers", "MRR (USD)", "ARR (USD)"):
+        table.add_column(col, justify="right" if col != "tier" else "left")
+    for row in summary["by_tier"]:
+        table.add_row(row["tier"], f"{row['customers']:,}", f"{row['mrr']:,.2f}", f"{row['arr']:,.2f}")
+    table.add_row(
+        "[bold]total",
+        f"{summary['active_customers']:,}",
+        f"{summary['mrr']:,.2f}",
+        f"{summary['arr']:,.2f}",
+    )
+    console.print(table)
+
+
+@app.command("ingest")
+def ingest_cmd(
+    data_dir: Annotated[Path, typer.Argument(help="Data directory: one NAME.csv or NAME.parquet per table.")],
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Latest date the data may contain, YYYY-MM-DD (default: today)."),
+    ] = None,
+) -> None:
+    """Validate a data directory and load it into the warehouse (all or nothing)."""
+    settings = load_settings()
+    home = Home(settings.home)
+    result = _ingest(data_dir, home, _parse_date(as_of, "--as-of"))
+    console.print(f"Loaded {sum(result.rows.values()):,} rows from {data_dir}.")
+    print_summary(home)
+
+
+# --------------------------------------------------------------------------- run
+
+
+@app.command("run")
+def run_cmd(
+    data: Annotated[Path | None, typer.Option("--data", help="Data directory to ingest first.")] = None,
+    as_of: Annotated[str | None, typer.Option(help="Reporting date YYYY-MM-DD.")] = None,
+) -> None:
+    """The main job: ingest (the demo company when nothing is configured) and report."""
+    from cfxlib.demo import DemoOptions, generate
+
+    settings = load_settings()
+    home = Home(settings.home).ensure()
+    as_of_date = _parse_date(as_of, "--as-of") or settings.as_of
+    data_dir = data or settings.data_dir
+    if data_dir is None and not home.warehouse.exists():
+        demo = settings.demo
+        console.print(f"No data configured: generating the demo company into {home.demo_data}")
+        with _progress() as progress:
+            task = progress.add_task("generating accounts", total=demo.accounts)
+            generate(
+                home.demo_data,
+                DemoOptions(
+                    accounts=demo.accounts,
+                    months=demo.months,
+                    seed=demo.seed,
+                    end_month=demo.end_month,
+                ),
+                progress=lambda done, total: progress.update(task, completed=done),
+            )
+        data_dir = home.demo_data
+    if data_dir is not None:
+        _ingest(data_dir, home, as_of_date)
+    print_summary(home)
+
+
+@app.command("docs")
+def docs_cmd(
+    out_dir: Annotated[Path, typer.Option(help="Documentation folder of the repository.")] = Path("docs"),
+) -> None:
+    """Regenerate the generated documentation (the data dictionary) from the code."""
+    from cfxlib import datadict
+
+    path = out_dir / "data-dictionary.md"
+    changed = datadict.write(path)
+    console.print(f"{path}: {'updated' if changed else 'already current'}")
+
+
+def main() -> None:
+    """Entry point: run the app and turn user mistakes into messages (exit code 2)."""
+    try:
+        app()
+    except UserError as exc:
+        err.print("error:", style="bold red", end=" ")
+        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except FileNotFoundError as exc:
+        err.print("error:", style="bold red", end=" ")
+        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

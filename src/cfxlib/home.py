@@ -1,0 +1,61 @@
+"""The layout of a state directory (``$CFX_HOME``).
+
+Everything a command writes lives under one home, so two homes never share anything::
+
+    $CFX_HOME/
+      cfx.toml            optional settings
+      warehouse/cfx.duckdb  the validated warehouse (swapped in atomically by ingest)
+      demo-data/          the demo company's data directory (when no data is configured)
+      runs/<id>/          one folder per pipeline run
+      published/          the outputs of the last successful run
+      events/             live events accepted by the service, until the next run
+      keys/               key files (data-room keys, SMTP passwords)
+      tokens.json         hashed API tokens
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Home:
+    root: Path
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.root / "warehouse"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.warehouse_dir / "cfx.duckdb"
+
+    @property
+    def demo_data(self) -> Path:
+        return self.root / "demo-data"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def published(self) -> Path:
+        return self.root / "published"
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events"
+
+    @property
+    def keys(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def tokens(self) -> Path:
+        return self.root / "tokens.json"
+
+    def ensure(self) -> Home:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.warehouse_dir.mkdir(exist_ok=True)
+        return self

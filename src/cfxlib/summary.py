@@ -1,0 +1,72 @@
+"""What is in the warehouse: coverage, customers and recurring revenue at the as-of date."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from cfxlib import warehouse as wh
+from cfxlib.revenue import account_month_sql
+from cfxlib.schemas import TIERS
+
+DATA_AS_OF_SQL = """
+SELECT greatest(
+    (SELECT max(date) FROM usage_daily),
+    (SELECT max(date) FROM ops_daily),
+    (SELECT max(start_date) FROM subscriptions),
+    (SELECT last_day(max(month)) FROM spend_monthly)
+)
+"""
+"""The data's as-of date: the latest day any table reports on."""
+
+
+def data_as_of(con) -> date:
+    return con.execute(DATA_AS_OF_SQL).fetchone()[0]
+
+
+def warehouse_summary(path: Path) -> dict:
+    """Accounts, active subscriptions, MRR and ARR by tier at the data's as-of date, date range."""
+    con = wh.connect(path)
+    try:
+        meta = wh.ingest_metadata(con)
+        as_of = data_as_of(con)
+        first = con.execute(
+            "SELECT least((SELECT min(date) FROM usage_daily), (SELECT min(start_date) FROM subscriptions))"
+        ).fetchone()[0]
+        accounts = con.execute("SELECT count(*) FROM accounts").fetchone()[0]
+        active_subs = con.execute(
+            "SELECT count(*) FROM subscriptions WHERE start_date <= ? AND (end_date IS NULL OR end_date > ?)",
+            [as_of, as_of],
+        ).fetchone()[0]
+        month = f"DATE '{as_of.replace(day=1).isoformat()}'"
+        rows = con.execute(
+            f"""
+            SELECT tier, count(*) AS customers, sum(mrr)::DOUBLE AS mrr
+            FROM ({account_month_sql(month)}) WHERE month = {month} GROUP BY tier
+            """
+        ).fetchall()
+    finally:
+        con.close()
+    found = {tier: (n, mrr) for tier, n, mrr in rows}
+    by_tier = [
+        {
+            "tier": t,
+            "customers": found.get(t, (0, 0.0))[0],
+            "mrr": found.get(t, (0, 0.0))[1],
+            "arr": 12 * found.get(t, (0, 0.0))[1],
+        }
+        for t in TIERS
+    ]
+    mrr = sum(r["mrr"] for r in by_tier)
+    return {
+        "as_of": as_of.isoformat(),
+        "first_date": first.isoformat(),
+        "last_date": as_of.isoformat(),
+        "data_hash": meta["data_hash"],
+        "accounts": accounts,
+        "active_subscriptions": active_subs,
+        "active_customers": sum(r["customers"] for r in by_tier),
+        "by_tier": by_tier,
+        "mrr": mrr,
+        "arr": 12 * mrr,
+    }

@@ -1,0 +1,47 @@
+"""Shared fixtures: paths, a private $CFX_HOME per test, and the `cfx` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"
+CFX = Path(sys.executable).with_name("cfx")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh $CFX_HOME for this test (also set for in-process calls)."""
+    path = tmp_path / "cfx-home"
+    monkeypatch.setenv("CFX_HOME", str(path))
+    return path
+
+
+def run_cfx(*args: str, home: Path, cwd: Path | None = None, timeout: float = 600, env: dict | None = None):
+    """Run the installed `cfx` command; returns the CompletedProcess (text)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CFX_")}
+    full_env["CFX_HOME"] = str(home)
+    full_env.update(env or {})
+    return subprocess.run(
+        [str(CFX), *args],
+        cwd=cwd or REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def cfx(home):
+    """Call `cfx ARGS...` as a subprocess with this test's $CFX_HOME."""
+
+    def call(*args: str, **kw):
+        return run_cfx(*args, home=home, **kw)
+
+    return call

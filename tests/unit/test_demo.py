@@ -1,0 +1,94 @@
+"""The demo company: deterministic, complete, valid, and with learnable churn signal."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cfxlib.demo import DemoOptions, DemoOptionsError, generate
+from cfxlib.schemas import TABLES
+
+
+def _hashes(folder) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    generate(out, DemoOptions(accounts=400, months=24, seed=3, end_month="2025-12"))
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_same_options_give_byte_identical_files(tmp_path, fmt):
+    opts = DemoOptions(accounts=150, months=12, seed=11, end_month="2025-06", fmt=fmt)
+    generate(tmp_path / "a", opts)
+    generate(tmp_path / "b", opts)
+    a, b = _hashes(tmp_path / "a"), _hashes(tmp_path / "b")
+    assert a == b and len(a) == len(TABLES) + 1
+    generate(tmp_path / "c", DemoOptions(accounts=150, months=12, seed=12, end_month="2025-06", fmt=fmt))
+    assert _hashes(tmp_path / "c") != a
+
+
+def test_every_table_and_the_truth_are_written(demo):
+    for name in TABLES:
+        assert (demo / f"{name}.csv").stat().st_size > 100, name
+    truth = pd.read_csv(demo / "_truth" / "churn_probability.csv")
+    assert list(truth.columns) == ["account_id", "month", "p_churn_3m"]
+    assert truth["p_churn_3m"].between(0, 1).all()
+    assert truth["month"].str.match(r"^\d{4}-\d{2}$").all()
+
+
+def test_no_dates_after_the_end_month(demo):
+    usage = pd.read_csv(demo / "usage_daily.csv", parse_dates=["date"])
+    assert usage["date"].max() <= pd.Timestamp("2025-12-31")
+    tickets = pd.read_csv(demo / "tickets.csv")
+    assert (pd.to_datetime(tickets["resolved_at"].dropna()) < pd.Timestamp("2026-01-01", tz="UTC")).all()
+
+
+def test_business_shape(demo):
+    subs = pd.read_csv(demo / "subscriptions.csv", parse_dates=["start_date", "end_date"])
+    assert set(subs["tier"]) == {"Starter", "Professional", "Enterprise"}
+    assert set(subs["billing_period_months"]) == {1, 12}
+    # annual plans cost less per month than 12 monthly payments for the same seats and tier
+    subs["per_seat_month"] = subs["amount_usd"] / subs["billing_period_months"] / subs["seats"]
+    by = subs.groupby(["tier", "billing_period_months"])["per_seat_month"].median().unstack()
+    assert (by[12] < by[1]).all()
+    assert subs["end_date"].notna().any(), "some subscriptions end (churn, changes)"
+    accounts_with_changes = subs.groupby("account_id").size()
+    assert (accounts_with_changes > 1).any(), "seat or tier changes exist"
+    leads = pd.read_csv(demo / "leads.csv")
+    conversion = leads["converted_date"].notna().mean()
+    assert 0.1 < conversion < 0.35
+
+
+def test_truth_predicts_churn_and_churners_used_the_product_less(demo):
+    """Realised 3-month churn follows the truth (learnable signal exists)."""
+    from sklearn.metrics import roc_auc_score
+
+    truth = pd.read_csv(demo / "_truth" / "churn_probability.csv")
+    subs = pd.read_csv(demo / "subscriptions.csv", parse_dates=["start_date", "end_date"])
+    months = sorted(truth["month"].unique())
+    active = {}
+    for m in months:
+        end = pd.Period(m).end_time.normalize()
+        live = subs[(subs.start_date <= end) & (subs.end_date.isna() | (subs.end_date > end))]
+        active[m] = set(live["account_id"])
+    rows = []
+    for i, m in enumerate(months[:-3]):
+        future = months[i + 1 : i + 4]
+        for acc, p in truth.loc[truth.month == m, ["account_id", "p_churn_3m"]].itertuples(index=False):
+            rows.append((p, any(acc not in active[f] for f in future)))
+    p, y = np.array(rows, dtype=float).T
+    assert 0.01 < y.mean() < 0.3
+    assert roc_auc_score(y, p) > 0.75
+
+
+def test_end_month_must_be_complete():
+    with pytest.raises(DemoOptionsError, match="not a complete month"):
+        generate("/tmp/never", DemoOptions(end_month="2030-01"), today=date(2026, 11, 27))

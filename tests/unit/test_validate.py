@@ -1,0 +1,64 @@
+"""Parsing and chunk validation: exact line numbers, strict formats, capped reports."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from cfxlib.issues import Issue, IssueLog
+from cfxlib.schemas import TABLES
+from cfxlib.validate import iter_csv_chunks, parse_column
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "bad"),
+    [
+        ("int", ["1", " 2 ", "", "3.0", "2.5", "x"], [False, False, False, False, True, True]),
+        ("float", ["1.5", "-2", "", "1e3", "12,5", "inf"], [False, False, False, False, True, True]),
+        ("date", ["2025-01-31", "", "2025-02-30", "31/01/2025", "2025-1-3"], [False, False, True, True, True]),
+        ("month", ["2025-01", "2025-13", "2025-01-01", ""], [False, True, True, False]),
+        (
+            "timestamp",
+            ["2025-01-01T10:00:00Z", "2025-01-01T10:00:00+02:00", "2025-01-01", "soon"],
+            [False, False, False, True],
+        ),
+    ],
+)
+def test_parse_column_flags_exactly_the_bad_values(kind, raw, bad):
+    typed, mask, rule = parse_column(pd.Series(raw, dtype=object), kind)
+    assert mask.tolist() == bad
+    assert rule
+    assert typed[[not b and r.strip() != "" for r, b in zip(raw, bad, strict=True)]].notna().all()
+
+
+def test_timestamps_are_stored_in_utc():
+    typed, _, _ = parse_column(pd.Series(["2025-01-01T10:00:00+02:00"]), "timestamp")
+    assert typed.iloc[0] == pd.Timestamp("2025-01-01 08:00:00")
+
+
+def test_line_numbers_are_exact_with_newlines_inside_quotes(tmp_path):
+    path = tmp_path / "accounts.csv"
+    path.write_text(
+        "account_id,account_name,industry,region,created_date\n"
+        'A1,"two\nline name",Mining,EMEA,2025-01-01\n'
+        "A2,Plain,Mining,EMEA,2025-01-02\n",
+        encoding="utf-8",
+    )
+    log = IssueLog()
+    chunks = list(iter_csv_chunks(path, TABLES["accounts"], log, chunk_rows=1))
+    assert [c.index[0] for c in chunks] == [2, 4]
+    assert not log
+
+
+def test_issue_log_keeps_twenty_and_counts_the_rest():
+    log = IssueLog()
+    for i in range(25):
+        log.add(Issue("f.csv", i + 2, "c", "rule", i))
+    log.add_unshown("f.csv", "c", "rule", 5)
+    assert len(log.shown) == 20 and log.total == 30
+    assert "and 10 more issue(s)" in log.report()
+
+
+def test_issue_message_names_file_line_column_rule_and_value():
+    text = str(Issue("subscriptions.csv", 7, "seats", "must be >= 1", 0))
+    assert text == "subscriptions.csv:7: column 'seats': must be >= 1 (value '0')"
