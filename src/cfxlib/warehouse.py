@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,9 @@ DUCKDB_TYPES = {
     "month": "DATE",  # first day of the month
     "timestamp": "TIMESTAMP",  # UTC
 }
+
+INGEST_MEMORY_LIMIT = "1GB"
+"""DuckDB's memory cap during ingest; larger work spills to a temporary folder beside the warehouse."""
 
 Progress = Callable[[str, int], None]
 """Called with (table name, rows done so far)."""
@@ -123,9 +127,11 @@ def _cross_table_rules(con, files: dict[str, str], as_of: date, log: IssueLog) -
             cols = ", ".join(f'"{c}"' for c in spec.key)
             keyed = " AND ".join(f'"{c}" IS NOT NULL' for c in spec.key)
             label = "duplicate key" if len(spec.key) == 1 else f"duplicate row for ({', '.join(spec.key)})"
+            # Find duplicated keys with a grouped count first: only their rows need a window.
             sql = (
-                f'SELECT _line, {cols}, first_value(_line) OVER w AS first_line FROM "{name}" '
-                f"WHERE {keyed} WINDOW w AS (PARTITION BY {cols} ORDER BY _line) "
+                f'WITH dup AS (SELECT {cols} FROM "{name}" WHERE {keyed} GROUP BY {cols} HAVING count(*) > 1) '
+                f'SELECT _line, {cols}, first_value(_line) OVER w AS first_line FROM "{name}" JOIN dup USING ({cols}) '
+                f"WINDOW w AS (PARTITION BY {cols} ORDER BY _line) "
                 "QUALIFY row_number() OVER w > 1 ORDER BY _line"
             )
             _fetch_issues(
@@ -246,7 +252,9 @@ def ingest(
     tmp = warehouse.parent / f".ingest-{uuid.uuid4().hex}.duckdb"
     rows: dict[str, int] = {}
     try:
-        con = duckdb.connect(str(tmp))
+        con = duckdb.connect(
+            str(tmp), config={"memory_limit": INGEST_MEMORY_LIMIT, "temp_directory": str(tmp) + ".spill"}
+        )
         try:
             for name, path in found.items():
                 try:
@@ -278,6 +286,7 @@ def ingest(
         for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
+        shutil.rmtree(str(tmp) + ".spill", ignore_errors=True)
     return IngestResult(warehouse=warehouse, data_hash=digest, rows=rows)
 
 
