@@ -193,6 +193,44 @@ def run_cmd(
     print_summary(home)
 
 
+report_app = typer.Typer(help="Write report artifacts (tables, figures, JSON, Markdown).", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("finance")
+def report_finance(
+    out: Annotated[Path | None, typer.Option(help="Folder to write into (default: $CFX_HOME/reports/finance).")] = None,
+    horizon: Annotated[int, typer.Option(help="Forecast horizon, months.")] = 12,
+) -> None:
+    """Revenue metrics, the ARR forecast with its backtest, figures and finance.json."""
+    from cfxlib import finance, warehouse
+
+    settings = load_settings()
+    home = Home(settings.home)
+    target = out or home.root / "reports" / "finance"
+    con = warehouse.connect(home.warehouse)
+    try:
+        with err.status("computing revenue metrics and the ARR forecast"):
+            results = finance.compute(con, h=horizon)
+    finally:
+        con.close()
+    files = finance.write(results, target)
+    summary = finance.payloads(results)["summary"]
+    fc = summary["arr_forecast_12m"]
+    console.print(
+        f"ARR {summary['arr']:,.0f} USD at {summary['as_of']}; forecast in {horizon} months "
+        f"{fc['arr']:,.0f} (80% {fc['lo_80']:,.0f} to {fc['hi_80']:,.0f}; {fc['model']})",
+        markup=False,
+    )
+    bt = results.backtest["overall"]
+    if bt:
+        console.print(
+            f"Backtest of the total ARR forecast: MAPE {bt['mape']:.1f}% over {bt['points']} points from {bt['origins']} origins; "
+            f"coverage 80%: {100 * bt['coverage_80']:.0f}%, 95%: {100 * bt['coverage_95']:.0f}%"
+        )
+    console.print(f"Wrote {len(files)} files to {target}")
+
+
 @app.command("docs")
 def docs_cmd(
     out_dir: Annotated[Path, typer.Option(help="Documentation folder of the repository.")] = Path("docs"),

@@ -1,0 +1,180 @@
+"""Revenue intelligence artifacts: tables, figures and JSON payloads for reports and the API.
+
+:func:`build` computes every revenue metric and the ARR forecast from a warehouse and writes
+them into a folder (a pipeline run's artifact folder). :func:`payloads` shapes the results as
+plain JSON for ``/api/finance/*`` and the investor snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from cfxlib import arr_forecast, figures, revenue
+
+
+def _clean(value):
+    """JSON-safe: NaN/inf -> None, numpy scalars -> Python, timestamps -> ISO strings."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m") if value.day == 1 and value.hour == 0 else value.isoformat()
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    """A frame as JSON-safe records."""
+    return [_clean(r) for r in frame.to_dict(orient="records")]
+
+
+@dataclass
+class FinanceResults:
+    as_of_month: str
+    monthly: pd.DataFrame
+    monthly_by_tier: pd.DataFrame
+    retention: pd.DataFrame
+    retention_by_tier: pd.DataFrame
+    cohorts: pd.DataFrame
+    unit_economics: pd.DataFrame
+    arr_history: pd.DataFrame
+    forecast: pd.DataFrame
+    forecast_models: dict
+    bottom_up: pd.DataFrame
+    comparison: pd.DataFrame
+    backtest: dict
+
+
+def compute(con, h: int = 12, backtest_origins: int = 6, backtest_step: int = 2, models=None) -> FinanceResults:
+    """Every revenue metric and the ARR forecast, from a warehouse connection."""
+    monthly = revenue.monthly_metrics(con=con)
+    history = arr_forecast.arr_history(con=con)
+    forecaster = arr_forecast.top_down(history, h=h, models=models)
+    top = forecaster.predict()
+    bottom = arr_forecast.bottom_up(con=con, h=h)
+    return FinanceResults(
+        as_of_month=monthly["month"].iloc[-1],
+        monthly=monthly,
+        monthly_by_tier=revenue.monthly_metrics(con=con, by="tier"),
+        retention=revenue.retention(con=con),
+        retention_by_tier=revenue.retention(con=con, by="tier"),
+        cohorts=revenue.cohorts(con=con),
+        unit_economics=revenue.unit_economics(con=con),
+        arr_history=history,
+        forecast=top,
+        forecast_models=dict(forecaster.selected_),
+        bottom_up=bottom,
+        comparison=arr_forecast.compare(top, bottom),
+        backtest=arr_forecast.backtest_report(history, h=h, origins=backtest_origins, step=backtest_step, models=models),
+    )
+
+
+def _last(frame: pd.DataFrame, column: str):
+    values = frame[column].dropna()
+    return values.iloc[-1] if len(values) else None
+
+
+def payloads(res: FinanceResults) -> dict:
+    """JSON-ready finance payloads (USD, fractions for rates)."""
+    m = res.monthly
+    last = m.iloc[-1]
+    prev = m.iloc[-2] if len(m) > 1 else None
+    ue = res.unit_economics
+    total_fc = res.forecast[res.forecast["unique_id"] == arr_forecast.TOTAL]
+    end = total_fc.iloc[-1] if len(total_fc) else None
+    summary = {
+        "as_of": res.as_of_month,
+        "mrr": last["mrr"],
+        "arr": last["arr"],
+        "arr_previous_month": prev["arr"] if prev is not None else None,
+        "arr_growth_mom": last["arr_growth_mom"],
+        "customers": last["customers"],
+        "arpa": last["arpa"],
+        "logo_churn_rate": last["logo_churn_rate"],
+        "gross_mrr_churn_rate": last["gross_mrr_churn_rate"],
+        "net_mrr_churn_rate": last["net_mrr_churn_rate"],
+        "quick_ratio": last["quick_ratio"],
+        "nrr_12m": _last(res.retention, "nrr"),
+        "grr_12m": _last(res.retention, "grr"),
+        "cac": _last(ue, "cac"),
+        "ltv": _last(ue, "ltv"),
+        "ltv_to_cac": _last(ue, "ltv_to_cac"),
+        "cac_payback_months": _last(ue, "cac_payback_months"),
+        "gross_margin": _last(ue, "gross_margin"),
+        "arr_forecast_12m": None
+        if end is None
+        else {
+            "month": end["ds"],
+            "arr": end["yhat"],
+            "lo_80": end["yhat_lo_80"],
+            "hi_80": end["yhat_hi_80"],
+            "lo_95": end["yhat_lo_95"],
+            "hi_95": end["yhat_hi_95"],
+            "model": end["model"],
+        },
+        "by_tier": records(
+            res.monthly_by_tier[res.monthly_by_tier["month"] == res.as_of_month][["tier", "customers", "mrr", "arr", "arpa", "logo_churn_rate"]]
+        ),
+    }
+    fc = res.comparison.copy()
+    fc["ds"] = fc["ds"].dt.strftime("%Y-%m")
+    return {
+        "summary": _clean(summary),
+        "mrr": records(m[["month", "mrr", "arr", "customers", "arpa", "arr_growth_mom"]]),
+        "mrr_by_tier": records(res.monthly_by_tier[["month", "tier", "mrr", "arr", "customers", "arpa"]]),
+        "movements": records(m[["month", "mrr_start", *revenue.MOVEMENTS, "mrr_end", "logo_churn_rate", "quick_ratio"]]),
+        "movements_by_tier": records(res.monthly_by_tier[["month", "tier", "mrr_start", *revenue.MOVEMENTS, "mrr_end"]]),
+        "forecast": {
+            "as_of": res.as_of_month,
+            "models": res.forecast_models,
+            "points": records(fc.rename(columns={"ds": "month"})),
+            "backtest": _clean(res.backtest["overall"]),
+        },
+        "unit_economics": records(
+            ue[["month", "cac", "gross_margin", "arpa_window", "logo_churn_window", "ltv", "ltv_lo", "ltv_hi", "ltv_to_cac", "cac_payback_months"]]
+        ),
+        "retention": {
+            "nrr_grr": records(res.retention[["month", "cohort_customers", "retained_customers", "nrr", "grr"]]),
+            "nrr_grr_by_tier": records(res.retention_by_tier[["month", "tier", "cohort_customers", "nrr", "grr"]]),
+            "cohorts": records(res.cohorts[["cohort", "age", "customers", "active", "logo_retention", "net_mrr_retention"]]),
+        },
+    }
+
+
+def write(res: FinanceResults, out_dir: Path) -> dict[str, Path]:
+    """Write tables (Parquet), figures (PNG) and payloads (JSON) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    tables = {
+        "monthly": res.monthly,
+        "monthly_by_tier": res.monthly_by_tier,
+        "retention": res.retention,
+        "retention_by_tier": res.retention_by_tier,
+        "cohorts": res.cohorts,
+        "unit_economics": res.unit_economics,
+        "arr_history": res.arr_history,
+        "arr_forecast": res.comparison,
+        "arr_bottom_up": res.bottom_up,
+        "forecast_backtest_points": res.backtest["points"],
+        "forecast_backtest_by_horizon": res.backtest["by_horizon"],
+    }
+    for name, frame in tables.items():
+        path = out_dir / f"{name}.parquet"
+        frame.to_parquet(path, index=False)
+        files[name] = path
+    files["arr_forecast_png"] = figures.forecast_figure(res.arr_history, res.forecast, out_dir / "figures" / "arr_forecast.png")
+    files["mrr_movements_png"] = figures.movements_figure(res.monthly, out_dir / "figures" / "mrr_movements.png")
+    path = out_dir / "finance.json"
+    path.write_text(json.dumps(payloads(res), indent=1), encoding="utf-8")
+    files["finance_json"] = path
+    return files
