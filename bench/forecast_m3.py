@@ -57,7 +57,9 @@ def score(name: str, fc: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, 
     out = {"method": name, "smape": smape, "mase": mase, "seconds": seconds}
     for lv in (80, 95):
         lo, hi = f"yhat_lo_{lv}", f"yhat_hi_{lv}"
-        out[f"coverage_{lv}"] = float(((merged["y"] >= merged[lo]) & (merged["y"] <= merged[hi])).mean()) if lo in merged else float("nan")
+        out[f"coverage_{lv}"] = (
+            float(((merged["y"] >= merged[lo]) & (merged["y"] <= merged[hi])).mean()) if lo in merged else float("nan")
+        )
     return out
 
 
@@ -82,7 +84,9 @@ def _prophet_series(args):
 
     logging.getLogger("cmdstanpy").disabled = True
     logging.getLogger("prophet").setLevel(logging.WARNING)
-    m = prophet.Prophet(yearly_seasonality=True, weekly_seasonality=False, daily_seasonality=False, uncertainty_samples=300)
+    m = prophet.Prophet(
+        yearly_seasonality=True, weekly_seasonality=False, daily_seasonality=False, uncertainty_samples=300
+    )
     m.fit(g[["ds", "y"]])
     future = m.make_future_dataframe(periods=H, freq="MS", include_history=False)
     samples = m.predictive_samples(future)["yhat"]
@@ -120,7 +124,9 @@ def main() -> None:
 
     t0 = time.perf_counter()
     fc = Forecaster(h=H, models=["Ensemble"]).fit(train).predict()
-    results.append(score("cfx fixed combination AutoETS + DOTheta (calibrated)", fc, train, test, time.perf_counter() - t0))
+    results.append(
+        score("cfx fixed combination AutoETS + DOTheta (calibrated)", fc, train, test, time.perf_counter() - t0)
+    )
     print(results[-1], flush=True)
 
     from statsforecast.models import AutoETS, SeasonalNaive

@@ -50,7 +50,9 @@ def top_down(history: pd.DataFrame, h: int = 12, level: Sequence[int] = (80, 95)
     return Forecaster(h=h, level=tuple(level), models=models).fit(usable)
 
 
-def bottom_up(con=None, subscriptions: pd.DataFrame | None = None, h: int = 12, as_of=None, new_window: int = 6) -> pd.DataFrame:
+def bottom_up(
+    con=None, subscriptions: pd.DataFrame | None = None, h: int = 12, as_of=None, new_window: int = 6
+) -> pd.DataFrame:
     """Bottom-up ARR projection per tier and in total (``unique_id, ds, arr_bottom_up`` plus its parts).
 
     Per tier: ``retention_monthly`` = (trailing 12-month NRR) ** (1/12) (1.0 when the tier has no
@@ -85,7 +87,9 @@ def bottom_up(con=None, subscriptions: pd.DataFrame | None = None, h: int = 12, 
                 }
             )
     frame = pd.DataFrame(rows)
-    total = frame.groupby("ds", as_index=False)[["arr_bottom_up", "retained_arr", "new_arr"]].sum().assign(unique_id=TOTAL)
+    total = (
+        frame.groupby("ds", as_index=False)[["arr_bottom_up", "retained_arr", "new_arr"]].sum().assign(unique_id=TOTAL)
+    )
     return pd.concat([total, frame], ignore_index=True)[
         ["unique_id", "ds", "arr_bottom_up", "retained_arr", "new_arr", "retention_monthly", "new_arr_per_month"]
     ]
@@ -100,7 +104,9 @@ def compare(top: pd.DataFrame, bottom: pd.DataFrame) -> pd.DataFrame:
     return merged
 
 
-def backtest_report(history: pd.DataFrame, h: int = 12, origins: int = 6, step: int = 2, series: str = TOTAL, models=None) -> dict:
+def backtest_report(
+    history: pd.DataFrame, h: int = 12, origins: int = 6, step: int = 2, series: str = TOTAL, models=None
+) -> dict:
     """Forecasts of ``series`` made at past months, compared with what happened.
 
     Origins are the months ``step, 2*step, ... origins*step`` before the last month (only those
@@ -127,9 +133,16 @@ def backtest_report(history: pd.DataFrame, h: int = 12, origins: int = 6, step: 
     points["ape"] = 100 * (points["y"] - points["yhat"]).abs() / points["y"].abs()
     points["inside_80"] = points["y"].between(points["yhat_lo_80"], points["yhat_hi_80"])
     points["inside_95"] = points["y"].between(points["yhat_lo_95"], points["yhat_hi_95"])
-    by_h = points.groupby("horizon").agg(
-        mape=("ape", "mean"), coverage_80=("inside_80", "mean"), coverage_95=("inside_95", "mean"), forecasts=("ape", "size")
-    ).reset_index()
+    by_h = (
+        points.groupby("horizon")
+        .agg(
+            mape=("ape", "mean"),
+            coverage_80=("inside_80", "mean"),
+            coverage_95=("inside_95", "mean"),
+            forecasts=("ape", "size"),
+        )
+        .reset_index()
+    )
     overall = {
         "series": series,
         "origins": int(points["origin"].nunique()),

@@ -34,7 +34,9 @@ def _money(axis) -> None:
     axis.set_major_formatter(mticker.FuncFormatter(fmt))
 
 
-def forecast_figure(history: pd.DataFrame, fc: pd.DataFrame, path: Path, title: str = "ARR: history and 12-month forecast") -> Path:
+def forecast_figure(
+    history: pd.DataFrame, fc: pd.DataFrame, path: Path, title: str = "ARR: history and 12-month forecast"
+) -> Path:
     """History, forecast and 80%/95% bands, one panel per series (Total first)."""
     sns.set_theme(style="whitegrid", context="notebook")
     series = [s for s in PALETTE if s in set(fc["unique_id"])]
@@ -67,7 +69,9 @@ def forecast_figure(history: pd.DataFrame, fc: pd.DataFrame, path: Path, title: 
     return path
 
 
-def movements_figure(movements: pd.DataFrame, path: Path, months: int = 18, title: str = "MRR movements by month") -> Path:
+def movements_figure(
+    movements: pd.DataFrame, path: Path, months: int = 18, title: str = "MRR movements by month"
+) -> Path:
     """The MRR bridge: gains above zero, losses below, and the net change as a line."""
     sns.set_theme(style="whitegrid", context="notebook")
     m = movements.tail(months).reset_index(drop=True)

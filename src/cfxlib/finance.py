@@ -74,7 +74,9 @@ def compute(con, h: int = 12, backtest_origins: int = 6, backtest_step: int = 2,
         forecast_models=dict(forecaster.selected_),
         bottom_up=bottom,
         comparison=arr_forecast.compare(top, bottom),
-        backtest=arr_forecast.backtest_report(history, h=h, origins=backtest_origins, step=backtest_step, models=models),
+        backtest=arr_forecast.backtest_report(
+            history, h=h, origins=backtest_origins, step=backtest_step, models=models
+        ),
     )
 
 
@@ -122,7 +124,9 @@ def payloads(res: FinanceResults) -> dict:
             "model": end["model"],
         },
         "by_tier": records(
-            res.monthly_by_tier[res.monthly_by_tier["month"] == res.as_of_month][["tier", "customers", "mrr", "arr", "arpa", "logo_churn_rate"]]
+            res.monthly_by_tier[res.monthly_by_tier["month"] == res.as_of_month][
+                ["tier", "customers", "mrr", "arr", "arpa", "logo_churn_rate"]
+            ]
         ),
     }
     fc = res.comparison.copy()
@@ -131,8 +135,12 @@ def payloads(res: FinanceResults) -> dict:
         "summary": _clean(summary),
         "mrr": records(m[["month", "mrr", "arr", "customers", "arpa", "arr_growth_mom"]]),
         "mrr_by_tier": records(res.monthly_by_tier[["month", "tier", "mrr", "arr", "customers", "arpa"]]),
-        "movements": records(m[["month", "mrr_start", *revenue.MOVEMENTS, "mrr_end", "logo_churn_rate", "quick_ratio"]]),
-        "movements_by_tier": records(res.monthly_by_tier[["month", "tier", "mrr_start", *revenue.MOVEMENTS, "mrr_end"]]),
+        "movements": records(
+            m[["month", "mrr_start", *revenue.MOVEMENTS, "mrr_end", "logo_churn_rate", "quick_ratio"]]
+        ),
+        "movements_by_tier": records(
+            res.monthly_by_tier[["month", "tier", "mrr_start", *revenue.MOVEMENTS, "mrr_end"]]
+        ),
         "forecast": {
             "as_of": res.as_of_month,
             "models": res.forecast_models,
@@ -140,12 +148,27 @@ def payloads(res: FinanceResults) -> dict:
             "backtest": _clean(res.backtest["overall"]),
         },
         "unit_economics": records(
-            ue[["month", "cac", "gross_margin", "arpa_window", "logo_churn_window", "ltv", "ltv_lo", "ltv_hi", "ltv_to_cac", "cac_payback_months"]]
+            ue[
+                [
+                    "month",
+                    "cac",
+                    "gross_margin",
+                    "arpa_window",
+                    "logo_churn_window",
+                    "ltv",
+                    "ltv_lo",
+                    "ltv_hi",
+                    "ltv_to_cac",
+                    "cac_payback_months",
+                ]
+            ]
         ),
         "retention": {
             "nrr_grr": records(res.retention[["month", "cohort_customers", "retained_customers", "nrr", "grr"]]),
             "nrr_grr_by_tier": records(res.retention_by_tier[["month", "tier", "cohort_customers", "nrr", "grr"]]),
-            "cohorts": records(res.cohorts[["cohort", "age", "customers", "active", "logo_retention", "net_mrr_retention"]]),
+            "cohorts": records(
+                res.cohorts[["cohort", "age", "customers", "active", "logo_retention", "net_mrr_retention"]]
+            ),
         },
     }
 
@@ -172,7 +195,9 @@ def write(res: FinanceResults, out_dir: Path) -> dict[str, Path]:
         path = out_dir / f"{name}.parquet"
         frame.to_parquet(path, index=False)
         files[name] = path
-    files["arr_forecast_png"] = figures.forecast_figure(res.arr_history, res.forecast, out_dir / "figures" / "arr_forecast.png")
+    files["arr_forecast_png"] = figures.forecast_figure(
+        res.arr_history, res.forecast, out_dir / "figures" / "arr_forecast.png"
+    )
     files["mrr_movements_png"] = figures.movements_figure(res.monthly, out_dir / "figures" / "mrr_movements.png")
     path = out_dir / "finance.json"
     path.write_text(json.dumps(payloads(res), indent=1), encoding="utf-8")

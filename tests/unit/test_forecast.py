@@ -27,7 +27,9 @@ def test_contract_shape_and_nested_intervals():
     out = forecast(df, h=12, models=FAST)
     assert list(out.columns) == COLUMNS
     assert out.groupby("unique_id").size().tolist() == [12, 12]
-    assert out["ds"].min() == pd.Timestamp("2025-05-01") or out.loc[out.unique_id == "a", "ds"].iloc[0] == pd.Timestamp("2025-05-01")
+    assert out["ds"].min() == pd.Timestamp("2025-05-01") or out.loc[out.unique_id == "a", "ds"].iloc[0] == pd.Timestamp(
+        "2025-05-01"
+    )
     assert (out["ds"].dt.day == 1).all()
     assert (out["yhat_lo_95"] <= out["yhat_lo_80"]).all() and (out["yhat_lo_80"] <= out["yhat"]).all()
     assert (out["yhat"] <= out["yhat_hi_80"]).all() and (out["yhat_hi_80"] <= out["yhat_hi_95"]).all()
@@ -46,7 +48,10 @@ def test_six_points_work_and_five_are_refused():
     [
         (series([1.0, 2, 3, 4, 5, 6, 7]).drop(index=3), "has gaps"),
         (series([1.0, 2, np.nan, 4, 5, 6, 7]), "missing or non-finite"),
-        (series([1.0, 2, 3, 4, 5, 6, 7]).assign(ds=lambda d: d["ds"] + pd.Timedelta(days=3)), "not the first day of a month"),
+        (
+            series([1.0, 2, 3, 4, 5, 6, 7]).assign(ds=lambda d: d["ds"] + pd.Timedelta(days=3)),
+            "not the first day of a month",
+        ),
         (pd.concat([series([1.0, 2, 3, 4, 5, 6]), series([1.0])]), "more than one value"),
         (pd.DataFrame({"id": [1]}), "lacks column"),
     ],
@@ -68,7 +73,9 @@ def test_compounding_growth_is_followed_by_a_log_model():
     """A young company's ARR: 5% a month. A log-scale candidate should win and stay close."""
     rng = np.random.default_rng(4)
     y = 1e6 * 1.05 ** np.arange(36) * rng.lognormal(0, 0.01, 36)
-    f = Forecaster(h=6, models=["AutoETS", "AutoETS[log]", "DynamicOptimizedTheta[log]", "Ensemble"]).fit(series(y[:30]))
+    f = Forecaster(h=6, models=["AutoETS", "AutoETS[log]", "DynamicOptimizedTheta[log]", "Ensemble"]).fit(
+        series(y[:30])
+    )
     out = f.predict()
     assert f.selected_["s"].endswith("[log]")
     assert np.abs(out["yhat"].to_numpy() / y[30:] - 1).max() < 0.05
