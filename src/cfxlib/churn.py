@@ -175,10 +175,7 @@ def _split_columns(X: pd.DataFrame) -> tuple[list[str], list[str]]:
 
 
 def _as_frame(X) -> pd.DataFrame:
-    if isinstance(X, pd.DataFrame):
-        frame = X.copy()
-    else:
-        frame = pd.DataFrame(np.asarray(X))
+    frame = X.copy() if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
     frame.columns = [str(c) for c in frame.columns]
     for c in frame.columns:
         if pd.api.types.is_bool_dtype(frame[c]):
@@ -237,12 +234,18 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
                     "prep",
                     ColumnTransformer(
                         [
-                            ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()), numeric),
+                            (
+                                "num",
+                                make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()),
+                                numeric,
+                            ),
                             (
                                 "cat",
                                 make_pipeline(
                                     SimpleImputer(strategy="constant", fill_value="(missing)"),
-                                    OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5, sparse_output=False),
+                                    OneHotEncoder(
+                                        handle_unknown="infrequent_if_exist", min_frequency=5, sparse_output=False
+                                    ),
                                 ),
                                 categorical,
                             ),
@@ -416,12 +419,20 @@ def _describe(driver: str, row: pd.Series) -> str:
     v = row.get(DRIVER_FEATURES[driver][0])
     fmt = {
         "falling_usage": lambda: f"Usage is {abs(1 - v) * 100:.0f}% {'below' if v < 1 else 'above'} its earlier level",
-        "low_utilisation": lambda: f"Only {v * 100:.0f}% of {row.get('seats', 0):.0f} seats are active on an average day",
+        "low_utilisation": lambda: (
+            f"Only {v * 100:.0f}% of {row.get('seats', 0):.0f} seats are active on an average day"
+        ),
         "ticket_backlog": lambda: f"{v:.0f} open support ticket(s) past their target time",
         "slow_ticket_resolution": lambda: f"Only {v * 100:.0f}% of recent tickets were resolved on time",
-        "weak_downtime_reduction": lambda: f"Equipment downtime is only {v * 100:.0f}% below the pre-ChatterFix baseline",
+        "weak_downtime_reduction": lambda: (
+            f"Equipment downtime is only {v * 100:.0f}% below the pre-ChatterFix baseline"
+            if v > 0.005
+            else f"Equipment downtime is {abs(v) * 100:.0f}% above the pre-ChatterFix baseline"
+            if v < -0.005
+            else "Equipment downtime is no lower than before ChatterFix"
+        ),
         "low_nps": lambda: f"NPS answers average {v:.1f} out of 10",
-        "short_tenure": lambda: f"Customer for only {v:.0f} month(s)",
+        "short_tenure": lambda: f"Customer for only {v:.0f} month(s)" if v >= 1 else "New customer (first month)",
         "shrinking_revenue": lambda: f"Recurring revenue changed {v * 100:+.0f}% in 3 months",
         "renewal_due": lambda: f"Annual renewal due in {v:.0f} month(s)",
     }[driver]

@@ -231,6 +231,84 @@ def report_finance(
     console.print(f"Wrote {len(files)} files to {target}")
 
 
+@report_app.command("customer-success")
+def report_customer_success(
+    format: Annotated[list[str], typer.Option("--format", help="json and/or md (repeat the option for both).")] = [
+        "json",
+        "md",
+    ],  # noqa: B006
+    out: Annotated[Path | None, typer.Option(help="Folder (default: $CFX_HOME/reports/customer-success).")] = None,
+    as_of: Annotated[str | None, typer.Option(help="Month YYYY-MM (default: the data's last month).")] = None,
+) -> None:
+    """KPI summary, at-risk accounts with recommendations, and the churn model card."""
+    from cfxlib import customer_report, warehouse
+
+    bad = [f for f in format if f not in ("json", "md")]
+    if bad:
+        raise UserError(f"--format must be json or md, not {', '.join(bad)}")
+    settings = load_settings()
+    home = Home(settings.home)
+    target = out or home.root / "reports" / "customer-success"
+    con = warehouse.connect(home.warehouse)
+    try:
+        truth = customer_report.truth_for(Path(warehouse.ingest_metadata(con)["data_dir"]))
+        with err.status("scoring health and churn, evaluating the model"):
+            results = customer_report.compute(
+                con, _parse_month(as_of), truth, settings.costs.downtime_cost_per_hour_usd
+            )
+    finally:
+        con.close()
+    files = customer_report.write(results, target, formats=tuple(format))
+    k, card = results.kpis, results.card or {}
+    console.print(
+        f"{k['accounts_at_risk']:,} accounts at risk; ARR at risk {k['arr_at_risk']:,.0f} USD; "
+        f"churn model ROC AUC {card.get('roc_auc', float('nan')):.3f} out of time"
+        + (f" ({card['oracle_ratio']:.3f} of the oracle)" if "oracle_ratio" in card else ""),
+        markup=False,
+    )
+    console.print(f"Wrote {len(files)} files to {target}")
+
+
+churn_app = typer.Typer(help="Churn prediction.", no_args_is_help=True)
+app.add_typer(churn_app, name="churn")
+
+
+@churn_app.command("score")
+def churn_score(
+    as_of: Annotated[
+        str, typer.Option(help="Month YYYY-MM: train on outcomes known at its end, score accounts active then.")
+    ],
+    out: Annotated[Path, typer.Option(help="CSV file to write (account_id, p_churn_3m).")],
+) -> None:
+    """Churn probability within 3 months for every account active at the end of a month."""
+    from cfxlib import customers, warehouse
+    from cfxlib.outputs import write_csv
+
+    month = _parse_month(as_of)
+    settings = load_settings()
+    con = warehouse.connect(Home(settings.home).warehouse)
+    try:
+        with err.status(f"training on outcomes known at the end of {month}"):
+            result = customers.churn_scores(con, month)
+    finally:
+        con.close()
+    scores = result.scores[["account_id", "p_churn_3m"]].sort_values("account_id")
+    write_csv(scores, out, float_format="%.6f")
+    console.print(
+        f"Scored {len(scores):,} accounts active at the end of {month} (trained on {result.training_rows:,} snapshots); wrote {out}"
+    )
+
+
+def _parse_month(value: str | None) -> str | None:
+    if value is None:
+        return None
+    import re
+
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value):
+        raise UserError(f"month must be YYYY-MM, not {value!r}")
+    return value
+
+
 @app.command("docs")
 def docs_cmd(
     out_dir: Annotated[Path, typer.Option(help="Documentation folder of the repository.")] = Path("docs"),

@@ -156,7 +156,9 @@ def combine_arrays(comps: dict[str, np.ndarray], config: HealthConfig) -> dict[s
     available = ~np.isnan(values)
     weight_sum = (available * weights).sum(axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        contrib = np.where(available, values * weights, 0.0) / np.expand_dims(np.where(weight_sum > 0, weight_sum, np.nan), -1)
+        contrib = np.where(available, values * weights, 0.0) / np.expand_dims(
+            np.where(weight_sum > 0, weight_sum, np.nan), -1
+        )
     score = np.round(np.where(weight_sum > 0, contrib.sum(axis=-1), np.nan), 1)
     out = {"health_score": score, "band": config.band(np.nan_to_num(score))}
     for i, c in enumerate(COMPONENTS):
@@ -171,7 +173,9 @@ def component_scores(agg: pd.DataFrame) -> pd.DataFrame:
 
 def combine(components: pd.DataFrame, config: HealthConfig) -> pd.DataFrame:
     """:func:`combine_arrays` for a frame of component scores."""
-    return pd.DataFrame(combine_arrays({c: components[c].to_numpy() for c in COMPONENTS}, config), index=components.index)
+    return pd.DataFrame(
+        combine_arrays({c: components[c].to_numpy() for c in COMPONENTS}, config), index=components.index
+    )
 
 
 # --------------------------------------------------------------------------- batch (SQL)
@@ -262,7 +266,9 @@ def health_scores(con, as_of: date, config: HealthConfig | None = None, changes:
     if changes:
         for days in (30, 90):
             past = _score_frame(con.execute(aggregates_sql(as_of - timedelta(days=days))).df(), config)
-            out[f"change_{days}d"] = out["health_score"] - out["account_id"].map(past.set_index("account_id")["health_score"])
+            out[f"change_{days}d"] = out["health_score"] - out["account_id"].map(
+                past.set_index("account_id")["health_score"]
+            )
     return out
 
 
@@ -331,7 +337,10 @@ class HealthScorer:
         end = pd.Timestamp(as_of) + pd.Timedelta(days=1)
         for table, sql in (
             ("usage_daily", "SELECT account_id, date, active_users FROM usage_daily WHERE date > ? AND date <= ?"),
-            ("nps_responses", "SELECT response_id, account_id, date, score FROM nps_responses WHERE date > ? AND date <= ?"),
+            (
+                "nps_responses",
+                "SELECT response_id, account_id, date, score FROM nps_responses WHERE date > ? AND date <= ?",
+            ),
         ):
             lo = as_of - timedelta(days=USAGE_DAYS + PREVIOUS_DAYS) if table == "usage_daily" else start
             for row in con.execute(sql, [lo, as_of]).df().to_dict("records"):
@@ -344,7 +353,11 @@ class HealthScorer:
         ).df()
         for row in tickets.to_dict("records"):
             if row["account_id"] in keep:
-                if row["resolved_at"] is not None and not pd.isna(row["resolved_at"]) and pd.Timestamp(row["resolved_at"]) >= end:
+                if (
+                    row["resolved_at"] is not None
+                    and not pd.isna(row["resolved_at"])
+                    and pd.Timestamp(row["resolved_at"]) >= end
+                ):
                     row["resolved_at"] = None  # not yet resolved as of the date
                 scorer._apply("tickets", row)
         downtime = con.execute(
@@ -370,7 +383,11 @@ class HealthScorer:
             priority = str(row["priority"])
             if priority not in PRIORITIES:
                 raise ValueError(f"unknown priority {priority!r}")
-            state.tickets[str(row["ticket_id"])] = (_as_naive_utc(row["opened_at"]), _as_naive_utc(row.get("resolved_at")), priority)
+            state.tickets[str(row["ticket_id"])] = (
+                _as_naive_utc(row["opened_at"]),
+                _as_naive_utc(row.get("resolved_at")),
+                priority,
+            )
         elif table == "nps_responses":
             state.nps[str(row["response_id"])] = (_as_date(row["date"]), float(row["score"]))
         elif table == "downtime_monthly":
@@ -406,7 +423,9 @@ class HealthScorer:
         end = datetime.combine(as_of, datetime.max.time())
         recent = [v for d, v in s.usage.items() if as_of - timedelta(days=USAGE_DAYS) < d <= as_of]
         earlier = [
-            v for d, v in s.usage.items() if as_of - timedelta(days=USAGE_DAYS + PREVIOUS_DAYS) < d <= as_of - timedelta(days=USAGE_DAYS)
+            v
+            for d, v in s.usage.items()
+            if as_of - timedelta(days=USAGE_DAYS + PREVIOUS_DAYS) < d <= as_of - timedelta(days=USAGE_DAYS)
         ]
         scored = on_time = overdue = 0
         for opened, resolved, priority in s.tickets.values():
@@ -463,4 +482,3 @@ class HealthScorer:
             s.usage = {d: v for d, v in s.usage.items() if d > oldest_usage}
             s.nps = {k: v for k, v in s.nps.items() if v[0] > oldest_nps}
             s.tickets = {k: v for k, v in s.tickets.items() if v[1] is None or v[0] > oldest_ticket}
-

@@ -7,16 +7,6 @@ import json
 import pytest
 
 from cfxlib import revenue, warehouse
-from cfxlib.demo import DemoOptions, generate
-
-
-@pytest.fixture(scope="module")
-def demo_home(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fin")
-    data, home = root / "data", root / "home"
-    generate(data, DemoOptions(accounts=300, months=24, seed=21, end_month="2025-12"))
-    warehouse.ingest(data, home / "warehouse" / "cfx.duckdb")
-    return home
 
 
 def test_report_finance_writes_everything_and_agrees_with_the_library(demo_home, tmp_path):

@@ -1,0 +1,261 @@
+"""The customer success report: KPI summary, at-risk accounts and the churn model card.
+
+:func:`compute` gathers the results; :func:`write` stores them as JSON, Markdown, Parquet, CSV
+(formula-safe) and PNG figures in a folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from cfxlib import customers, health  # noqa: E402
+from cfxlib.figures import DPI, PALETTE  # noqa: E402
+from cfxlib.finance import _clean, records  # noqa: E402
+from cfxlib.outputs import write_csv  # noqa: E402
+
+BAND_COLOURS = {"red": "#d1495b", "yellow": "#edae49", "green": "#4c9f70"}
+
+
+@dataclass
+class CustomerResults:
+    as_of_month: str
+    health: pd.DataFrame
+    risk: pd.DataFrame
+    kpis: dict
+    card: dict | None
+    curves: pd.DataFrame
+    churn: customers.ChurnResult
+
+
+def truth_for(data_dir: Path | None) -> pd.DataFrame | None:
+    """The demo generator's churn truth beside a data directory, if there is one."""
+    if data_dir is None:
+        return None
+    path = Path(data_dir) / "_truth" / "churn_probability.csv"
+    return pd.read_csv(path) if path.exists() else None
+
+
+def compute(
+    con, as_of_month: str | None = None, truth: pd.DataFrame | None = None, downtime_cost_per_hour: float = 500.0
+) -> CustomerResults:
+    as_of_month = as_of_month or customers.as_of_month_of(con)
+    as_of = pd.Period(as_of_month, freq="M").end_time.date()
+    health_frame = health.health_scores(con, as_of)
+    result = customers.churn_scores(con, as_of_month)
+    risk = customers.at_risk(result, health_frame)
+    try:
+        card = customers.model_card(con, as_of_month, truth=truth)
+    except customers.UsageError as exc:
+        card = {"unavailable": str(exc)}
+    return CustomerResults(
+        as_of_month=as_of_month,
+        health=health_frame,
+        risk=risk,
+        kpis=customers.kpis(con, as_of_month, health_frame, risk, downtime_cost_per_hour),
+        card=card,
+        curves=customers.retention_curves(con, as_of_month),
+        churn=result,
+    )
+
+
+def payload(res: CustomerResults, top: int = 25) -> dict:
+    risky = res.risk[res.risk["at_risk"]].head(top)
+    card = dict(res.card or {})
+    return _clean(
+        {
+            "as_of": res.as_of_month,
+            "kpis": res.kpis,
+            "at_risk": records(risky.drop(columns=list(health.COMPONENTS))),
+            "model_card": card,
+            "retention_curves": customers.survival_at(res.curves),
+            "training": {
+                "rows": res.churn.training_rows,
+                "cutoffs": [res.churn.training_cutoffs[0], res.churn.training_cutoffs[-1]],
+            },
+        }
+    )
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def markdown(res: CustomerResults, top: int = 25) -> str:
+    k, card = res.kpis, res.card or {}
+    lines = [
+        f"# Customer success report — {res.as_of_month}",
+        "",
+        "## KPI summary",
+        "",
+        "| KPI | value |",
+        "|---|---:|",
+        f"| Daily active users (mean, month) | {k['active_users']['dau']:,.0f} |",
+        f"| Monthly active users (lower bound) | {k['active_users']['mau_lower_bound']:,.0f} |",
+        f"| NPS, last 3 months | {k['nps']['last_3_months']:.0f} |"
+        if k["nps"]["last_3_months"] is not None
+        else "| NPS | n/a |",
+        f"| Customer ROI (downtime value / subscription cost) | {k['customer_roi']['month']['roi']:.1f}x |"
+        if k["customer_roi"]["month"]
+        else "| Customer ROI | n/a |",
+        f"| Mean health score | {k['health']['mean_score']:.1f} |",
+        f"| Accounts at risk | {k['accounts_at_risk']:,} |",
+        f"| ARR at risk (probability x ARR) | ${k['arr_at_risk']:,.0f} ({_pct(k['arr_at_risk_share'])} of ARR) |",
+        "",
+        "## Health by tier",
+        "",
+        "| tier | red | yellow | green |",
+        "|---|---:|---:|---:|",
+    ]
+    for tier, d in k["health"]["distribution"].items():
+        lines.append(f"| {tier} | {d['red']} | {d['yellow']} | {d['green']} |")
+    lines += [
+        "",
+        f"## At-risk accounts (top {top} by ARR at risk)",
+        "",
+        "| account | tier | ARR | health | p(churn 3m) | ARR at risk | top reasons | recommended action | owner | due (days) |",
+        "|---|---|---:|---:|---:|---:|---|---|---|---:|",
+    ]
+    for r in res.risk[res.risk["at_risk"]].head(top).to_dict("records"):
+        reasons = "; ".join(r["reasons"]) or "-"
+        lines.append(
+            f"| {r['account_id']} | {r['tier']} | ${r['arr']:,.0f} | {r['health_score']:.0f} ({r['band']}) | {_pct(r['p_churn_3m'])} | "
+            f"${r['arr_at_risk']:,.0f} | {reasons} | {r['action']} | {r['owner']} | {r['due_days']} |"
+        )
+    lines += ["", "## Churn model card", ""]
+    if "roc_auc" in card:
+        lines += [
+            f"Trained on cutoffs {card['train_cutoffs'][0]} to {card['train_cutoffs'][1]} ({card['train_rows']:,} account-months), "
+            f"tested out of time on {card['test_cutoffs'][0]} to {card['test_cutoffs'][1]} ({card['test_rows']:,} account-months; "
+            f"churn rate {_pct(card['churn_rate'])}).",
+            "",
+            "| measure | value |",
+            "|---|---:|",
+            f"| ROC AUC | {card['roc_auc']:.3f} |",
+            f"| PR AUC | {card['pr_auc']:.3f} (base rate {card['churn_rate']:.3f}) |",
+            f"| Brier score | {card['brier']:.4f} (base rate only: {card['brier_base_rate']:.4f}) |",
+            f"| Lift in the top decile | {card['lift_top_decile']:.1f}x |",
+            f"| Accuracy at 0.5 | {_pct(card['accuracy'])} (always 'no churn': {_pct(card['accuracy_always_no_churn'])}) |",
+        ]
+        if "oracle_ratio" in card:
+            lines.append(
+                f"| AUC of the generator's true probabilities (oracle) | {card['oracle_roc_auc']:.3f}; model / oracle = {card['oracle_ratio']:.3f} |"
+            )
+        hv = card.get("health_validation", {})
+        if "roc_auc" in hv:
+            lines += [
+                "",
+                f"Health score as a churn signal on the same rows: ROC AUC {hv['roc_auc']:.3f}.",
+                "",
+                "| band | churn rate (3 months) | accounts |",
+                "|---|---:|---:|",
+            ]
+            for band in ("red", "yellow", "green"):
+                if band in hv["churn_rate_by_band"]:
+                    b = hv["churn_rate_by_band"][band]
+                    lines.append(f"| {band} | {_pct(b['churn_rate'])} | {b['accounts']:,} |")
+            lines += [
+                "",
+                "| component | configured weight | weight suggested by logistic fit | AUC alone |",
+                "|---|---:|---:|---:|",
+            ]
+            for c, w in hv["weights"].items():
+                lines.append(
+                    f"| {c} | {w['configured']:.0f} | {w['suggested']:.1f} | {hv['component_roc_auc'].get(c, float('nan')):.3f} |"
+                )
+    else:
+        lines.append(card.get("unavailable", "not available"))
+    lines += [
+        "",
+        "## Customer survival by tier (Kaplan-Meier)",
+        "",
+        "| tier | 6 months | 12 months | 24 months |",
+        "|---|---:|---:|---:|",
+    ]
+    for tier, s in customers.survival_at(res.curves).items():
+        lines.append(f"| {tier} | {_pct(s['6m'])} | {_pct(s['12m'])} | {_pct(s['24m'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _figures(res: CustomerResults, folder: Path) -> dict[str, Path]:
+    sns.set_theme(style="whitegrid", context="notebook")
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    card = res.card or {}
+    if "calibration" in card:
+        cal = pd.DataFrame(card["calibration"])
+        fig, ax = plt.subplots(figsize=(5.2, 4.6))
+        top = max(cal["predicted"].max(), cal["observed"].max()) * 1.1
+        ax.plot([0, top], [0, top], color="#999", ls="--", lw=1, label="perfect calibration")
+        ax.plot(cal["predicted"], cal["observed"], marker="o", color=PALETTE["Total"], lw=2, label="model (deciles)")
+        ax.set_xlabel("predicted probability of churn in 3 months")
+        ax.set_ylabel("observed churn rate")
+        ax.set_title("Calibration (out-of-time test)", loc="left", fontweight="bold")
+        ax.legend(frameon=False)
+        fig.tight_layout()
+        out["calibration"] = folder / "churn_calibration.png"
+        fig.savefig(out["calibration"], dpi=DPI)
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    for tier, g in res.curves.groupby("tier"):
+        ax.step(g["month"], g["survival"], where="post", color=PALETTE.get(tier), lw=2, label=tier)
+        ax.fill_between(
+            g["month"], g["lower_95"], g["upper_95"], step="post", color=PALETTE.get(tier), alpha=0.15, lw=0
+        )
+    ax.set_xlabel("months since becoming a customer")
+    ax.set_ylabel("share still a customer")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Customer retention by tier (Kaplan-Meier, 95% band)", loc="left", fontweight="bold")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    out["retention"] = folder / "retention_km.png"
+    fig.savefig(out["retention"], dpi=DPI)
+    plt.close(fig)
+    dist = (
+        res.health.groupby(["tier", "band"])
+        .size()
+        .unstack(fill_value=0)
+        .reindex(columns=["red", "yellow", "green"], fill_value=0)
+    )
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    left = pd.Series(0, index=dist.index)
+    for band in ("red", "yellow", "green"):
+        ax.barh(dist.index, dist[band], left=left, color=BAND_COLOURS[band], label=band)
+        left += dist[band]
+    ax.set_xlabel("accounts")
+    ax.set_title("Health bands by tier", loc="left", fontweight="bold")
+    ax.legend(frameon=False, ncol=3, loc="lower right")
+    fig.tight_layout()
+    out["health"] = folder / "health_by_tier.png"
+    fig.savefig(out["health"], dpi=DPI)
+    plt.close(fig)
+    return out
+
+
+def write(res: CustomerResults, out_dir: Path, formats=("json", "md")) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    if "json" in formats:
+        files["json"] = out_dir / "customer_success.json"
+        files["json"].write_text(json.dumps(payload(res), indent=1), encoding="utf-8")
+    if "md" in formats:
+        files["md"] = out_dir / "customer_success.md"
+        files["md"].write_text(markdown(res), encoding="utf-8")
+    res.health.to_parquet(out_dir / "health.parquet", index=False)
+    risk = res.risk.copy()
+    risk["drivers"] = risk["drivers"].map(lambda v: "; ".join(v))
+    risk["reasons"] = risk["reasons"].map(lambda v: "; ".join(v))
+    risk.to_parquet(out_dir / "at_risk.parquet", index=False)
+    files["at_risk_csv"] = write_csv(risk, out_dir / "at_risk.csv", float_format="%.6f")
+    res.curves.to_parquet(out_dir / "retention_km.parquet", index=False)
+    files.update(_figures(res, out_dir / "figures"))
+    return files

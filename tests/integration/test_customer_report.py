@@ -1,0 +1,75 @@
+"""`cfx churn score` and `cfx report customer-success` on a small demo company."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from tests.conftest import run_cfx
+
+
+def test_churn_score_writes_every_active_account(demo_home, tmp_path):
+    out = tmp_path / "scores.csv"
+    result = run_cfx("churn", "score", "--as-of", "2025-09", "--out", str(out), home=demo_home)
+    assert result.returncode == 0, result.stderr
+    scores = pd.read_csv(out)
+    assert list(scores.columns) == ["account_id", "p_churn_3m"]
+    assert scores["p_churn_3m"].between(0, 1).all() and scores["account_id"].is_unique
+    from cfxlib import revenue, warehouse
+
+    con = warehouse.connect(demo_home / "warehouse" / "cfx.duckdb")
+    try:
+        active = revenue.account_mrr(con=con, as_of="2025-09")
+    finally:
+        con.close()
+    assert set(scores["account_id"]) == set(active.loc[active["month"] == "2025-09", "account_id"])
+
+
+def test_churn_score_refuses_bad_months(demo_home, tmp_path):
+    bad = run_cfx("churn", "score", "--as-of", "2025-13", "--out", str(tmp_path / "x.csv"), home=demo_home)
+    assert bad.returncode == 2 and "YYYY-MM" in bad.stderr
+    early = run_cfx("churn", "score", "--as-of", "2019-01", "--out", str(tmp_path / "x.csv"), home=demo_home)
+    assert early.returncode == 2 and "not in the data" in early.stderr and "Traceback" not in early.stderr
+
+
+def test_customer_success_report(demo_home, tmp_path):
+    out = tmp_path / "cs"
+    result = run_cfx(
+        "report",
+        "customer-success",
+        "--format",
+        "json",
+        "--format",
+        "md",
+        "--out",
+        str(out),
+        home=demo_home,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr
+    payload = json.loads((out / "customer_success.json").read_text())
+    assert payload["as_of"] == "2025-12"
+    card = payload["model_card"]
+    for key in (
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "lift_top_decile",
+        "accuracy",
+        "accuracy_always_no_churn",
+        "calibration",
+        "oracle_ratio",
+    ):
+        assert key in card, key
+    assert 0.5 < card["roc_auc"] <= 1
+    risk = payload["at_risk"]
+    assert risk and all(r["action"] and r["owner"] for r in risk)
+    arr_at_risk = [r["arr_at_risk"] for r in risk]
+    assert arr_at_risk == sorted(arr_at_risk, reverse=True)
+    for key in ("active_users", "nps", "customer_roi", "health", "arr_at_risk"):
+        assert key in payload["kpis"]
+    md = (out / "customer_success.md").read_text()
+    assert "## Churn model card" in md and "ROC AUC" in md and "## At-risk accounts" in md
+    for png in ("churn_calibration.png", "retention_km.png", "health_by_tier.png"):
+        assert (out / "figures" / png).stat().st_size > 10_000
