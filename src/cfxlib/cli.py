@@ -163,9 +163,12 @@ def ingest_cmd(
 @app.command("run")
 def run_cmd(
     data: Annotated[Path | None, typer.Option("--data", help="Data directory to ingest first.")] = None,
-    as_of: Annotated[str | None, typer.Option(help="Reporting date YYYY-MM-DD.")] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="Reporting date YYYY-MM-DD (reports the month that contains it).")
+    ] = None,
 ) -> None:
-    """The main job: ingest (the demo company when nothing is configured) and report."""
+    """The main job: ingest, execute the notebooks, render the site and PDFs, publish atomically."""
+    from cfxlib import pipeline
     from cfxlib.demo import DemoOptions, generate
 
     settings = load_settings()
@@ -179,18 +182,31 @@ def run_cmd(
             task = progress.add_task("generating accounts", total=demo.accounts)
             generate(
                 home.demo_data,
-                DemoOptions(
-                    accounts=demo.accounts,
-                    months=demo.months,
-                    seed=demo.seed,
-                    end_month=demo.end_month,
-                ),
+                DemoOptions(accounts=demo.accounts, months=demo.months, seed=demo.seed, end_month=demo.end_month),
                 progress=lambda done, total: progress.update(task, completed=done),
             )
         data_dir = home.demo_data
     if data_dir is not None:
         _ingest(data_dir, home, as_of_date)
     print_summary(home)
+    month = f"{as_of_date.year:04d}-{as_of_date.month:02d}" if as_of_date else None
+    names = [s.name for s in pipeline.STEPS] + ["render"]
+    with _progress() as progress:
+        tasks = {n: progress.add_task(n, total=1) for n in names}
+
+        def report(name: str, state: str) -> None:
+            if state == "done":
+                progress.update(tasks[name], completed=1)
+            elif state == "failed":
+                progress.update(tasks[name], description=f"[red]{name} failed")
+
+        notebooks = settings.pipeline.notebook_dir
+        result = pipeline.run(
+            home, as_of_month=month, notebooks=notebooks, timeout=settings.pipeline.notebook_timeout_s, progress=report
+        )
+    timings = ", ".join(f"{k} {v.get('seconds', 0):.0f}s" for k, v in result.steps.items())
+    console.print(f"Published run {result.run_id}: {home.published / 'site' / 'index.html'}", markup=False)
+    console.print(f"Steps: {timings}", markup=False)
 
 
 report_app = typer.Typer(help="Write report artifacts (tables, figures, JSON, Markdown).", no_args_is_help=True)
@@ -233,16 +249,16 @@ def report_finance(
 
 @report_app.command("customer-success")
 def report_customer_success(
-    format: Annotated[list[str], typer.Option("--format", help="json and/or md (repeat the option for both).")] = [
-        "json",
-        "md",
-    ],  # noqa: B006
+    format: Annotated[
+        list[str] | None, typer.Option("--format", help="json and/or md (repeat the option for both; default both).")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Folder (default: $CFX_HOME/reports/customer-success).")] = None,
     as_of: Annotated[str | None, typer.Option(help="Month YYYY-MM (default: the data's last month).")] = None,
 ) -> None:
     """KPI summary, at-risk accounts with recommendations, and the churn model card."""
     from cfxlib import customer_report, warehouse
 
+    format = format or ["json", "md"]
     bad = [f for f in format if f not in ("json", "md")]
     if bad:
         raise UserError(f"--format must be json or md, not {', '.join(bad)}")

@@ -99,3 +99,25 @@ def movements_figure(
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
+
+
+def ops_figure(ops_total: pd.DataFrame, path: Path, threshold: float = 99.5, months: int = 18) -> Path:
+    """Monthly uptime against the alert threshold, and AI calls per month."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    o = ops_total.tail(months)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    ax1.plot(o["month"], o["uptime_pct"], marker="o", color=PALETTE["Total"], lw=2, label="mean uptime")
+    ax1.plot(o["month"], o["worst_service_uptime_pct"], marker=".", color="#d1495b", lw=1, label="worst service")
+    ax1.axhline(threshold, color="#d1495b", ls="--", lw=1, label=f"alert threshold {threshold:g}%")
+    ax1.set_ylabel("uptime, %")
+    ax1.set_title("Service uptime", loc="left", fontweight="bold")
+    ax1.legend(frameon=False, fontsize=8)
+    ax2.bar(o["month"], o["ai_calls"], color=PALETTE["Professional"])
+    ax2.set_title("AI calls per month", loc="left", fontweight="bold")
+    for ax in (ax1, ax2):
+        ax.tick_params(axis="x", rotation=60, labelsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path

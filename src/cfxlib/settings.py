@@ -70,7 +70,8 @@ class ServiceSettings(_Section):
 
 
 class PipelineSettings(_Section):
-    notebook_timeout_s: int = Field(900, ge=10, description="Per-notebook time limit, seconds.")
+    notebook_timeout_s: int = Field(900, ge=10, description="Time limit per notebook cell, seconds.")
+    notebook_dir: Path | None = Field(None, description="Notebooks to execute; default: the repository's notebooks/.")
 
 
 class Settings(BaseSettings):
