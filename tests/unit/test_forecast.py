@@ -90,5 +90,5 @@ def test_backtest_table_scores_every_candidate():
 
 def test_default_candidates_include_prophet_and_arima_for_few_series():
     f = Forecaster()
-    assert {"Prophet", "AutoARIMA", "AutoETS[log]", "Ensemble"} <= set(f.candidates(4))
+    assert {"Prophet", "AutoARIMA", "AutoETS[log]", "DynamicOptimizedTheta[log]", "Ensemble"} <= set(f.candidates(4))
     assert not {"Prophet", "AutoARIMA"} & set(f.candidates(500))

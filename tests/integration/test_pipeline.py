@@ -1,0 +1,157 @@
+"""cfx run end to end on a small demo: publication, provenance, agreement, pages, PDFs, atomicity."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from cfxlib import revenue, warehouse
+from cfxlib.snapshot import MetricsSnapshot
+from tests.conftest import REPO, run_cfx
+
+SMALL = {"CFX_DEMO__ACCOUNTS": "220", "CFX_DEMO__MONTHS": "20", "CFX_DEMO__END_MONTH": "2025-12"}
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    home = tmp_path_factory.mktemp("pipeline-home")
+    result = run_cfx("run", home=home, env=SMALL, timeout=1200)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return home
+
+
+def test_run_publishes_everything(published):
+    pub = published / "published"
+    assert pub.is_symlink()
+    for rel in (
+        "site/index.html",
+        "site/reports/portal.html",
+        "site/reports/model-card.html",
+        "site/reports/forecast-backtest.html",
+        "site/reports/data-dictionary.html",
+        "site/reports/launch-report.html",
+        "reports/enterprise_launch_report.md",
+        "reports/enterprise_launch_report.html",
+        "reports/enterprise_launch_report.pdf",
+        "reports/investor_metrics.pdf",
+        "metrics_snapshot.json",
+        "finance.json",
+        "customer_success.json",
+        "run.json",
+    ):
+        assert (pub / rel).exists(), rel
+    run = json.loads((pub / "run.json").read_text())
+    assert run["status"] == "published"
+    assert re.fullmatch(r"[0-9a-f]{64}", run["data_hash"])
+    assert run["code_commit"] and run["packages"]["pandas"] and run["parameters"]["cfx_home"] == str(published)
+    run_dir = published / "runs" / run["run_id"]
+    assert sorted(p.name for p in (run_dir / "notebooks").iterdir()) == sorted(
+        p.name for p in (REPO / "notebooks").glob("*.ipynb")
+    )
+    assert all(v["status"] == "ok" for v in run["steps"].values())
+
+
+def test_snapshot_site_pdf_and_library_agree(published):
+    pub = published / "published"
+    snap = MetricsSnapshot.model_validate_json((pub / "metrics_snapshot.json").read_text())
+    con = warehouse.connect(published / "warehouse" / "cfx.duckdb")
+    try:
+        monthly = revenue.monthly_metrics(con=con)
+    finally:
+        con.close()
+    last = monthly.iloc[-1]
+    assert snap.as_of == last["month"] == "2025-12"
+    assert snap.arr == pytest.approx(last["arr"]) and snap.mrr == pytest.approx(last["mrr"])
+    assert snap.customers == last["customers"]
+    assert snap.arr_growth_mom == pytest.approx(last["arr_growth_mom"])
+    assert snap.schema_version and snap.arr_forecast_12m is not None
+    arr_text = f"${snap.arr / 1e6:,.2f}M" if snap.arr >= 1e6 else f"${snap.arr:,.0f}"
+    site = (pub / "site" / "reports" / "index.html").read_text()
+    assert arr_text in site and snap.run_id in site
+    pdf_text = subprocess.run(
+        ["pdftotext", "-layout", str(pub / "reports" / "investor_metrics.pdf"), "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert arr_text in pdf_text and snap.as_of in pdf_text
+    launch = (pub / "reports" / "enterprise_launch_report.md").read_text()
+    assert arr_text in launch and "Enterprise Acquisition → Operational Intelligence → Global Scaling" in launch
+
+
+def test_site_is_offline_and_navigable_in_chromium(published, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    site = published / "published" / "site"
+    for page in site.rglob("*.html"):
+        text = page.read_text()
+        assert not re.search(r"(src|href)=\"https?://", text), f"external link in {page.name}"
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        failed = []
+        page.on("requestfailed", lambda r: failed.append(r.url))
+        page.goto((site / "index.html").as_uri())
+        page.wait_for_url("**/reports/index.html")
+        assert "Executive overview" in page.inner_text("h1")
+        page.screenshot(path=str(shots / "overview.png"), full_page=True)
+        page.click("nav >> text=Reporting portal")
+        page.wait_for_url("**/portal.html")
+        assert page.is_visible("text=Recurring revenue by tier")
+        page.click(".tabset-nav >> text=System Performance")
+        assert page.is_visible("text=Services in") and not page.is_visible("text=Recurring revenue by tier")
+        page.screenshot(path=str(shots / "portal-system.png"), full_page=True)
+        page.click(".tabset-nav >> text=Customer Health")
+        assert page.is_visible("text=At-risk accounts")
+        for name in ("Churn model card", "Forecast backtest", "Data dictionary", "Launch report"):
+            page.click(f"nav >> text={name}")
+            assert page.inner_text("h1") or page.inner_text("main")
+        images = page.eval_on_selector_all("img", "els => els.map(e => e.naturalWidth)")
+        assert all(w > 0 for w in images)
+        browser.close()
+    assert not failed, failed
+    assert (shots / "overview.png").stat().st_size > 50_000
+
+
+def test_pdf_pages_render_to_images(published, tmp_path):
+    pdf = published / "published" / "reports" / "enterprise_launch_report.pdf"
+    subprocess.run(["pdftoppm", "-r", "80", "-png", "-f", "1", "-l", "1", str(pdf), str(tmp_path / "page")], check=True)
+    png = next(tmp_path.glob("page*.png"))
+    assert png.stat().st_size > 30_000
+
+
+def test_failed_step_keeps_the_previous_publication(published, tmp_path):
+    before = os.readlink(published / "published")
+    broken = tmp_path / "notebooks"
+    shutil.copytree(REPO / "notebooks", broken)
+    nb = json.loads((broken / "04_customer_health.ipynb").read_text())
+    nb["cells"][3]["source"] = "raise RuntimeError('simulated failure in health')"
+    (broken / "04_customer_health.ipynb").write_text(json.dumps(nb))
+    result = run_cfx("run", home=published, env={**SMALL, "CFX_PIPELINE__NOTEBOOK_DIR": str(broken)}, timeout=900)
+    assert result.returncode == 2
+    assert (
+        re.search(r"04_customer_health failed at cell \d+", result.stderr)
+        and "simulated failure in health" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert os.readlink(published / "published") == before
+    runs = sorted((published / "runs").iterdir())
+    failed = json.loads((runs[-1] / "run.json").read_text())
+    assert failed["status"] == "failed" and "04_customer_health" in failed["error"]
