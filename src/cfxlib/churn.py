@@ -227,7 +227,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         self.cv = cv
         self.random_state = random_state
 
-    def _build(self, numeric: list[str], categorical: list[str]):
+    def _build(self, numeric: list[str], categorical: list[str], minority: int = 1_000):
         linear = Pipeline(
             [
                 (
@@ -285,7 +285,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
                         min_samples_leaf=self.min_samples_leaf,
                         l2_regularization=self.l2_regularization,
                         max_iter=self.max_iter,
-                        early_stopping=True,
+                        early_stopping=minority >= 20,  # the validation split needs both classes
                         validation_fraction=0.15,
                         n_iter_no_change=30,
                         categorical_features=[False] * len(numeric) + [True] * len(categorical),
@@ -302,11 +302,13 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         self.numeric_, self.categorical_ = _split_columns(frame)
         self.feature_names_in_ = np.array(frame.columns, dtype=object)
         self.n_features_in_ = frame.shape[1]
-        base = self._build(self.numeric_, self.categorical_)
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise ValueError("ChurnModel needs both churned and retained examples to fit")
-        folds = min(self.cv, int(np.bincount(y).min()))
+        minority = int(np.bincount(y).min())
+        base = self._build(self.numeric_, self.categorical_, minority)
+        # calibration folds need a few examples of each class; with very few, fit uncalibrated
+        folds = min(self.cv, minority // 5)
         if folds >= 2:
             self.model_ = CalibratedClassifierCV(base, method=self.calibration, cv=folds).fit(frame, y)
         else:

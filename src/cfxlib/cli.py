@@ -330,11 +330,14 @@ def docs_cmd(
     out_dir: Annotated[Path, typer.Option(help="Documentation folder of the repository.")] = Path("docs"),
 ) -> None:
     """Regenerate the generated documentation (the data dictionary) from the code."""
-    from cfxlib import datadict
+    from cfxlib import datadict, snapshot
 
-    path = out_dir / "data-dictionary.md"
-    changed = datadict.write(path)
-    console.print(f"{path}: {'updated' if changed else 'already current'}")
+    for path, write in (
+        (out_dir / "data-dictionary.md", datadict.write),
+        (out_dir / "metrics_snapshot.schema.json", snapshot.write_schema),
+    ):
+        changed = write(path)
+        console.print(f"{path}: {'updated' if changed else 'already current'}")
 
 
 def main() -> None:

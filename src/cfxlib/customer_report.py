@@ -190,9 +190,22 @@ def _figures(res: CustomerResults, folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
     card = res.card or {}
-    if "calibration" in card:
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    if "calibration" not in card:  # not enough history for an out-of-time test: say so
+        ax.axis("off")
+        ax.text(
+            0.5,
+            0.5,
+            "No calibration curve:\n" + str(card.get("unavailable", "model card unavailable")),
+            ha="center",
+            va="center",
+            wrap=True,
+        )
+        out["calibration"] = folder / "churn_calibration.png"
+        fig.savefig(out["calibration"], dpi=DPI)
+        plt.close(fig)
+    else:
         cal = pd.DataFrame(card["calibration"])
-        fig, ax = plt.subplots(figsize=(5.2, 4.6))
         top = max(cal["predicted"].max(), cal["observed"].max()) * 1.1
         ax.plot([0, top], [0, top], color="#999", ls="--", lw=1, label="perfect calibration")
         ax.plot(cal["predicted"], cal["observed"], marker="o", color=PALETTE["Total"], lw=2, label="model (deciles)")

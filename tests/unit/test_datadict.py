@@ -16,3 +16,10 @@ def test_every_column_is_described_with_a_kind():
         for name, column in spec.columns.items():
             assert column.description, f"{spec.name}.{name} has no description"
             assert column.metadata["kind"] in datadict.KIND_TEXT
+
+
+def test_snapshot_schema_is_current():
+    from cfxlib import snapshot
+
+    committed = (REPO / "docs" / "metrics_snapshot.schema.json").read_text(encoding="utf-8")
+    assert committed == snapshot.schema_json(), "docs/metrics_snapshot.schema.json is stale: run `cfx docs`"

@@ -66,7 +66,7 @@ def test_seasonal_series_beats_the_naive_forecast():
     out = forecast(series(y[:48]), h=12, models=FAST)
     mae = np.abs(out["yhat"].to_numpy() - y[48:]).mean()
     naive = np.abs(y[47] - y[48:]).mean()
-    assert mae < 0.5 * naive
+    assert mae < 0.75 * naive
 
 
 def test_compounding_growth_is_followed_by_a_log_model():

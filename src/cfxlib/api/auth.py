@@ -1,0 +1,126 @@
+"""API tokens: created once (shown once), stored hashed under ``$CFX_HOME/tokens.json``.
+
+Roles and what they may do:
+
+- ``analyst``: everything;
+- ``executive``: finance and customers, read only (and the customer-health feed);
+- ``investor``: finance summary, forecast, retention and unit economics only;
+- ``ingest``: ``POST /api/events`` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import threading
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cfxlib.errors import UserError
+
+ROLES = ("analyst", "executive", "investor", "ingest")
+PERMISSIONS = {
+    "analyst": {"finance", "finance.public", "customers", "events", "feed"},
+    "executive": {"finance", "finance.public", "customers", "feed"},
+    "investor": {"finance.public"},
+    "ingest": {"events"},
+}
+"""Scopes per role. ``finance.public`` = summary, forecast, retention, unit economics."""
+
+
+class TokenError(UserError):
+    pass
+
+
+@dataclass
+class TokenRecord:
+    id: str
+    name: str
+    role: str
+    sha256: str
+    created_at: str
+    expires_at: str | None = None
+    revoked_at: str | None = None
+
+    def active(self, now: datetime | None = None) -> bool:
+        now = now or datetime.now(UTC)
+        if self.revoked_at:
+            return False
+        return not (self.expires_at and datetime.fromisoformat(self.expires_at) <= now)
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class TokenStore:
+    """The token file; reloaded when it changes on disk (tokens created while serving work)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._stamp: tuple | None = None
+        self._by_hash: dict[str, TokenRecord] = {}
+
+    def _records(self) -> list[TokenRecord]:
+        if not self.path.exists():
+            return []
+        return [TokenRecord(**r) for r in json.loads(self.path.read_text(encoding="utf-8"))]
+
+    def _save(self, records: list[TokenRecord]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([asdict(r) for r in records], indent=1), encoding="utf-8")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)
+
+    def create(self, role: str, name: str = "", expires_days: int | None = None) -> tuple[str, TokenRecord]:
+        if role not in ROLES:
+            raise TokenError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+        if expires_days is not None and expires_days <= 0:
+            raise TokenError("--expires must be a positive number of days")
+        token = "cfx_" + secrets.token_urlsafe(32)
+        now = datetime.now(UTC)
+        record = TokenRecord(
+            id=secrets.token_hex(4),
+            name=name or role,
+            role=role,
+            sha256=_hash(token),
+            created_at=now.isoformat(timespec="seconds"),
+            expires_at=(now + timedelta(days=expires_days)).isoformat(timespec="seconds") if expires_days else None,
+        )
+        with self._lock:
+            self._save([*self._records(), record])
+        return token, record
+
+    def list(self) -> list[TokenRecord]:
+        return self._records()
+
+    def revoke(self, token_id: str) -> TokenRecord:
+        with self._lock:
+            records = self._records()
+            for r in records:
+                if r.id == token_id:
+                    r.revoked_at = datetime.now(UTC).isoformat(timespec="seconds")
+                    self._save(records)
+                    return r
+        raise TokenError(f"no token with id {token_id!r}; see `cfx token list`")
+
+    def lookup(self, token: str | None) -> TokenRecord | None:
+        """The active record for a presented token, or None (unknown, expired or revoked)."""
+        if not token:
+            return None
+        try:
+            stat = self.path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            return None
+        if stamp != self._stamp:
+            with self._lock:
+                self._by_hash = {r.sha256: r for r in self._records()}
+                self._stamp = stamp
+        record = self._by_hash.get(_hash(token))
+        return record if record and record.active() else None

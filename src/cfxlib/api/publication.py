@@ -1,0 +1,98 @@
+"""The published run, loaded read-only and precomputed for serving.
+
+``$CFX_HOME/published`` is a symbolic link that ``cfx run`` switches atomically. The service
+keeps one :class:`Publication` in memory; :class:`PublicationWatcher` checks the link on every
+request (one ``readlink``) and loads a new publication completely before swapping it in, so a
+request never sees half of two runs and never fails during a switch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from cfxlib import health
+from cfxlib.finance import records
+
+
+@dataclass
+class Publication:
+    target: str
+    run: dict
+    snapshot: dict
+    finance: dict
+    customers: dict
+    health: list[dict]
+    health_by_id: dict[str, dict]
+    at_risk: list[dict]
+    risk_by_id: dict[str, dict]
+    accounts: set[str] = field(default_factory=set)
+
+    @property
+    def run_id(self) -> str:
+        return self.run["run_id"]
+
+    @property
+    def as_of_date(self):
+        return pd.Period(self.snapshot["as_of"], freq="M").end_time.date()
+
+    @classmethod
+    def load(cls, link: Path) -> Publication:
+        target = os.readlink(link)
+        root = (link.parent / target).resolve()
+        read = lambda name: json.loads((root / name).read_text(encoding="utf-8"))  # noqa: E731
+        art = root / "artifacts"
+        hframe = pd.read_parquet(art / "health.parquet")
+        hframe["as_of"] = hframe["as_of"].astype(str).str[:10]
+        hrows = records(hframe)
+        risk = pd.read_parquet(art / "at_risk.parquet")
+        for col in ("drivers", "reasons"):
+            risk[col] = risk[col].map(lambda v: [x for x in str(v).split("; ") if x])
+        rrows = records(risk.drop(columns=[c for c in health.COMPONENTS if c in risk.columns]))
+        return cls(
+            target=target,
+            run=read("run.json"),
+            snapshot=read("metrics_snapshot.json"),
+            finance=read("finance.json"),
+            customers=read("customer_success.json"),
+            health=hrows,
+            health_by_id={r["account_id"]: r for r in hrows},
+            at_risk=[r for r in rrows if r.get("at_risk")],
+            risk_by_id={r["account_id"]: r for r in rrows},
+            accounts={r["account_id"] for r in hrows},
+        )
+
+
+class PublicationWatcher:
+    """Holds the current publication; reloads when the ``published`` link points elsewhere."""
+
+    def __init__(self, link: Path):
+        self.link = link
+        self._lock = threading.Lock()
+        self._current: Publication | None = None
+        self.listeners: list = []
+
+    def current(self) -> Publication | None:
+        try:
+            target = os.readlink(self.link)
+        except OSError:
+            return self._current
+        pub = self._current
+        if pub is not None and pub.target == target:
+            return pub
+        with self._lock:
+            if self._current is not None and self._current.target == target:
+                return self._current
+            try:
+                fresh = Publication.load(self.link)
+            except (OSError, ValueError, KeyError):
+                return self._current  # mid-switch or incomplete: keep serving the previous one
+            self._current = fresh
+        for listener in self.listeners:
+            listener(fresh)
+        return fresh
