@@ -325,6 +325,62 @@ def _parse_month(value: str | None) -> str | None:
     return value
 
 
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8001).")] = None,
+) -> None:
+    """The HTTP and WebSocket service for the latest publication (finance, customers, events)."""
+    from cfxlib.api.app import serve
+
+    settings = load_settings()
+    home = Home(settings.home).ensure()
+    serve(home, host or settings.service.host, port or settings.service.port)
+
+
+token_app = typer.Typer(help="API tokens (stored hashed under $CFX_HOME; shown once).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+def _tokens():
+    from cfxlib.api.auth import TokenStore
+
+    return TokenStore(Home(load_settings().home).ensure().tokens)
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="analyst, executive, investor or ingest.")],
+    name: Annotated[str, typer.Option(help="A label to recognise the token by.")] = "",
+    expires: Annotated[int | None, typer.Option(help="Days until the token expires (default: never).")] = None,
+) -> None:
+    """Create a token and print it (it cannot be shown again)."""
+    token, record = _tokens().create(role, name, expires)
+    err.print(
+        f"token {record.id} ({record.role}, {record.name}) created; store it now, it is not kept", highlight=False
+    )
+    print(token)
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """Tokens by id, role, name and state (never the token itself)."""
+    table = Table()
+    for col in ("id", "role", "name", "created", "expires", "state"):
+        table.add_column(col)
+    for r in _tokens().list():
+        state = "revoked" if r.revoked_at else ("active" if r.active() else "expired")
+        table.add_row(r.id, r.role, r.name, r.created_at, r.expires_at or "never", state)
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id (see `cfx token list`).")]) -> None:
+    """Revoke a token: it is refused from the next request on."""
+    record = _tokens().revoke(token_id)
+    console.print(f"token {record.id} revoked")
+
+
 @app.command("docs")
 def docs_cmd(
     out_dir: Annotated[Path, typer.Option(help="Documentation folder of the repository.")] = Path("docs"),

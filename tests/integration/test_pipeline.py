@@ -14,16 +14,11 @@ from cfxlib import revenue, warehouse
 from cfxlib.snapshot import MetricsSnapshot
 from tests.conftest import REPO, run_cfx
 
-SMALL = {"CFX_DEMO__ACCOUNTS": "220", "CFX_DEMO__MONTHS": "20", "CFX_DEMO__END_MONTH": "2025-12"}
+pytestmark = pytest.mark.xdist_group("pipeline")
+
+from tests.integration.conftest import SMALL  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def published(tmp_path_factory):
-    home = tmp_path_factory.mktemp("pipeline-home")
-    result = run_cfx("run", home=home, env=SMALL, timeout=1200)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    return home
 
 
 def test_run_publishes_everything(published):

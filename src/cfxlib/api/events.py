@@ -1,0 +1,119 @@
+"""Live events: validated with the ingest rules, stored durably before they are acknowledged.
+
+An event is one row of ``usage_daily``, ``tickets``, ``nps_responses`` or ``downtime_monthly``
+plus ``"table"``. A batch is validated by the same parsing and pandera checks as ``cfx ingest``
+(:mod:`cfxlib.validate`), plus: the account must exist. Any failure rejects the whole batch with
+the event's index and field. Accepted batches are appended to ``$CFX_HOME/events/events.jsonl``
+and fsync'd before the answer, so a crash right after a 202 loses nothing; the next ``cfx run``
+loads them (rows whose key is already in the data files are left to the files).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import pandas as pd
+
+from cfxlib.issues import IssueLog
+from cfxlib.schemas import TABLES
+from cfxlib.validate import check_chunk, parse_chunk, schema_for_chunks
+
+EVENT_TABLES = ("usage_daily", "tickets", "nps_responses", "downtime_monthly")
+EVENTS_FILE = "events.jsonl"
+
+
+def validate_batch(events: list, accounts: set[str] | None = None) -> tuple[list[dict], list[dict]]:
+    """(clean events, errors). Each error: ``{"index", "field", "rule", "value"}``."""
+    errors: list[dict] = []
+    by_table: dict[str, list[tuple[int, dict]]] = {}
+    for i, event in enumerate(events):
+        if not isinstance(event, dict):
+            errors.append({"index": i, "field": None, "rule": "an event must be a JSON object", "value": None})
+            continue
+        table = event.get("table")
+        if table not in EVENT_TABLES:
+            errors.append(
+                {"index": i, "field": "table", "rule": f"must be one of {', '.join(EVENT_TABLES)}", "value": table}
+            )
+            continue
+        spec = TABLES[table]
+        missing = [c for c in spec.columns if c not in event and not spec.columns[c].nullable]
+        for column in missing:
+            errors.append({"index": i, "field": column, "rule": "required field is missing", "value": None})
+        if not missing:
+            by_table.setdefault(table, []).append((i, event))
+    clean: dict[int, dict] = {}
+    for table, items in by_table.items():
+        spec = TABLES[table]
+        raw = pd.DataFrame(
+            [{c: "" if e.get(c) is None else str(e.get(c)) for c in spec.columns} for _, e in items],
+            index=pd.Index([i for i, _ in items], name="line"),
+            dtype=object,
+        )
+        log = IssueLog(keep=10_000)
+        typed, failed = parse_chunk(raw, spec, table, log)
+        check_chunk(typed, schema_for_chunks(spec), spec, table, failed, log)
+        for issue in log.shown:
+            errors.append(
+                {
+                    "index": issue.line,
+                    "field": issue.column,
+                    "rule": issue.rule,
+                    "value": None if issue.value is None else str(issue.value),
+                }
+            )
+        for i, event in items:
+            if accounts is not None and str(event.get("account_id")) not in accounts:
+                errors.append(
+                    {
+                        "index": i,
+                        "field": "account_id",
+                        "rule": "unknown account_id (not in the published data)",
+                        "value": event.get("account_id"),
+                    }
+                )
+            clean[i] = {"table": table, **{c: event.get(c) for c in spec.columns}}
+    errors.sort(key=lambda e: (e["index"], e["field"] or ""))
+    return [clean[i] for i in sorted(clean)], errors
+
+
+class EventStore:
+    """Append-only, fsync'd JSON-lines store of accepted events."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.path = self.folder / EVENTS_FILE
+        self._lock = threading.Lock()
+
+    def append(self, events: list[dict]) -> None:
+        data = "".join(json.dumps(e, default=str) + "\n" for e in events).encode("utf-8")
+        with self._lock:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            new = not self.path.exists()
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if new:
+                dfd = os.open(self.folder, os.O_RDONLY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+
+    def read(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break  # a torn last line after a crash mid-write: it was never acknowledged
+        return out

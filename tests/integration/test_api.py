@@ -1,0 +1,252 @@
+"""The live service against a real uvicorn server, httpx and the websockets client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import httpx
+import pytest
+import websockets
+
+from cfxlib import health, warehouse
+from tests.conftest import CFX, run_cfx
+
+pytestmark = pytest.mark.xdist_group("pipeline")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, home):
+        self.home, self.port = home, _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self):
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("CFX_")}, "CFX_HOME": str(self.home)}
+        self.proc = subprocess.Popen(
+            [str(CFX), "serve", "--port", str(self.port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise RuntimeError(
+            "server did not start:\n" + self.proc.stdout.read() if self.proc.poll() is not None else "timeout"
+        )
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=20)
+
+
+def token(home, role, *extra):
+    result = run_cfx("token", "create", "--role", role, *extra, home=home)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def server(published):
+    srv = Server(published).start()
+    yield srv
+    srv.stop()
+
+
+def test_healthz_and_token_rules(server, published):
+    assert httpx.get(server.url + "/healthz").json()["status"] == "ok"
+    analyst, investor, ingest = (token(published, r) for r in ("analyst", "investor", "ingest"))
+    get = lambda path, t=None: httpx.get(server.url + path, headers={"Authorization": f"Bearer {t}"} if t else {})  # noqa: E731
+    assert get("/api/finance/summary").status_code == 401
+    assert get("/api/finance/summary", "cfx_not-a-token").status_code == 401
+    summary = get("/api/finance/summary", investor)
+    assert summary.status_code == 200
+    snap = json.loads((published / "published" / "metrics_snapshot.json").read_text())
+    body = summary.json()
+    assert (
+        body["as_of"] == snap["as_of"]
+        and body["arr"] == pytest.approx(snap["arr"])
+        and body["mrr"] == pytest.approx(snap["mrr"])
+    )
+    assert get("/api/finance/forecast", investor).status_code == 200
+    assert get("/api/finance/mrr", investor).status_code == 403
+    assert get("/api/customers/health", investor).status_code == 403
+    assert get("/api/finance/summary", ingest).status_code == 403
+    rows = get("/api/finance/mrr?by=tier&from=2025-06&to=2025-08", analyst).json()["rows"]
+    assert {r["month"] for r in rows} == {"2025-06", "2025-07", "2025-08"} and len(rows) == 9
+    assert get("/api/finance/mrr?from=2025-13", analyst).status_code == 422
+    page = get("/api/customers/health?tier=Starter&band=green&page=1&page_size=5", analyst).json()
+    assert len(page["accounts"]) <= 5 and all(a["tier"] == "Starter" and a["band"] == "green" for a in page["accounts"])
+    assert get("/api/customers/health?page=0", analyst).status_code == 422
+    first = get("/api/customers/at-risk?limit=1", analyst).json()["rows"][0]
+    detail = get(f"/api/customers/{first['account_id']}", analyst).json()
+    assert detail["recommendation"]["action"] and 0 <= detail["health"]["health_score"] <= 100
+    assert get("/api/customers/NOPE-1", analyst).status_code == 404
+    listed = run_cfx("token", "list", home=published).stdout
+    assert "analyst" in listed and analyst not in listed
+    token_id = json.loads((published / "tokens.json").read_text())[-1]["id"]
+    assert run_cfx("token", "revoke", token_id, home=published).returncode == 0
+    assert get("/api/finance/summary", ingest).status_code == 401  # the revoked one (last created)
+
+
+def test_bad_events_get_field_errors_and_store_nothing(server, published):
+    ingest = token(published, "ingest")
+    events_file = published / "events" / "events.jsonl"
+    before = events_file.read_bytes() if events_file.exists() else b""
+    bad = {
+        "events": [
+            {
+                "table": "nps_responses",
+                "response_id": "r-ok",
+                "account_id": "ACC-000001",
+                "date": "2025-12-30",
+                "score": 9,
+            },
+            {
+                "table": "nps_responses",
+                "response_id": "r-bad",
+                "account_id": "ACC-000001",
+                "date": "2025-12-30",
+                "score": 11,
+            },
+            {"table": "usage_daily", "account_id": "NOPE", "date": "yesterday"},
+            {"table": "invoices"},
+        ]
+    }
+    r = httpx.post(server.url + "/api/events", json=bad, headers={"Authorization": f"Bearer {ingest}"})
+    assert r.status_code == 422
+    errors = r.json()["errors"]
+    assert {k: errors[0][k] for k in ("index", "field")} == {"index": 1, "field": "score"} or any(
+        e["index"] == 1 and e["field"] == "score" for e in errors
+    )
+    assert any(e["index"] == 2 and e["field"] == "active_users" for e in errors)
+    assert any(e["index"] == 3 and e["field"] == "table" for e in errors)
+    after = events_file.read_bytes() if events_file.exists() else b""
+    assert after == before
+    assert (
+        httpx.post(
+            server.url + "/api/events",
+            content=b"{not json",
+            headers={"Authorization": f"Bearer {ingest}", "content-type": "application/json"},
+        ).status_code
+        == 422
+    )
+    big = b'{"events": [' + b",".join([b'{"table": "x"}'] * 80_000) + b"]}"
+    assert (
+        httpx.post(
+            server.url + "/api/events",
+            content=big,
+            headers={"Authorization": f"Bearer {ingest}", "content-type": "application/json"},
+        ).status_code
+        == 413
+    )
+
+
+def test_event_updates_websocket_and_matches_batch(server, published, tmp_path):
+    analyst = token(published, "analyst")
+    ingest = token(published, "ingest")
+
+    async def scenario():
+        url = f"ws://127.0.0.1:{server.port}/ws/customer-health?token={analyst}&tier=Starter"
+        async with websockets.connect(url, max_size=2**24) as ws:
+            snapshot = json.loads(await ws.recv())
+            assert snapshot["type"] == "snapshot" and snapshot["accounts"]
+            assert {a["tier"] for a in snapshot["accounts"]} == {"Starter"}
+            account = snapshot["accounts"][0]
+            event = {
+                "table": "nps_responses",
+                "response_id": "live-test-1",
+                "account_id": account["account_id"],
+                "date": "2025-12-31",
+                "score": 0,
+            }
+            start = time.perf_counter()
+            async with httpx.AsyncClient() as client:
+                r = await client.post(
+                    server.url + "/api/events", json={"events": [event]}, headers={"Authorization": f"Bearer {ingest}"}
+                )
+            assert r.status_code == 202, r.text
+            while True:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), timeout=5))
+                if msg["type"] == "update":
+                    break
+            elapsed = time.perf_counter() - start
+            return account, event, msg, elapsed
+
+    account, event, msg, elapsed = asyncio.run(scenario())
+    assert msg["account_id"] == account["account_id"] and elapsed < 1.0
+    assert msg["health_score"] != account["health_score"]
+    # the batch computation on the warehouse plus the same event gives the same score
+    copy = tmp_path / "wh.duckdb"
+    copy.write_bytes((published / "warehouse" / "cfx.duckdb").read_bytes())
+    con = warehouse.connect(copy, read_only=False)
+    try:
+        con.execute(
+            "INSERT INTO nps_responses (response_id, account_id, date, score) VALUES (?, ?, ?, ?)",
+            [event["response_id"], event["account_id"], event["date"], event["score"]],
+        )
+        batch = health.health_scores(con, __import__("datetime").date(2025, 12, 31), changes=False).set_index(
+            "account_id"
+        )
+    finally:
+        con.close()
+    assert batch.loc[account["account_id"], "health_score"] == pytest.approx(msg["health_score"])
+
+
+def test_websocket_refuses_bad_tokens_and_roles(server, published):
+    ingest = token(published, "ingest")
+
+    async def attempt(tok):
+        try:
+            async with websockets.connect(f"ws://127.0.0.1:{server.port}/ws/customer-health?token={tok}"):
+                return 101
+        except websockets.exceptions.InvalidStatus as exc:
+            return exc.response.status_code
+
+    assert asyncio.run(attempt("nope")) == 401
+    assert asyncio.run(attempt(ingest)) == 403
+
+
+def test_event_survives_sigkill(published):
+    srv = Server(published).start()
+    ingest = token(published, "ingest")
+    event = {
+        "table": "usage_daily",
+        "account_id": "ACC-000001",
+        "date": "2025-12-31",
+        "active_users": 1,
+        "work_orders_created": 0,
+        "work_orders_completed": 0,
+        "assets_monitored": 5,
+        "ai_requests": 0,
+    }
+    acc = json.loads((published / "published" / "customer_success.json").read_text())["at_risk"][0]["account_id"]
+    event["account_id"] = acc
+    r = httpx.post(srv.url + "/api/events", json={"events": [event]}, headers={"Authorization": f"Bearer {ingest}"})
+    assert r.status_code == 202
+    srv.stop(signal.SIGKILL)
+    lines = [json.loads(x) for x in (published / "events" / "events.jsonl").read_text().splitlines()]
+    assert any(e["account_id"] == acc and e["table"] == "usage_daily" and e["date"] == "2025-12-31" for e in lines)
+    again = Server(published).start()
+    try:
+        assert httpx.get(again.url + "/healthz").status_code == 200
+    finally:
+        again.stop()
