@@ -103,7 +103,10 @@ def demo_data(
 
 
 def _ingest(data_dir: Path, home: Home, as_of: date | None):
+    from cfxlib.api.events import EventStore
     from cfxlib.warehouse import ingest
+
+    events = EventStore(home.events).read()
 
     with _progress() as progress:
         tasks: dict[str, int] = {}
@@ -113,7 +116,7 @@ def _ingest(data_dir: Path, home: Home, as_of: date | None):
                 tasks[table] = progress.add_task(f"loading {table}", total=None)
             progress.update(tasks[table], completed=rows)
 
-        return ingest(data_dir, home.ensure().warehouse, as_of=as_of, progress=report)
+        return ingest(data_dir, home.ensure().warehouse, as_of=as_of, progress=report, events=events)
 
 
 def print_summary(home: Home) -> None:
@@ -186,6 +189,15 @@ def run_cmd(
                 progress=lambda done, total: progress.update(task, completed=done),
             )
         data_dir = home.demo_data
+    if data_dir is None and home.warehouse.exists() and home.events.joinpath("events.jsonl").exists():
+        # live events arrived since the last load: reload the same data with them
+        from cfxlib import warehouse
+
+        con = warehouse.connect(home.warehouse)
+        try:
+            data_dir = Path(warehouse.ingest_metadata(con)["data_dir"])
+        finally:
+            con.close()
     if data_dir is not None:
         _ingest(data_dir, home, as_of_date)
     print_summary(home)

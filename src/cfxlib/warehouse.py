@@ -216,12 +216,55 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _load_events(con, events: list[dict], log: IssueLog) -> int:
+    """Append live events (rows of event tables) whose key is not already in the data files.
+
+    Events were validated when accepted; they are parsed and checked again here with the same
+    rules (file name ``events.jsonl``, line = position in the file). For one key, the last event
+    wins; the data files win over events (they are the system of record).
+    """
+    loaded = 0
+    groups: dict[str, list[tuple[int, dict]]] = {}
+    for i, event in enumerate(events, 1):
+        groups.setdefault(event.get("table"), []).append((i, event))
+    for table, items in groups.items():
+        spec = TABLES.get(table)
+        if spec is None:
+            log.add(Issue("events.jsonl", items[0][0], "table", f"unknown table {table!r}"))
+            continue
+        raw = pd.DataFrame(
+            [{c: "" if e.get(c) is None else str(e.get(c)) for c in spec.columns} for _, e in items],
+            index=pd.Index([i for i, _ in items], name="line"),
+            dtype=object,
+        )
+        typed, failed = parse_chunk(raw, spec, "events.jsonl", log)
+        check_chunk(typed, schema_for_chunks(spec), spec, "events.jsonl", failed, log)
+        frame = typed.reset_index().rename(columns={"line": "_line"})
+        frame["_line"] = -frame["_line"]  # negative: from events.jsonl, not the table's file
+        if spec.key:
+            frame = frame.drop_duplicates(list(spec.key), keep="last")
+        con.register("_events", frame)
+        on = " AND ".join(f't."{k}" = e."{k}"' for k in spec.key) or "FALSE"
+        before = con.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0][0]
+        con.execute(
+            f'INSERT INTO "{table}" BY NAME SELECT e.* FROM _events e WHERE NOT EXISTS (SELECT 1 FROM "{table}" t WHERE {on})'
+        )
+        loaded += con.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0][0] - before
+        con.unregister("_events")
+    return loaded
+
+
 def ingest(
-    data_dir: Path, warehouse: Path, as_of: date | None = None, progress: Progress | None = None
+    data_dir: Path,
+    warehouse: Path,
+    as_of: date | None = None,
+    progress: Progress | None = None,
+    events: list[dict] | None = None,
 ) -> IngestResult:
     """Validate every table of ``data_dir`` and load it into ``warehouse``, all or nothing.
 
-    ``as_of`` (default: today) is the latest date any input may carry.
+    ``as_of`` (default: today) is the latest date any input may carry. ``events`` (live events
+    accepted by the service) are added after the files (see :func:`_load_events`).
     Raises :class:`~cfxlib.issues.InputError` listing the problems; the existing warehouse file is
     then untouched.
     """
@@ -261,6 +304,8 @@ def ingest(
                     rows[name] = _load_table(con, TABLES[name], path, log, progress)
                 except FileProblem:
                     continue
+            if events and not log:
+                rows["events"] = _load_events(con, events, log)
             _cross_table_rules(con, {n: p.name for n, p in found.items()}, as_of, log)
             if log:
                 raise InputError(log, f"{data_dir} is invalid; the warehouse was not changed")

@@ -250,3 +250,23 @@ def test_event_survives_sigkill(published):
         assert httpx.get(again.url + "/healthz").status_code == 200
     finally:
         again.stop()
+
+
+def test_next_run_includes_live_events(published):
+    """Events accepted by the service are in the warehouse after the next `cfx run`."""
+    import duckdb
+
+    result = run_cfx("run", home=published, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    con = duckdb.connect(str(published / "warehouse" / "cfx.duckdb"), read_only=True)
+    try:
+        live = con.execute(
+            "SELECT count(*), min(_line) FROM nps_responses WHERE response_id = 'live-test-1'"
+        ).fetchall()[0]
+        # the SIGKILL test's usage event repeats a day the data file has: the file wins, no duplicate
+        dup = con.execute(
+            "SELECT count(*) FROM (SELECT account_id, date FROM usage_daily GROUP BY ALL HAVING count(*) > 1)"
+        ).fetchall()[0][0]
+    finally:
+        con.close()
+    assert live[0] == 1 and live[1] < 0 and dup == 0
