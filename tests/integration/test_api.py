@@ -270,3 +270,27 @@ def test_next_run_includes_live_events(published):
     finally:
         con.close()
     assert live[0] == 1 and live[1] < 0 and dup == 0
+
+
+def test_schemathesis_finds_no_server_errors(server, published):
+    """Property-based fuzzing of the OpenAPI schema: no 5xx for any generated request."""
+    analyst = token(published, "analyst")
+    result = subprocess.run(
+        [
+            str(CFX.with_name("st")),
+            "run",
+            server.url + "/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--header",
+            f"Authorization: Bearer {analyst}",
+            "--max-examples",
+            "30",
+            "--phases",
+            "examples,fuzzing",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]

@@ -151,7 +151,7 @@ class FeedClient:
             self.bands is None or row.get("band") in self.bands
         )
 
-    def offer(self, message: dict) -> None:
+    def offer(self, message: dict | str) -> None:
         if self.lagging:
             return
         try:
@@ -343,10 +343,12 @@ def create_app(home: Home) -> FastAPI:
             service.live[row["account_id"]] = row
             if before is None or before.get("health_score") != row.get("health_score"):
                 updates += 1
-                message = {"type": "update", "sent_at": time.time(), **row}
+                text = json.dumps(
+                    {"type": "update", "sent_at": time.time(), **row}, default=str
+                )  # once for all clients
                 for client in list(service.clients):
                     if client.wants(row):
-                        client.offer(message)
+                        client.offer(text)
         return EventsAccepted(accepted=len(clean), health_updates=updates)
 
     @app.websocket("/ws/customer-health")
@@ -387,7 +389,7 @@ def create_app(home: Home) -> FastAPI:
                 if message is None:
                     await websocket.close(code=1013)
                     return
-                await websocket.send_text(json.dumps(message, default=str))
+                await websocket.send_text(message if isinstance(message, str) else json.dumps(message, default=str))
 
         task = asyncio.create_task(sender())
         try:
