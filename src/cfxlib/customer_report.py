@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from cfxlib import customers, health  # noqa: E402
+from cfxlib import customers, health, pages  # noqa: E402
 from cfxlib.figures import DPI, PALETTE  # noqa: E402
 from cfxlib.finance import _clean, records  # noqa: E402
 from cfxlib.outputs import write_csv  # noqa: E402
@@ -90,7 +90,7 @@ def _pct(x) -> str:
 
 
 def markdown(res: CustomerResults, top: int = 25) -> str:
-    k, card = res.kpis, res.card or {}
+    k = res.kpis
     lines = [
         f"# Customer success report — {res.as_of_month}",
         "",
@@ -130,49 +130,8 @@ def markdown(res: CustomerResults, top: int = 25) -> str:
             f"| {r['account_id']} | {r['tier']} | ${r['arr']:,.0f} | {r['health_score']:.0f} ({r['band']}) | {_pct(r['p_churn_3m'])} | "
             f"${r['arr_at_risk']:,.0f} | {reasons} | {r['action']} | {r['owner']} | {r['due_days']} |"
         )
-    lines += ["", "## Churn model card", ""]
-    if "roc_auc" in card:
-        lines += [
-            f"Trained on cutoffs {card['train_cutoffs'][0]} to {card['train_cutoffs'][1]} ({card['train_rows']:,} account-months), "
-            f"tested out of time on {card['test_cutoffs'][0]} to {card['test_cutoffs'][1]} ({card['test_rows']:,} account-months; "
-            f"churn rate {_pct(card['churn_rate'])}).",
-            "",
-            "| measure | value |",
-            "|---|---:|",
-            f"| ROC AUC | {card['roc_auc']:.3f} |",
-            f"| PR AUC | {card['pr_auc']:.3f} (base rate {card['churn_rate']:.3f}) |",
-            f"| Brier score | {card['brier']:.4f} (base rate only: {card['brier_base_rate']:.4f}) |",
-            f"| Lift in the top decile | {card['lift_top_decile']:.1f}x |",
-            f"| Accuracy at 0.5 | {_pct(card['accuracy'])} (always 'no churn': {_pct(card['accuracy_always_no_churn'])}) |",
-        ]
-        if "oracle_ratio" in card:
-            lines.append(
-                f"| AUC of the generator's true probabilities (oracle) | {card['oracle_roc_auc']:.3f}; model / oracle = {card['oracle_ratio']:.3f} |"
-            )
-        hv = card.get("health_validation", {})
-        if "roc_auc" in hv:
-            lines += [
-                "",
-                f"Health score as a churn signal on the same rows: ROC AUC {hv['roc_auc']:.3f}.",
-                "",
-                "| band | churn rate (3 months) | accounts |",
-                "|---|---:|---:|",
-            ]
-            for band in ("red", "yellow", "green"):
-                if band in hv["churn_rate_by_band"]:
-                    b = hv["churn_rate_by_band"][band]
-                    lines.append(f"| {band} | {_pct(b['churn_rate'])} | {b['accounts']:,} |")
-            lines += [
-                "",
-                "| component | configured weight | weight suggested by logistic fit | AUC alone |",
-                "|---|---:|---:|---:|",
-            ]
-            for c, w in hv["weights"].items():
-                lines.append(
-                    f"| {c} | {w['configured']:.0f} | {w['suggested']:.1f} | {hv['component_roc_auc'].get(c, float('nan')):.3f} |"
-                )
-    else:
-        lines.append(card.get("unavailable", "not available"))
+    card_md = pages.model_card(payload(res)).replace("_artifacts/figures/", "figures/")
+    lines += ["", "## Churn model card", "", card_md]
     lines += [
         "",
         "## Customer survival by tier (Kaplan-Meier)",
