@@ -28,6 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from cfxlib.health import aggregates_sql
 from cfxlib.revenue import account_month_sql
@@ -297,6 +298,12 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         return _Blend(linear, boosted, self.blend)
 
     def fit(self, X, y):
+        # One OpenMP thread: with several processes on two cores (pipeline lanes, test workers),
+        # gradient boosting's spinning OpenMP threads slowed fits by two orders of magnitude.
+        with threadpool_limits(limits=1):
+            return self._fit(X, y)
+
+    def _fit(self, X, y):
         frame = _as_frame(X)
         y = np.asarray(y).astype(int)
         self.numeric_, self.categorical_ = _split_columns(frame)
@@ -318,7 +325,8 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         check_is_fitted(self, "model_")
         frame = _as_frame(X)
-        return self.model_.predict_proba(frame[list(self.feature_names_in_)])
+        with threadpool_limits(limits=1):
+            return self.model_.predict_proba(frame[list(self.feature_names_in_)])
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
