@@ -252,18 +252,41 @@ def test_event_survives_sigkill(published):
         again.stop()
 
 
-def test_next_run_includes_live_events(published):
+def test_next_run_includes_live_events(server, published):
     """Events accepted by the service are in the warehouse after the next `cfx run`."""
     import duckdb
 
+    ingest = token(published, "ingest")
+    account = json.loads((published / "published" / "customer_success.json").read_text())["at_risk"][0]["account_id"]
+    events = [
+        {
+            "table": "nps_responses",
+            "response_id": "live-next-run-1",
+            "account_id": account,
+            "date": "2025-12-30",
+            "score": 3,
+        },
+        # repeats a day the usage file already has: the file wins, no duplicate key
+        {
+            "table": "usage_daily",
+            "account_id": account,
+            "date": "2025-12-30",
+            "active_users": 1,
+            "work_orders_created": 0,
+            "work_orders_completed": 0,
+            "assets_monitored": 5,
+            "ai_requests": 0,
+        },
+    ]
+    r = httpx.post(server.url + "/api/events", json={"events": events}, headers={"Authorization": f"Bearer {ingest}"})
+    assert r.status_code == 202, r.text
     result = run_cfx("run", home=published, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     con = duckdb.connect(str(published / "warehouse" / "cfx.duckdb"), read_only=True)
     try:
         live = con.execute(
-            "SELECT count(*), min(_line) FROM nps_responses WHERE response_id = 'live-test-1'"
+            "SELECT count(*), min(_line) FROM nps_responses WHERE response_id = 'live-next-run-1'"
         ).fetchall()[0]
-        # the SIGKILL test's usage event repeats a day the data file has: the file wins, no duplicate
         dup = con.execute(
             "SELECT count(*) FROM (SELECT account_id, date FROM usage_daily GROUP BY ALL HAVING count(*) > 1)"
         ).fetchall()[0][0]
