@@ -366,3 +366,16 @@ def check_chunk(
                 continue
             value = row.failure_case
             log.add(Issue(file, line, column, describe_check(check), None if pd.isna(value) else value))
+
+
+def check_records(records: list[tuple[int, dict]], spec: TableSpec, file: str, log: IssueLog) -> pd.DataFrame:
+    """Parse and validate rows given as ``(line, {column: value})`` pairs (e.g. live events)
+    exactly like a file's rows; issues name ``file`` and each row's line."""
+    raw = pd.DataFrame(
+        [{c: "" if r.get(c) is None else str(r.get(c)) for c in spec.columns} for _, r in records],
+        index=pd.Index([i for i, _ in records], name="line"),
+        dtype=object,
+    )
+    typed, failed = parse_chunk(raw, spec, file, log)
+    check_chunk(typed, schema_for_chunks(spec), spec, file, failed, log)
+    return typed

@@ -30,6 +30,7 @@ from cfxlib.schemas import TABLES, TableSpec
 from cfxlib.validate import (
     FileProblem,
     check_chunk,
+    check_records,
     iter_chunks,
     parse_chunk,
     schema_for_chunks,
@@ -232,14 +233,7 @@ def _load_events(con, events: list[dict], log: IssueLog) -> int:
         if spec is None:
             log.add(Issue("events.jsonl", items[0][0], "table", f"unknown table {table!r}"))
             continue
-        raw = pd.DataFrame(
-            [{c: "" if e.get(c) is None else str(e.get(c)) for c in spec.columns} for _, e in items],
-            index=pd.Index([i for i, _ in items], name="line"),
-            dtype=object,
-        )
-        typed, failed = parse_chunk(raw, spec, "events.jsonl", log)
-        check_chunk(typed, schema_for_chunks(spec), spec, "events.jsonl", failed, log)
-        frame = typed.reset_index().rename(columns={"line": "_line"})
+        frame = check_records(items, spec, "events.jsonl", log).reset_index().rename(columns={"line": "_line"})
         frame["_line"] = -frame["_line"]  # negative: from events.jsonl, not the table's file
         if spec.key:
             frame = frame.drop_duplicates(list(spec.key), keep="last")

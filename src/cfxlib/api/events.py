@@ -15,11 +15,9 @@ import os
 import threading
 from pathlib import Path
 
-import pandas as pd
-
 from cfxlib.issues import IssueLog
 from cfxlib.schemas import TABLES
-from cfxlib.validate import check_chunk, parse_chunk, schema_for_chunks
+from cfxlib.validate import check_records
 
 EVENT_TABLES = ("usage_daily", "tickets", "nps_responses", "downtime_monthly")
 EVENTS_FILE = "events.jsonl"
@@ -48,14 +46,8 @@ def validate_batch(events: list, accounts: set[str] | None = None) -> tuple[list
     clean: dict[int, dict] = {}
     for table, items in by_table.items():
         spec = TABLES[table]
-        raw = pd.DataFrame(
-            [{c: "" if e.get(c) is None else str(e.get(c)) for c in spec.columns} for _, e in items],
-            index=pd.Index([i for i, _ in items], name="line"),
-            dtype=object,
-        )
         log = IssueLog(keep=10_000)
-        typed, failed = parse_chunk(raw, spec, table, log)
-        check_chunk(typed, schema_for_chunks(spec), spec, table, failed, log)
+        check_records(items, spec, table, log)
         for issue in log.shown:
             errors.append(
                 {
