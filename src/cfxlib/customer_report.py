@@ -144,6 +144,13 @@ def markdown(res: CustomerResults, top: int = 25) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
 def _figures(res: CustomerResults, folder: Path) -> dict[str, Path]:
     sns.set_theme(style="whitegrid", context="notebook")
     folder.mkdir(parents=True, exist_ok=True)
@@ -160,9 +167,6 @@ def _figures(res: CustomerResults, folder: Path) -> dict[str, Path]:
             va="center",
             wrap=True,
         )
-        out["calibration"] = folder / "churn_calibration.png"
-        fig.savefig(out["calibration"], dpi=DPI)
-        plt.close(fig)
     else:
         cal = pd.DataFrame(card["calibration"])
         top = max(cal["predicted"].max(), cal["observed"].max()) * 1.1
@@ -172,10 +176,7 @@ def _figures(res: CustomerResults, folder: Path) -> dict[str, Path]:
         ax.set_ylabel("observed churn rate")
         ax.set_title("Calibration (out-of-time test)", loc="left", fontweight="bold")
         ax.legend(frameon=False)
-        fig.tight_layout()
-        out["calibration"] = folder / "churn_calibration.png"
-        fig.savefig(out["calibration"], dpi=DPI)
-        plt.close(fig)
+    out["calibration"] = _save(fig, folder / "churn_calibration.png")
     fig, ax = plt.subplots(figsize=(7, 4.4))
     for tier, g in res.curves.groupby("tier"):
         ax.step(g["month"], g["survival"], where="post", color=PALETTE.get(tier), lw=2, label=tier)
@@ -187,10 +188,7 @@ def _figures(res: CustomerResults, folder: Path) -> dict[str, Path]:
     ax.set_ylim(0, 1.02)
     ax.set_title("Customer retention by tier (Kaplan-Meier, 95% band)", loc="left", fontweight="bold")
     ax.legend(frameon=False)
-    fig.tight_layout()
-    out["retention"] = folder / "retention_km.png"
-    fig.savefig(out["retention"], dpi=DPI)
-    plt.close(fig)
+    out["retention"] = _save(fig, folder / "retention_km.png")
     dist = (
         res.health.groupby(["tier", "band"])
         .size()
@@ -205,10 +203,7 @@ def _figures(res: CustomerResults, folder: Path) -> dict[str, Path]:
     ax.set_xlabel("accounts")
     ax.set_title("Health bands by tier", loc="left", fontweight="bold")
     ax.legend(frameon=False, ncol=3, loc="lower right")
-    fig.tight_layout()
-    out["health"] = folder / "health_by_tier.png"
-    fig.savefig(out["health"], dpi=DPI)
-    plt.close(fig)
+    out["health"] = _save(fig, folder / "health_by_tier.png")
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cfxlib.outputs import write_text_if_changed
 from cfxlib.schemas import TABLES
 from cfxlib.validate import describe_check
 
@@ -64,8 +65,4 @@ def render() -> str:
 
 def write(path: Path) -> bool:
     """Write the dictionary to ``path``; return True when the file changed."""
-    text = render()
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return False
-    path.write_text(text, encoding="utf-8")
-    return True
+    return write_text_if_changed(path, render())

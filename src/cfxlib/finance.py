@@ -173,8 +173,8 @@ def payloads(res: FinanceResults) -> dict:
     }
 
 
-def write(res: FinanceResults, out_dir: Path) -> dict[str, Path]:
-    """Write tables (Parquet), figures (PNG) and payloads (JSON) into ``out_dir``."""
+def write(res: FinanceResults, out_dir: Path, payload: dict | None = None) -> dict[str, Path]:
+    """Write tables (Parquet), figures (PNG) and payloads (JSON, ``payloads(res)`` unless given) into ``out_dir``."""
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
@@ -200,6 +200,6 @@ def write(res: FinanceResults, out_dir: Path) -> dict[str, Path]:
     )
     files["mrr_movements_png"] = figures.movements_figure(res.monthly, out_dir / "figures" / "mrr_movements.png")
     path = out_dir / "finance.json"
-    path.write_text(json.dumps(payloads(res), indent=1), encoding="utf-8")
+    path.write_text(json.dumps(payload if payload is not None else payloads(res), indent=1), encoding="utf-8")
     files["finance_json"] = path
     return files

@@ -472,13 +472,3 @@ class HealthScorer:
         as_of = as_of or self.as_of
         rows = [self.score(a, as_of) for a, s in sorted(self.accounts.items()) if not np.isnan(s.seats)]
         return pd.DataFrame(rows)
-
-    def prune(self, as_of: date) -> None:
-        """Drop state too old to matter at ``as_of`` (bounded memory for a long-running service)."""
-        oldest_usage = as_of - timedelta(days=USAGE_DAYS + PREVIOUS_DAYS)
-        oldest_nps = as_of - timedelta(days=NPS_DAYS)
-        oldest_ticket = datetime.combine(as_of - timedelta(days=TICKET_DAYS + 1), datetime.min.time())
-        for s in self.accounts.values():
-            s.usage = {d: v for d, v in s.usage.items() if d > oldest_usage}
-            s.nps = {k: v for k, v in s.nps.items() if v[0] > oldest_nps}
-            s.tickets = {k: v for k, v in s.tickets.items() if v[1] is None or v[0] > oldest_ticket}

@@ -121,10 +121,11 @@ def forecast(ctx: Context) -> finance.FinanceResults:
         res = finance.compute(con)
     finally:
         con.close()
-    finance.write(res, ctx.artifacts)
-    (ctx.artifacts / "financial.md").write_text(pages.financial(finance.payloads(res)), encoding="utf-8")
+    payload = finance.payloads(res)
+    finance.write(res, ctx.artifacts, payload)
+    (ctx.artifacts / "financial.md").write_text(pages.financial(payload), encoding="utf-8")
     (ctx.artifacts / "forecast_backtest.md").write_text(
-        pages.forecast_backtest(finance.payloads(res), res.backtest["by_horizon"]), encoding="utf-8"
+        pages.forecast_backtest(payload, res.backtest["by_horizon"]), encoding="utf-8"
     )
     return res
 

@@ -43,6 +43,15 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def write_text_if_changed(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` unless it already holds exactly that; True when it changed."""
+    path = Path(path)
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    write_atomic(path, text.encode("utf-8"))
+    return True
+
+
 def write_csv(frame: pd.DataFrame, path: Path, float_format: str | None = None) -> Path:
     """CSV for people and spreadsheets: formula-safe text, written atomically."""
     write_atomic(Path(path), safe_frame(frame).to_csv(index=False, float_format=float_format).encode("utf-8"))

@@ -134,8 +134,6 @@ def schema_json() -> str:
 
 
 def write_schema(path: Path) -> bool:
-    text = schema_json()
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return False
-    path.write_text(text, encoding="utf-8")
-    return True
+    from cfxlib.outputs import write_text_if_changed
+
+    return write_text_if_changed(path, schema_json())

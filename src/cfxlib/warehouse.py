@@ -23,7 +23,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
-import pandas as pd
 
 from cfxlib.issues import InputError, Issue, IssueLog
 from cfxlib.schemas import TABLES, TableSpec
@@ -338,10 +337,3 @@ def connect(warehouse: Path, read_only: bool = True) -> duckdb.DuckDBPyConnectio
 
 def ingest_metadata(con) -> dict:
     return {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM _ingest").fetchall()}
-
-
-def read_table(con, name: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """A table with its declared columns (or ``columns``), without lineage columns."""
-    spec = TABLES[name]
-    cols = columns or list(spec.columns)
-    return con.execute(f'SELECT {", ".join(f"{chr(34)}{c}{chr(34)}" for c in cols)} FROM "{name}"').df()

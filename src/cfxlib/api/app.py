@@ -15,7 +15,6 @@ import logging
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
@@ -414,9 +413,3 @@ def serve(home: Home, host: str, port: int) -> None:
 
     logging.getLogger("uvicorn.access").disabled = True  # request lines can carry ?token=
     uvicorn.run(create_app(home), host=host, port=port, log_level="warning", ws="websockets-sansio")
-
-
-def app_from_env():  # pragma: no cover - for `uvicorn cfxlib.api.app:app_from_env --factory`
-    from cfxlib.settings import load_settings
-
-    return create_app(Home(Path(load_settings().home)))
