@@ -283,6 +283,8 @@ class _AccountState:
     tickets: dict = field(default_factory=dict)  # ticket_id -> (opened_at, resolved_at | None, priority)
     downtime: dict = field(default_factory=dict)  # month start (date) -> (downtime, baseline)
     nps: dict = field(default_factory=dict)  # response_id -> (date, score)
+    versions: dict = field(default_factory=dict)  # table -> number of events applied
+    parts: dict = field(default_factory=dict)  # table -> ((as_of, version), aggregates of that table)
 
 
 def _as_date(value) -> date:
@@ -395,6 +397,7 @@ class HealthScorer:
             state.downtime[month] = (float(row["downtime_hours"]), float(row["baseline_downtime_hours"]))
         else:
             raise ValueError(f"events of table {table!r} do not change health")
+        state.versions[table] = state.versions.get(table, 0) + 1
         return account_id
 
     def update(self, table: str, row: dict, as_of: date | None = None) -> dict:
@@ -418,15 +421,37 @@ class HealthScorer:
 
     # -- scoring
     def aggregates(self, account_id: str, as_of: date) -> dict:
-        """The AGGREGATES of one account at ``as_of`` (end of day), from its state."""
+        """The AGGREGATES of one account at ``as_of`` (end of day), from its state.
+
+        Each table's part is kept until that table changes or the date moves, so an event
+        recomputes only its own table's aggregates (an NPS answer does not rescan usage)."""
         s = self.accounts[account_id]
+        out = {"seats": s.seats}
+        for table, part in self._PARTS.items():
+            key = (as_of, s.versions.get(table, 0))
+            cached = s.parts.get(table)
+            if cached is None or cached[0] != key:
+                cached = s.parts[table] = (key, part(s, as_of))
+            out.update(cached[1])
+        return out
+
+    @staticmethod
+    def _usage_part(s: _AccountState, as_of: date) -> dict:
+        recent_from, earlier_from = (
+            as_of - timedelta(days=USAGE_DAYS),
+            as_of - timedelta(days=USAGE_DAYS + PREVIOUS_DAYS),
+        )
+        recent = [v for d, v in s.usage.items() if recent_from < d <= as_of]
+        earlier = [v for d, v in s.usage.items() if earlier_from < d <= recent_from]
+        return {
+            "users_30d": float(np.mean(recent)) if recent else np.nan,
+            "users_prev": float(np.mean(earlier)) if earlier else np.nan,
+        }
+
+    @staticmethod
+    def _tickets_part(s: _AccountState, as_of: date) -> dict:
         end = datetime.combine(as_of, datetime.max.time())
-        recent = [v for d, v in s.usage.items() if as_of - timedelta(days=USAGE_DAYS) < d <= as_of]
-        earlier = [
-            v
-            for d, v in s.usage.items()
-            if as_of - timedelta(days=USAGE_DAYS + PREVIOUS_DAYS) < d <= as_of - timedelta(days=USAGE_DAYS)
-        ]
+        window_start = end - timedelta(days=TICKET_DAYS)
         scored = on_time = overdue = 0
         for opened, resolved, priority in s.tickets.values():
             if opened is None or opened > end:
@@ -434,28 +459,37 @@ class HealthScorer:
             resolved = resolved if resolved is not None and resolved <= end else None
             limit = timedelta(hours=TARGET_HOURS[priority])
             late_now = (end - opened) > limit
-            if opened > end - timedelta(days=TICKET_DAYS):
+            if opened > window_start:
                 if resolved is not None or late_now:
                     scored += 1
                 if resolved is not None and resolved - opened <= limit:
                     on_time += 1
             if resolved is None and late_now:
                 overdue += 1
+        return {"tickets_scored": float(scored), "tickets_on_time": float(on_time), "open_overdue": float(overdue)}
+
+    @staticmethod
+    def _downtime_part(s: _AccountState, as_of: date) -> dict:
         nxt = pd.Period(as_of + timedelta(days=1), freq="M").start_time.date()
         first = (pd.Period(nxt, freq="M") - DOWNTIME_MONTHS).start_time.date()
         months = [v for m, v in s.downtime.items() if first <= m < nxt]
-        answers = [v for d, v in s.nps.values() if as_of - timedelta(days=NPS_DAYS) < d <= as_of]
         return {
-            "seats": s.seats,
-            "users_30d": float(np.mean(recent)) if recent else np.nan,
-            "users_prev": float(np.mean(earlier)) if earlier else np.nan,
-            "tickets_scored": float(scored),
-            "tickets_on_time": float(on_time),
-            "open_overdue": float(overdue),
             "downtime_hours": float(sum(m[0] for m in months)) if months else np.nan,
             "baseline_hours": float(sum(m[1] for m in months)) if months else np.nan,
-            "nps_mean": float(np.mean(answers)) if answers else np.nan,
         }
+
+    @staticmethod
+    def _nps_part(s: _AccountState, as_of: date) -> dict:
+        since = as_of - timedelta(days=NPS_DAYS)
+        answers = [v for d, v in s.nps.values() if since < d <= as_of]
+        return {"nps_mean": float(np.mean(answers)) if answers else np.nan}
+
+    _PARTS = {
+        "usage_daily": _usage_part,
+        "tickets": _tickets_part,
+        "downtime_monthly": _downtime_part,
+        "nps_responses": _nps_part,
+    }
 
     def score(self, account_id: str, as_of: date | None = None) -> dict:
         """One account's health at ``as_of``: the columns of :func:`health_scores` (no changes)."""
