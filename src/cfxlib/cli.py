@@ -347,7 +347,7 @@ def serve_cmd(
 
     settings = load_settings()
     home = Home(settings.home).ensure()
-    serve(home, host or settings.service.host, port or settings.service.port)
+    serve(home, host or settings.service.host, port or settings.service.port, settings.service.feed_buffer_bytes)
 
 
 token_app = typer.Typer(help="API tokens (stored hashed under $CFX_HOME; shown once).", no_args_is_help=True)

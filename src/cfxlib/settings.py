@@ -67,6 +67,11 @@ class CostAssumptions(_Section):
 class ServiceSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8001, ge=1, le=65535)
+    feed_buffer_bytes: int = Field(
+        4_000_000,
+        ge=10_000,
+        description="Unsent bytes a WebSocket feed client may fall behind before it is told and disconnected.",
+    )
 
 
 class PipelineSettings(_Section):

@@ -23,6 +23,39 @@ EVENT_TABLES = ("usage_daily", "tickets", "nps_responses", "downtime_monthly")
 EVENTS_FILE = "events.jsonl"
 
 
+def example_events(account_id: str = "A00001", day: str = "2025-12-31") -> list[dict]:
+    """One valid event of each table, for the API documentation and to warm the validator up."""
+    return [
+        {
+            "table": "usage_daily",
+            "account_id": account_id,
+            "date": day,
+            "active_users": 42,
+            "work_orders_created": 17,
+            "work_orders_completed": 15,
+            "assets_monitored": 120,
+            "ai_requests": 8,
+        },
+        {
+            "table": "tickets",
+            "ticket_id": "T-live-1",
+            "account_id": account_id,
+            "opened_at": f"{day}T09:30:00Z",
+            "resolved_at": None,
+            "priority": "high",
+            "csat": None,
+        },
+        {"table": "nps_responses", "response_id": "N-live-1", "account_id": account_id, "date": day, "score": 9},
+        {
+            "table": "downtime_monthly",
+            "account_id": account_id,
+            "month": day[:7],
+            "downtime_hours": 3.5,
+            "baseline_downtime_hours": 10.0,
+        },
+    ]
+
+
 def validate_batch(events: list, accounts: set[str] | None = None) -> tuple[list[dict], list[dict]]:
     """(clean events, errors). Each error: ``{"index", "field", "rule", "value"}``."""
     errors: list[dict] = []

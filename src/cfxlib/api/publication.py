@@ -8,10 +8,12 @@ request never sees half of two runs and never fails during a switch.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -37,8 +39,9 @@ class Publication:
     def run_id(self) -> str:
         return self.run["run_id"]
 
-    @property
-    def as_of_date(self):
+    @functools.cached_property
+    def as_of_date(self) -> date:
+        """Last day of the publication's month."""
         return pd.Period(self.snapshot["as_of"], freq="M").end_time.date()
 
     @classmethod
