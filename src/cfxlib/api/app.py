@@ -2,8 +2,13 @@
 
 It serves the latest publication read-only (see :mod:`cfxlib.api.publication`), accepts live
 events durably (:mod:`cfxlib.api.events`), keeps customer health current with the incremental
-:class:`~cfxlib.health.HealthScorer`, and pushes changes to ``/ws/customer-health`` clients.
-Every route except ``/healthz`` needs a bearer token; roles are in :mod:`cfxlib.api.auth`.
+:class:`~cfxlib.health.HealthScorer`, and pushes changes to ``/ws/customer-health`` clients
+(:mod:`cfxlib.api.feed`). Every route except ``/healthz`` needs a bearer token; roles are in
+:mod:`cfxlib.api.auth`; models in :mod:`cfxlib.api.models`.
+
+Requests never compute what a publication fixed: finance answers are encoded once per
+publication and served as bytes; routes are ``async`` and do no I/O beyond one ``stat`` of the
+token file, and a background thread loads new publications.
 """
 
 from __future__ import annotations
@@ -15,19 +20,34 @@ import json
 import logging
 import threading
 import time
-from enum import StrEnum
-from typing import Any
+from collections.abc import Callable
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, HTTPException, Query, WebSocket, WebSocketDisconnect
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from cfxlib import __version__, health, warehouse
-from cfxlib.api.auth import PERMISSIONS, TokenStore
+from cfxlib.api.auth import PERMISSIONS, TokenGate, TokenStore
 from cfxlib.api.events import EventStore, example_events, validate_batch
 from cfxlib.api.feed import MAX_BUFFER_BYTES, ExposeServerSend, Feed
+from cfxlib.api.models import (
+    AtRisk,
+    Band,
+    CustomerDetail,
+    EventsAccepted,
+    EventsIn,
+    FinanceSummary,
+    Forecast,
+    HealthPage,
+    Healthz,
+    Movements,
+    MrrSeries,
+    Retention,
+    Tier,
+    UnitEconomics,
+)
 from cfxlib.api.publication import Publication, PublicationWatcher
 from cfxlib.home import Home
 from cfxlib.schemas import TABLES
@@ -35,69 +55,24 @@ from cfxlib.schemas import TABLES
 log = logging.getLogger("cfx.api")
 MAX_BODY_BYTES = 1_000_000
 MAX_EVENTS = 5_000
+SECURED = {"security": [{"bearer": []}]}
+"""OpenAPI: the route needs ``Authorization: Bearer TOKEN`` (checked by :class:`~cfxlib.api.auth.TokenGate`)."""
+ACCESS = (
+    ("/api/finance/summary", "finance.public"),
+    ("/api/finance/forecast", "finance.public"),
+    ("/api/finance/unit-economics", "finance.public"),
+    ("/api/finance/retention", "finance.public"),
+    ("/api/finance/", "finance"),
+    ("/api/customers/", "customers"),
+    ("/api/events", "events"),
+    ("/api/", "any"),
+)
+"""Scope each HTTP path needs, first match wins (a trailing ``/`` matches everything below)."""
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 
 
-class Tier(StrEnum):
-    Starter = "Starter"
-    Professional = "Professional"
-    Enterprise = "Enterprise"
-
-
-class Band(StrEnum):
-    red = "red"
-    yellow = "yellow"
-    green = "green"
-
-
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class Healthz(BaseModel):
-    status: str
-    version: str
-    run_id: str | None = None
-    as_of: str | None = None
-
-
-class FinanceSummary(_Open):
-    as_of: str = Field(description="Month of the figures, YYYY-MM.")
-    mrr: float = Field(description="Monthly recurring revenue, USD.")
-    arr: float = Field(description="Annual recurring revenue, USD.")
-    run_id: str
-
-
-class Rows(BaseModel):
-    as_of: str
-    run_id: str
-    rows: list[dict[str, Any]]
-
-
-class ForecastOut(_Open):
-    as_of: str
-    run_id: str
-    points: list[dict[str, Any]]
-
-
-class HealthPage(BaseModel):
-    as_of: str
-    run_id: str
-    page: int
-    page_size: int
-    total: int
-    accounts: list[dict[str, Any]]
-
-
-class EventsIn(BaseModel):
-    events: list[Any] = Field(
-        description="Rows of usage_daily, tickets, nps_responses or downtime_monthly, each with a 'table' field.",
-        examples=[example_events()],
-    )
-
-
-class EventsAccepted(BaseModel):
-    accepted: int
-    health_updates: int
+def _json(model: BaseModel) -> Response:
+    return Response(model.model_dump_json().encode(), media_type="application/json")
 
 
 class Service:
@@ -107,10 +82,11 @@ class Service:
         self.home = home
         self.tokens = TokenStore(home.tokens)
         self.watcher = PublicationWatcher(home.published)
+        self.watcher.listeners.append(self.on_publication)
         self.events = EventStore(home.events)
         self.scorer: health.HealthScorer | None = None
         self.scorer_target: str | None = None
-        self.live: dict[str, dict] = {}
+        self.live: dict[str, dict] = {}  # account -> health after live events, for ``scorer_target``
         self.feed = Feed(feed_buffer_bytes)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._scoring = threading.RLock()
@@ -143,6 +119,25 @@ class Service:
             gc.freeze()
         return self.scorer
 
+    def on_publication(self, pub: Publication) -> None:
+        """A new publication was loaded (watcher thread): rebuild the scorer, resync feed clients."""
+        with contextlib.suppress(Exception):  # a broken warehouse must not stop serving; events retry
+            self.ensure_scorer(pub)
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.feed.resync, lambda client: self.snapshot(pub, client.wants))
+
+    def snapshot(self, pub: Publication, wants: Callable[[dict], bool]) -> dict:
+        """The feed's first message: current health of the accounts a client asked for."""
+        rows = [r for r in self.all_health(pub) if wants(r)]
+        return {"type": "snapshot", "run_id": pub.run_id, "as_of": pub.snapshot["as_of"], "accounts": rows}
+
+    def cached(self, pub: Publication, key: str, build: Callable[[], BaseModel]) -> Response:
+        """A response fixed by the publication, validated and encoded on first use."""
+        body = pub.responses.get(key)
+        if body is None:
+            body = pub.responses[key] = build().model_dump_json().encode()
+        return Response(body, media_type="application/json")
+
     def ingest(self, pub: Publication, events: list) -> tuple[list[dict], list[dict], int]:
         """Validate a posted batch and, when every event passed, :meth:`accept` it (one worker
         thread for both). Returns (clean events, errors, health changes)."""
@@ -173,11 +168,15 @@ class Service:
                 self.loop.call_soon_threadsafe(self.feed.publish, messages)
             return len(messages)
 
+    def _live(self, pub: Publication) -> dict[str, dict]:
+        return self.live if self.scorer_target == pub.target else {}
+
     def health_row(self, pub: Publication, account_id: str) -> dict | None:
-        return self.live.get(account_id) or pub.health_by_id.get(account_id)
+        return self._live(pub).get(account_id) or pub.health_by_id.get(account_id)
 
     def all_health(self, pub: Publication) -> list[dict]:
-        return [self.live.get(r["account_id"], r) for r in pub.health]
+        live = self._live(pub)
+        return [live.get(r["account_id"], r) for r in pub.health] if live else pub.health
 
 
 def _token_from(request_headers, query_token: str | None) -> str | None:
@@ -195,11 +194,10 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         service.loop = asyncio.get_running_loop()
         beat = asyncio.create_task(service.feed.heartbeats())
         await run_in_threadpool(validate_batch, example_events(), None)  # first use costs ~0.2 s; not on a request
-        pub = service.watcher.current()
-        if pub is not None:  # warm the incremental scorer so the first event is fast
-            with contextlib.suppress(Exception):
-                await run_in_threadpool(service.ensure_scorer, pub)
+        await run_in_threadpool(service.watcher.refresh)  # loads the publication and warms the scorer
+        service.watcher.start()
         yield
+        service.watcher.stop()
         beat.cancel()
 
     app = FastAPI(
@@ -207,84 +205,80 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         version=__version__,
         description="ChatterFix finance, customer health and live events. Bearer tokens: `cfx token create --role ROLE`.",
         lifespan=lifespan,
+        max_body_size=MAX_BODY_BYTES,
     )
     app.state.service = service
+    app.add_middleware(TokenGate, tokens=service.tokens, access=ACCESS)
+    base_openapi = app.openapi
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse({"detail": f"request body larger than {MAX_BODY_BYTES:,} bytes"}, status_code=413)
-        return await call_next(request)
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = base_openapi()
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["bearer"] = {"type": "http", "scheme": "bearer", "description": "`cfx token create --role ROLE`"}
+        return app.openapi_schema
 
-    def require(scope: str):
-        def check(request: Request):
-            record = service.tokens.lookup(_token_from(request.headers, None))
-            if record is None:
-                raise HTTPException(
-                    401, "missing, unknown, expired or revoked token", headers={"WWW-Authenticate": "Bearer"}
-                )
-            if scope not in PERMISSIONS[record.role]:
-                raise HTTPException(403, f"role {record.role!r} may not use this endpoint")
-            return record
-
-        return Depends(check)
+    app.openapi = openapi
 
     @app.get("/healthz", response_model=Healthz)
-    def healthz():
+    async def healthz():
         pub = service.watcher.current()
         if pub is None:
             return JSONResponse(Healthz(status="nothing published", version=__version__).model_dump(), status_code=503)
-        return Healthz(status="ok", version=__version__, run_id=pub.run_id, as_of=pub.snapshot["as_of"])
+        return service.cached(
+            pub, "healthz", lambda: Healthz(status="ok", version=__version__, run_id=pub.run_id, as_of=pub.as_of)
+        )
 
     def _months(rows: list[dict], start: str | None, end: str | None) -> list[dict]:
         return [r for r in rows if (start is None or r["month"] >= start) and (end is None or r["month"] <= end)]
 
-    month_pattern = r"^\d{4}-(0[1-9]|1[0-2])$"
+    def _series(pub: Publication, name: str, model: type[BaseModel], start: str | None, end: str | None):
+        build = lambda: model(as_of=pub.as_of, run_id=pub.run_id, rows=_months(pub.finance[name], start, end))  # noqa: E731
+        return service.cached(pub, name, build) if start is None and end is None else _json(build())
 
-    @app.get("/api/finance/summary", response_model=FinanceSummary, dependencies=[require("finance.public")])
-    def finance_summary():
+    @app.get("/api/finance/summary", response_model=FinanceSummary, openapi_extra=SECURED)
+    async def finance_summary():
         pub = service.publication()
-        return {**pub.finance["summary"], "run_id": pub.run_id, "snapshot": pub.snapshot}
+        return service.cached(
+            pub,
+            "summary",
+            lambda: FinanceSummary(**pub.finance["summary"], run_id=pub.run_id),
+        )
 
-    @app.get("/api/finance/mrr", response_model=Rows, dependencies=[require("finance")])
-    def finance_mrr(
-        by: str | None = Query(None, pattern="^tier$"),
-        from_: str | None = Query(None, alias="from", pattern=month_pattern, description="first month, YYYY-MM"),
-        to: str | None = Query(None, pattern=month_pattern, description="last month, YYYY-MM"),
+    @app.get("/api/finance/mrr", response_model=MrrSeries, openapi_extra=SECURED)
+    async def finance_mrr(
+        by: str | None = Query(None, pattern="^tier$", description="'tier' for one row per tier and month"),
+        from_: str | None = Query(None, alias="from", pattern=MONTH_PATTERN, description="first month, YYYY-MM"),
+        to: str | None = Query(None, pattern=MONTH_PATTERN, description="last month, YYYY-MM"),
     ):
-        pub = service.publication()
-        rows = pub.finance["mrr_by_tier" if by else "mrr"]
-        return Rows(as_of=pub.snapshot["as_of"], run_id=pub.run_id, rows=_months(rows, from_, to))
+        return _series(service.publication(), "mrr_by_tier" if by else "mrr", MrrSeries, from_, to)
 
-    @app.get("/api/finance/movements", response_model=Rows, dependencies=[require("finance")])
-    def finance_movements(
-        by: str | None = Query(None, pattern="^tier$"),
-        from_: str | None = Query(None, alias="from", pattern=month_pattern, description="first month, YYYY-MM"),
-        to: str | None = Query(None, pattern=month_pattern, description="last month, YYYY-MM"),
+    @app.get("/api/finance/movements", response_model=Movements, openapi_extra=SECURED)
+    async def finance_movements(
+        by: str | None = Query(None, pattern="^tier$", description="'tier' for one row per tier and month"),
+        from_: str | None = Query(None, alias="from", pattern=MONTH_PATTERN, description="first month, YYYY-MM"),
+        to: str | None = Query(None, pattern=MONTH_PATTERN, description="last month, YYYY-MM"),
     ):
-        pub = service.publication()
-        rows = pub.finance["movements_by_tier" if by else "movements"]
-        return Rows(as_of=pub.snapshot["as_of"], run_id=pub.run_id, rows=_months(rows, from_, to))
+        return _series(service.publication(), "movements_by_tier" if by else "movements", Movements, from_, to)
 
-    @app.get("/api/finance/forecast", response_model=ForecastOut, dependencies=[require("finance.public")])
-    def finance_forecast():
+    @app.get("/api/finance/forecast", response_model=Forecast, openapi_extra=SECURED)
+    async def finance_forecast():
         pub = service.publication()
-        fc = pub.finance["forecast"]
-        return {**fc, "run_id": pub.run_id}
+        return service.cached(pub, "forecast", lambda: Forecast(**{**pub.finance["forecast"], "run_id": pub.run_id}))
 
-    @app.get("/api/finance/unit-economics", response_model=Rows, dependencies=[require("finance.public")])
-    def finance_unit_economics():
+    @app.get("/api/finance/unit-economics", response_model=UnitEconomics, openapi_extra=SECURED)
+    async def finance_unit_economics():
+        return _series(service.publication(), "unit_economics", UnitEconomics, None, None)
+
+    @app.get("/api/finance/retention", response_model=Retention, openapi_extra=SECURED)
+    async def finance_retention():
         pub = service.publication()
-        return Rows(as_of=pub.snapshot["as_of"], run_id=pub.run_id, rows=pub.finance["unit_economics"])
+        return service.cached(
+            pub, "retention", lambda: Retention(as_of=pub.as_of, run_id=pub.run_id, **pub.finance["retention"])
+        )
 
-    @app.get("/api/finance/retention", dependencies=[require("finance.public")])
-    def finance_retention() -> dict[str, Any]:
-        pub = service.publication()
-        return {"as_of": pub.snapshot["as_of"], "run_id": pub.run_id, **pub.finance["retention"]}
-
-    @app.get("/api/customers/health", response_model=HealthPage, dependencies=[require("customers")])
-    def customers_health(
+    @app.get("/api/customers/health", response_model=HealthPage, openapi_extra=SECURED)
+    async def customers_health(
         tier: Tier | None = None,
         band: Band | None = None,
         page: int = Query(1, ge=1, le=100_000),
@@ -297,38 +291,42 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
             if (tier is None or r["tier"] == tier.value) and (band is None or r["band"] == band.value)
         ]
         start = (page - 1) * page_size
-        return HealthPage(
-            as_of=pub.snapshot["as_of"],
-            run_id=pub.run_id,
-            page=page,
-            page_size=page_size,
-            total=len(rows),
-            accounts=rows[start : start + page_size],
+        return _json(
+            HealthPage(
+                as_of=pub.as_of,
+                run_id=pub.run_id,
+                page=page,
+                page_size=page_size,
+                total=len(rows),
+                accounts=rows[start : start + page_size],
+            )
         )
 
-    @app.get("/api/customers/at-risk", response_model=Rows, dependencies=[require("customers")])
-    def customers_at_risk(limit: int = Query(100, ge=1, le=10_000)):
+    @app.get("/api/customers/at-risk", response_model=AtRisk, openapi_extra=SECURED)
+    async def customers_at_risk(limit: int = Query(100, ge=1, le=10_000)):
         pub = service.publication()
-        return Rows(as_of=pub.snapshot["as_of"], run_id=pub.run_id, rows=pub.at_risk[:limit])
+        return _json(AtRisk(as_of=pub.as_of, run_id=pub.run_id, rows=pub.at_risk[:limit]))
 
-    @app.get("/api/customers/{account_id}", dependencies=[require("customers")])
-    def customer(account_id: str = PathParam(max_length=200)) -> dict[str, Any]:
+    @app.get("/api/customers/{account_id}", response_model=CustomerDetail, openapi_extra=SECURED)
+    async def customer(account_id: str = PathParam(max_length=200)):
         pub = service.publication()
         row = service.health_row(pub, account_id)
         if row is None:
             raise HTTPException(404, f"no active account {account_id!r} in run {pub.run_id}")
         risk = pub.risk_by_id.get(account_id, {})
-        return {
-            "account_id": account_id,
-            "run_id": pub.run_id,
-            "health": row,
-            "churn_probability_3m": risk.get("p_churn_3m"),
-            "arr": risk.get("arr"),
-            "drivers": risk.get("reasons", []),
-            "recommendation": {k: risk.get(k) for k in ("playbook", "action", "owner", "due_days")},
-        }
+        return _json(
+            CustomerDetail(
+                account_id=account_id,
+                run_id=pub.run_id,
+                health=row,
+                churn_probability_3m=risk.get("p_churn_3m"),
+                arr=risk.get("arr"),
+                drivers=risk.get("reasons", []),
+                recommendation={k: risk.get(k) for k in ("playbook", "action", "owner", "due_days")},
+            )
+        )
 
-    @app.post("/api/events", status_code=202, response_model=EventsAccepted, dependencies=[require("events")])
+    @app.post("/api/events", status_code=202, response_model=EventsAccepted, openapi_extra=SECURED)
     async def post_events(body: EventsIn):
         if len(body.events) > MAX_EVENTS:
             raise HTTPException(413, f"at most {MAX_EVENTS:,} events per request")
@@ -370,13 +368,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         client = service.feed.client(websocket, tiers, bands)  # holds updates until the snapshot is out
         pump = None
         try:
-            rows = [r for r in service.all_health(pub) if client.wants(r)]
-            await websocket.send_text(
-                json.dumps(
-                    {"type": "snapshot", "run_id": pub.run_id, "as_of": pub.snapshot["as_of"], "accounts": rows},
-                    default=str,
-                )
-            )
+            await websocket.send_text(json.dumps(service.snapshot(pub, client.wants), default=str))
             client.start()
             pump = asyncio.create_task(client.pump())
             while not pump.done():

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -205,6 +206,19 @@ class Feed:
         if self._pending and not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
+
+    def resync(self, build: Callable[[FeedClient], dict]) -> None:
+        """Send every client a fresh message from ``build`` (a new snapshot after a publication
+        switch), once per filter; queued updates go first so the order stays true."""
+        if self._pending:
+            self._flush()
+        shared: dict[tuple, tuple[bytes, list[str]]] = {}
+        for client in list(self.clients):
+            out = shared.get(client.filter_key)
+            if out is None:
+                text = json.dumps(build(client), default=str)
+                out = shared[client.filter_key] = (_frame(text), [text])
+            client.send(*out)
 
     def heartbeat(self) -> None:
         self.publish([{"type": "heartbeat", "ts": datetime.now(UTC).isoformat(timespec="seconds")}])

@@ -1,15 +1,18 @@
 """The published run, loaded read-only and precomputed for serving.
 
 ``$CFX_HOME/published`` is a symbolic link that ``cfx run`` switches atomically. The service
-keeps one :class:`Publication` in memory; :class:`PublicationWatcher` checks the link on every
-request (one ``readlink``) and loads a new publication completely before swapping it in, so a
-request never sees half of two runs and never fails during a switch.
+keeps one :class:`Publication` in memory; :class:`PublicationWatcher` checks the link from a
+background thread (every :data:`POLL_S` seconds) and loads a new publication completely before
+swapping it in, so a request never waits for a load, never sees half of two runs and never fails
+during a switch. The service only reads the published folder, so a running pipeline (which
+writes a new run folder and switches the link last) is never blocked or disturbed.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -20,6 +23,9 @@ import pandas as pd
 
 from cfxlib import health
 from cfxlib.finance import records
+
+POLL_S = 0.5
+"""Seconds between checks of the ``published`` link."""
 
 
 @dataclass
@@ -34,10 +40,17 @@ class Publication:
     at_risk: list[dict]
     risk_by_id: dict[str, dict]
     accounts: set[str] = field(default_factory=set)
+    responses: dict[str, bytes] = field(default_factory=dict)
+    """Encoded API answers fixed by this publication (filled on first use)."""
 
     @property
     def run_id(self) -> str:
         return self.run["run_id"]
+
+    @property
+    def as_of(self) -> str:
+        """Month of the figures, YYYY-MM."""
+        return self.snapshot["as_of"]
 
     @functools.cached_property
     def as_of_date(self) -> date:
@@ -72,15 +85,25 @@ class Publication:
 
 
 class PublicationWatcher:
-    """Holds the current publication; reloads when the ``published`` link points elsewhere."""
+    """Holds the current publication; reloads when the ``published`` link points elsewhere.
 
-    def __init__(self, link: Path):
+    :meth:`refresh` checks now (at start-up and in tests); :meth:`start` checks every ``poll_s``
+    seconds in a daemon thread. While it polls, :meth:`current` costs nothing but an attribute
+    read. ``listeners`` are called with each newly loaded publication (in the loading thread)."""
+
+    def __init__(self, link: Path, poll_s: float = POLL_S):
         self.link = link
+        self.poll_s = poll_s
         self._lock = threading.Lock()
         self._current: Publication | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self.listeners: list = []
 
     def current(self) -> Publication | None:
+        return self._current if self._thread is not None else self.refresh()
+
+    def refresh(self) -> Publication | None:
         try:
             target = os.readlink(self.link)
         except OSError:
@@ -99,3 +122,22 @@ class PublicationWatcher:
         for listener in self.listeners:
             listener(fresh)
         return fresh
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._poll, name="cfx-publication-watcher", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - keep serving the current publication, try again
+                logging.getLogger("cfx.api").exception("could not load the new publication; retrying")

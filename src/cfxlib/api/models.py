@@ -1,0 +1,251 @@
+"""Request and response models of the service (the OpenAPI schema at ``/docs`` follows from them).
+
+Amounts are US dollars; rates are fractions (0.05 = 5%); months are ``YYYY-MM``. Definitions of
+every metric are in ``docs/metrics.md``. Row models allow extra fields, so a new column in a
+publication appears in the API before the model names it; a missing declared field fails when
+the publication is loaded, not on a request.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cfxlib.api.events import example_events
+
+
+class Tier(StrEnum):
+    Starter = "Starter"
+    Professional = "Professional"
+    Enterprise = "Enterprise"
+
+
+class Band(StrEnum):
+    red = "red"
+    yellow = "yellow"
+    green = "green"
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+Month = Field(description="Calendar month, YYYY-MM.")
+
+
+class Healthz(BaseModel):
+    status: str
+    version: str
+    run_id: str | None = None
+    as_of: str | None = None
+
+
+class Published(BaseModel):
+    as_of: str = Field(description="Month the figures describe, YYYY-MM.")
+    run_id: str = Field(description="The pipeline run the figures come from.")
+
+
+class ForecastEnd(_Row):
+    month: str = Month
+    arr: float = Field(description="Forecast ARR in that month, USD.")
+    lo_80: float
+    hi_80: float
+    lo_95: float
+    hi_95: float
+    model: str
+
+
+class TierSummary(_Row):
+    tier: str
+    customers: int
+    mrr: float
+    arr: float
+    arpa: float | None
+    logo_churn_rate: float | None
+
+
+class FinanceSummary(Published, _Row):
+    mrr: float = Field(description="Monthly recurring revenue at the end of the month, USD.")
+    arr: float = Field(description="Annual recurring revenue (12 x MRR), USD.")
+    arr_growth_mom: float | None = Field(description="ARR growth over the previous month (fraction).")
+    customers: int = Field(description="Accounts paying at the end of the month.")
+    arpa: float | None = Field(description="Average MRR per account, USD.")
+    logo_churn_rate: float | None
+    gross_mrr_churn_rate: float | None
+    net_mrr_churn_rate: float | None
+    quick_ratio: float | None
+    nrr_12m: float | None = Field(description="Net revenue retention over 12 months (fraction).")
+    grr_12m: float | None = Field(description="Gross revenue retention over 12 months (fraction).")
+    cac: float | None
+    ltv: float | None
+    ltv_to_cac: float | None
+    cac_payback_months: float | None
+    gross_margin: float | None
+    arr_forecast_12m: ForecastEnd | None
+    by_tier: list[TierSummary]
+
+
+class MrrPoint(_Row):
+    month: str = Month
+    tier: str | None = None
+    mrr: float
+    arr: float
+    customers: int
+    arpa: float | None
+    arr_growth_mom: float | None = None
+
+
+class MrrSeries(Published):
+    rows: list[MrrPoint]
+
+
+class Movement(_Row):
+    month: str = Month
+    tier: str | None = None
+    mrr_start: float
+    new: float
+    expansion: float
+    reactivation: float
+    contraction: float = Field(description="MRR lost to downgrades (>= 0), USD.")
+    churn: float = Field(description="MRR lost to cancellations (>= 0), USD.")
+    mrr_end: float
+    logo_churn_rate: float | None = None
+    quick_ratio: float | None = None
+
+
+class Movements(Published):
+    rows: list[Movement]
+
+
+class ForecastPoint(_Row):
+    unique_id: str = Field(description="Tier name or 'Total'.")
+    month: str = Month
+    yhat: float = Field(description="Forecast ARR, USD.")
+    yhat_lo_80: float
+    yhat_hi_80: float
+    yhat_lo_95: float
+    yhat_hi_95: float
+    model: str
+
+
+class Backtest(_Row):
+    series: str
+    origins: int
+    points: int
+    mape: float | None = Field(description="Mean absolute percentage error over the backtest, percent.")
+    coverage_80: float | None = Field(description="Share of actuals inside the 80% interval.")
+    coverage_95: float | None = Field(description="Share of actuals inside the 95% interval.")
+
+
+class Forecast(Published, _Row):
+    models: dict[str, str] = Field(description="Model chosen per series.")
+    points: list[ForecastPoint]
+    backtest: Backtest | None = None
+
+
+class UnitEconomicsRow(_Row):
+    month: str = Month
+    cac: float | None = Field(description="Customer acquisition cost, USD per new customer.")
+    gross_margin: float | None
+    ltv: float | None = Field(description="Lifetime value, USD.")
+    ltv_lo: float | None
+    ltv_hi: float | None
+    ltv_to_cac: float | None
+    cac_payback_months: float | None
+
+
+class UnitEconomics(Published):
+    rows: list[UnitEconomicsRow]
+
+
+class NrrRow(_Row):
+    month: str = Month
+    tier: str | None = None
+    cohort_customers: int
+    nrr: float | None
+    grr: float | None
+
+
+class CohortRow(_Row):
+    cohort: str = Field(description="Month of the first subscription, YYYY-MM.")
+    age: int = Field(description="Months since the cohort month.")
+    customers: int
+    active: int
+    logo_retention: float | None
+    net_mrr_retention: float | None
+
+
+class Retention(Published):
+    nrr_grr: list[NrrRow]
+    nrr_grr_by_tier: list[NrrRow]
+    cohorts: list[CohortRow]
+
+
+class HealthRow(_Row):
+    account_id: str
+    tier: str | None
+    as_of: str = Field(description="Day the score describes, YYYY-MM-DD.")
+    health_score: float | None = Field(description="Overall health, 0-100.")
+    band: str = Field(description="red, yellow or green.")
+    usage_rate: float | None
+    ticket_resolution: float | None
+    downtime_reduction: float | None
+    nps: float | None
+    engagement_trend: float | None
+
+
+class HealthPage(Published):
+    page: int
+    page_size: int
+    total: int
+    accounts: list[HealthRow]
+
+
+class AtRiskRow(_Row):
+    account_id: str
+    tier: str | None
+    arr: float | None
+    health_score: float | None
+    band: str | None
+    p_churn_3m: float | None = Field(description="Probability of churning within 3 months.")
+    arr_at_risk: float | None = Field(description="ARR x churn probability, USD.")
+    reasons: list[str]
+    playbook: str | None
+    action: str | None
+    owner: str | None
+    due_days: int | None
+
+
+class AtRisk(Published):
+    rows: list[AtRiskRow]
+
+
+class Recommendation(BaseModel):
+    playbook: str | None
+    action: str | None
+    owner: str | None
+    due_days: int | None
+
+
+class CustomerDetail(BaseModel):
+    account_id: str
+    run_id: str
+    health: HealthRow
+    churn_probability_3m: float | None
+    arr: float | None
+    drivers: list[str] = Field(description="Why the account is at risk, in words.")
+    recommendation: Recommendation
+
+
+class EventsIn(BaseModel):
+    events: list[Any] = Field(
+        description="Rows of usage_daily, tickets, nps_responses or downtime_monthly, each with a 'table' field.",
+        examples=[example_events()],
+    )
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+    health_updates: int = Field(description="Accounts whose score changed (each sent to the WebSocket feed).")
