@@ -27,13 +27,18 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, home):
+    def __init__(self, home, env: dict | None = None):
         self.home, self.port = home, _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
+        self.env = env or {}
 
     def start(self):
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("CFX_")}, "CFX_HOME": str(self.home)}
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("CFX_")},
+            "CFX_HOME": str(self.home),
+            **self.env,
+        }
         self.proc = subprocess.Popen(
             [str(CFX), "serve", "--port", str(self.port)],
             env=env,
@@ -105,6 +110,41 @@ def test_healthz_and_token_rules(server, published):
     token_id = json.loads((published / "tokens.json").read_text())[-1]["id"]
     assert run_cfx("token", "revoke", token_id, home=published).returncode == 0
     assert get("/api/finance/summary", ingest).status_code == 401  # the revoked one (last created)
+
+
+def test_token_is_checked_before_input_and_bodies_are_bounded(server, published):
+    """Anonymous callers get 401 whatever they send (no 422 telling them about parameters);
+    a body over the limit gets 413 whether or not it declares its length."""
+    assert httpx.get(server.url + "/api/customers/health?page=0").status_code == 401
+    assert httpx.get(server.url + "/api/no-such-route").status_code == 401
+    assert httpx.post(server.url + "/api/events", content=b"not json").status_code == 401
+    ingest = token(published, "ingest")
+    headers = {"Authorization": f"Bearer {ingest}", "Content-Type": "application/json"}
+
+    def chunks():
+        yield b'{"events": ['
+        for _ in range(2_000):
+            yield (
+                b'{"table": "nps_responses", "response_id": "x", "account_id": "y", "date": "2025-12-31", "score": 1},'
+                * 10
+            )
+        yield b"{}]}"
+
+    r = httpx.post(server.url + "/api/events", content=chunks(), headers=headers)  # chunked, ~2 MB
+    assert r.status_code == 413, r.text
+    r = httpx.post(server.url + "/api/events", content=b" " * 1_100_000, headers=headers)
+    assert r.status_code == 413
+
+
+def test_openapi_has_a_model_for_every_answer(server):
+    schema = httpx.get(server.url + "/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    for path, methods in schema["paths"].items():
+        for method, op in methods.items():
+            ok = op["responses"].get("200") or op["responses"].get("202")
+            ref = ok["content"]["application/json"]["schema"].get("$ref", "")
+            assert ref.startswith("#/components/schemas/"), (method, path, ok)
+            assert path == "/healthz" or op.get("security") == [{"bearer": []}], path
 
 
 def test_bad_events_get_field_errors_and_store_nothing(server, published):

@@ -144,6 +144,7 @@ def test_incremental_scorer_agrees_with_batch(demo_con):
     ).fetchall():
         scorer.set_account(account_id, seats, tier)
     batch = health.health_scores(con, d, changes=False).set_index("account_id")
+    scorer.scores(d0)  # scoring another day in between must not leave stale cached parts behind
     inc = scorer.scores(d).set_index("account_id").loc[batch.index]
     for col in ("health_score", *health.COMPONENTS):
         a, b = batch[col].to_numpy(dtype=float), inc[col].to_numpy(dtype=float)

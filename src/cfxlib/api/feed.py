@@ -11,8 +11,8 @@ filters. So 500 events per second to 200 clients cost about 200 socket writes pe
 than 100,000 framed sends.
 
 Slow clients never hold up others: each client's unsent bytes are bounded. A client whose
-backlog exceeds ``max_buffer_bytes`` is sent an ``error`` message, closed, and cut off after
-:data:`CLOSE_GRACE_S` if it still does not read.
+backlog still exceeds ``max_buffer_bytes`` when new messages arrive is sent an ``error``
+message, closed, and cut off after :data:`CLOSE_GRACE_S` if it still does not read.
 
 Under uvicorn's ``websockets-sansio`` protocol without compression, with the app inside
 :class:`ExposeServerSend` (how ``cfx serve`` runs), frames go straight to the connection's transport, whose write-buffer size is the backlog.
@@ -127,8 +127,8 @@ class FeedClient:
         if self.transport is not None:
             if self.transport.is_closing():
                 return
-            if self.transport.get_write_buffer_size() + len(frames) > self.max_buffer_bytes:
-                self._drop()
+            if self.transport.get_write_buffer_size() > self.max_buffer_bytes:
+                self._drop()  # had not taken what was sent before; one burst alone never drops a client
                 return
             self.transport.write(frames)
             return
