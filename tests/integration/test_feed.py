@@ -173,6 +173,7 @@ def test_cfx_serve_writes_frames_directly(own_home):
         thread.join(timeout=10)
 
 
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 def test_portable_path_under_another_asgi_server(own_home):
     """Under Starlette's TestClient (no uvicorn transport) updates go through ASGI sends."""
     from starlette.testclient import TestClient

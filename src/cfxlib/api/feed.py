@@ -98,7 +98,9 @@ class FeedClient:
         self.filter_key = (frozenset(tiers) if tiers else None, frozenset(bands) if bands else None)
         self.max_buffer_bytes = max_buffer_bytes
         self.transport = _raw_transport(websocket)
-        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=max(1, max_buffer_bytes // FALLBACK_MESSAGE_BYTES))
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(
+            maxsize=max(1, max_buffer_bytes // FALLBACK_MESSAGE_BYTES)
+        )
         self.ready = False  # until the snapshot went out, updates wait in ``held``
         self.held: list[tuple[bytes, list[str]]] = []
         self.lagging = False
@@ -150,7 +152,8 @@ class FeedClient:
         self.lagging = True
         while not self.queue.empty():
             self.queue.get_nowait()
-        asyncio.get_running_loop().create_task(self._tell_and_close())
+        self.queue.put_nowait(None)  # wakes the fallback pump so it stops
+        self._closer = asyncio.get_running_loop().create_task(self._tell_and_close())  # keep a reference
 
     async def _tell_and_close(self) -> None:
         message = json.dumps({"type": "error", "message": "client too far behind; disconnecting, reconnect to resync"})
@@ -171,7 +174,7 @@ class FeedClient:
             return
         while not self.lagging:
             text = await self.queue.get()
-            if self.lagging:
+            if text is None or self.lagging:
                 break
             await self.ws.send_text(text)
         await self.closed
