@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Annotated
 
 from fastapi import FastAPI, HTTPException, Query, WebSocket, WebSocketDisconnect
 from fastapi import Path as PathParam
@@ -71,6 +72,9 @@ ACCESS = (
 )
 """Scope each HTTP path needs, first match wins (a trailing ``/`` matches everything below)."""
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+ByTier = Annotated[str | None, Query(pattern="^tier$", description="'tier' for one row per tier and month")]
+FromMonth = Annotated[str | None, Query(alias="from", pattern=MONTH_PATTERN, description="first month, YYYY-MM")]
+ToMonth = Annotated[str | None, Query(pattern=MONTH_PATTERN, description="last month, YYYY-MM")]
 
 
 def _json(model: BaseModel) -> Response:
@@ -247,17 +251,17 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
 
     @app.get("/api/finance/mrr", response_model=MrrSeries, openapi_extra=SECURED)
     async def finance_mrr(
-        by: str | None = Query(None, pattern="^tier$", description="'tier' for one row per tier and month"),
-        from_: str | None = Query(None, alias="from", pattern=MONTH_PATTERN, description="first month, YYYY-MM"),
-        to: str | None = Query(None, pattern=MONTH_PATTERN, description="last month, YYYY-MM"),
+        by: ByTier = None,
+        from_: FromMonth = None,
+        to: ToMonth = None,
     ):
         return _series(service.publication(), "mrr_by_tier" if by else "mrr", MrrSeries, from_, to)
 
     @app.get("/api/finance/movements", response_model=Movements, openapi_extra=SECURED)
     async def finance_movements(
-        by: str | None = Query(None, pattern="^tier$", description="'tier' for one row per tier and month"),
-        from_: str | None = Query(None, alias="from", pattern=MONTH_PATTERN, description="first month, YYYY-MM"),
-        to: str | None = Query(None, pattern=MONTH_PATTERN, description="last month, YYYY-MM"),
+        by: ByTier = None,
+        from_: FromMonth = None,
+        to: ToMonth = None,
     ):
         return _series(service.publication(), "movements_by_tier" if by else "movements", Movements, from_, to)
 
