@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -127,6 +128,21 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def _ipc_kernel_manager(folder: str) -> type:
+    """A kernel manager whose kernel talks over Unix sockets in ``folder`` instead of TCP ports.
+
+    With TCP, a free port is picked, released and bound again by the kernel; notebooks started
+    at the same moment (the two lanes of a run, parallel runs, test workers) can race for it and
+    the kernel dies with "Address already in use". Sockets in a private folder cannot collide."""
+    from jupyter_client import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(transport="ipc", ip=os.path.join(folder, "kernel"), **kwargs)
+
+    return IPCKernelManager
+
+
 def _execute(step: Step, notebooks: Path, run_dir: Path, params: dict, timeout: int, kernel: str) -> float:
     import papermill as pm
 
@@ -136,6 +152,7 @@ def _execute(step: Step, notebooks: Path, run_dir: Path, params: dict, timeout: 
     target = run_dir / "notebooks" / source.name
     log = run_dir / "logs" / f"{step.name}.log"
     start = time.perf_counter()
+    sockets = tempfile.mkdtemp(prefix="cfx-kernel-")  # short path: Unix socket paths are limited to 107 bytes
     try:
         pm.execute_notebook(
             str(source),
@@ -146,6 +163,7 @@ def _execute(step: Step, notebooks: Path, run_dir: Path, params: dict, timeout: 
             progress_bar=False,
             log_output=False,
             cwd=str(run_dir),
+            kernel_manager_class=_ipc_kernel_manager(sockets),
         )
     except pm.PapermillExecutionError as exc:
         log.write_text(str(exc), encoding="utf-8")
@@ -158,6 +176,8 @@ def _execute(step: Step, notebooks: Path, run_dir: Path, params: dict, timeout: 
         raise PipelineError(
             f"notebook {step.name} could not run: {type(exc).__name__}: {exc}. Run folder: {run_dir}"
         ) from None
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
     seconds = time.perf_counter() - start
     log.write_text(f"ok in {seconds:.1f} s\n", encoding="utf-8")
     return seconds
