@@ -15,9 +15,10 @@ backlog still exceeds ``max_buffer_bytes`` when new messages arrive is sent an `
 message, closed, and cut off after :data:`CLOSE_GRACE_S` if it still does not read.
 
 Under uvicorn's ``websockets-sansio`` protocol without compression, with the app inside
-:class:`ExposeServerSend` (how ``cfx serve`` runs), frames go straight to the connection's transport, whose write-buffer size is the backlog.
-Under any other ASGI server the feed falls back to one ``send_text`` per message from a bounded
-per-client queue (the backlog is then counted in messages of about :data:`FALLBACK_MESSAGE_BYTES`); both paths are tested.
+:class:`ExposeServerSend` (how ``cfx serve`` runs), frames go straight to the connection's
+transport, whose write-buffer size is the backlog. Under any other ASGI server the feed falls
+back to one ``send_text`` per message from a bounded per-client queue (the backlog is then
+counted in messages of about :data:`FALLBACK_MESSAGE_BYTES`); both paths are tested.
 """
 
 from __future__ import annotations
