@@ -216,25 +216,32 @@ class Feed:
         switch), once per filter; queued updates go first so the order stays true."""
         if self._pending:
             self._flush()
-        shared: dict[tuple, tuple[bytes, list[str]]] = {}
-        for client in list(self.clients):
-            out = shared.get(client.filter_key)
-            if out is None:
-                text = json.dumps(build(client), default=str)
-                out = shared[client.filter_key] = (_frame(text), [text])
-            client.send(*out)
+
+        def encode(client: FeedClient) -> tuple[bytes, list[str]]:
+            text = json.dumps(build(client), default=str)
+            return _frame(text), [text]
+
+        self._deliver(encode)
 
     def heartbeat(self) -> None:
         self.publish([{"type": "heartbeat", "ts": datetime.now(UTC).isoformat(timespec="seconds")}])
 
     def _flush(self) -> None:
         pending, self._pending, self._scheduled = self._pending, [], False
+
+        def encode(client: FeedClient) -> tuple[bytes, list[str]]:
+            chosen = [(frame, text) for message, frame, text in pending if client.wants(message)]
+            return b"".join(f for f, _ in chosen), [t for _, t in chosen]
+
+        self._deliver(encode)
+
+    def _deliver(self, encode: Callable[[FeedClient], tuple[bytes, list[str]]]) -> None:
+        """``encode`` once per distinct filter, then send the result to every client with it."""
         shared: dict[tuple, tuple[bytes, list[str]]] = {}
         for client in list(self.clients):
             out = shared.get(client.filter_key)
             if out is None:
-                chosen = [(frame, text) for message, frame, text in pending if client.wants(message)]
-                out = shared[client.filter_key] = (b"".join(f for f, _ in chosen), [t for _, t in chosen])
+                out = shared[client.filter_key] = encode(client)
             if out[1]:
                 client.send(*out)
 
