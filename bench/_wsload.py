@@ -119,6 +119,7 @@ def run_poster(base: str, ingest: str, accounts: list[str], rate: int, batch: in
 
     async def go():
         sent: dict[str, float] = {}
+        posts: list[dict] = []  # per POST: send and answer times, the server's stage timings
         reported, statuses = 0, {}
         rng = random.Random(7)
 
@@ -131,6 +132,12 @@ def run_poster(base: str, ingest: str, accounts: list[str], rate: int, batch: in
                 f"{base}/api/events", json={"events": events}, headers={"Authorization": f"Bearer {ingest}"}
             )
             statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+            stages = dict(
+                (part.split(";dur=")[0].strip(), float(part.split(";dur=")[1]))
+                for part in r.headers.get("server-timing", "").split(",")
+                if ";dur=" in part
+            )
+            posts.append({"first": events[0]["response_id"], "sent": t, "answered": time.time(), **stages})
             reported += r.json().get("health_updates", 0)
 
         tasks = []
@@ -155,6 +162,8 @@ def run_poster(base: str, ingest: str, accounts: list[str], rate: int, batch: in
             elapsed = time.perf_counter() - start
             await asyncio.gather(*tasks)
         with open(out, "w") as fh:
-            json.dump({"sent": sent, "reported": reported, "elapsed": elapsed, "statuses": statuses}, fh)
+            json.dump(
+                {"sent": sent, "posts": posts, "reported": reported, "elapsed": elapsed, "statuses": statuses}, fh
+            )
 
     asyncio.run(go())

@@ -173,6 +173,7 @@ def test_bad_events_get_field_errors_and_store_nothing(server, published):
     }
     r = httpx.post(server.url + "/api/events", json=bad, headers={"Authorization": f"Bearer {ingest}"})
     assert r.status_code == 422
+    assert "validate;dur=" in r.headers["server-timing"] and "store" not in r.headers["server-timing"]
     errors = r.json()["errors"]
     assert {k: errors[0][k] for k in ("index", "field")} == {"index": 1, "field": "score"} or any(
         e["index"] == 1 and e["field"] == "score" for e in errors
@@ -224,6 +225,9 @@ def test_event_updates_websocket_and_matches_batch(server, published, tmp_path):
                     server.url + "/api/events", json={"events": [event]}, headers={"Authorization": f"Bearer {ingest}"}
                 )
             assert r.status_code == 202, r.text
+            stages = dict(part.strip().split(";dur=") for part in r.headers["server-timing"].split(","))
+            assert {"validate", "lock", "store", "score", "total"} <= set(stages)
+            assert all(0 <= float(ms) < 60_000 for ms in stages.values())
             while True:
                 msg = json.loads(await asyncio.wait_for(ws.recv(), timeout=5))
                 if msg["type"] == "update":

@@ -146,22 +146,33 @@ class Service:
             body = pub.responses[key] = build().model_dump_json().encode()
         return Response(body, media_type="application/json")
 
-    def ingest(self, pub: Publication, events: list) -> tuple[list[dict], list[dict], int]:
+    def ingest(self, pub: Publication, events: list, timing: dict[str, float] | None = None):
         """Validate a posted batch and, when every event passed, :meth:`accept` it (one worker
-        thread for both). Returns (clean events, errors, health changes)."""
+        thread for both). Returns (clean events, errors, health changes).
+
+        ``timing``, when given, receives each stage's duration in milliseconds: ``validate``,
+        ``lock`` (waiting for other batches), ``store`` (append and fdatasync) and ``score``."""
+        timing = {} if timing is None else timing
+        start = time.perf_counter()
         clean, errors = validate_batch(events, pub.accounts)
+        timing["validate"] = 1000 * (time.perf_counter() - start)
         if errors:
             return [], errors, 0
-        return clean, [], self.accept(pub, clean)
+        return clean, [], self.accept(pub, clean, timing)
 
-    def accept(self, pub: Publication, events: list[dict]) -> int:
+    def accept(self, pub: Publication, events: list[dict], timing: dict[str, float] | None = None) -> int:
         """Store validated events durably, score them, and publish changed scores to the feed.
 
         Runs in a worker thread; one lock keeps storing, scoring and publishing in one order, so
         concurrent batches reach every client in the order they were scored. Returns the number
-        of health changes."""
+        of health changes; ``timing`` as in :meth:`ingest`."""
+        timing = {} if timing is None else timing
+        start = time.perf_counter()
         with self._scoring:
+            locked = time.perf_counter()
             self.events.append(events)
+            stored = time.perf_counter()
+            timing["lock"], timing["store"] = 1000 * (locked - start), 1000 * (stored - locked)
             scorer = self.ensure_scorer(pub)
             messages, changes = [], 0
             for i, event in enumerate(events, 1):
@@ -177,6 +188,7 @@ class Service:
                     if self.loop is not None:
                         self.loop.call_soon_threadsafe(self.feed.publish, messages)
                     messages = []
+            timing["score"] = 1000 * (time.perf_counter() - stored)
             return changes
 
     def _live(self, pub: Publication) -> dict[str, dict]:
@@ -188,6 +200,11 @@ class Service:
     def all_health(self, pub: Publication) -> list[dict]:
         live = self._live(pub)
         return [live.get(r["account_id"], r) for r in pub.health] if live else pub.health
+
+
+def server_timing(timing: dict[str, float]) -> str:
+    """A ``Server-Timing`` header value (W3C) from stage durations in milliseconds."""
+    return ", ".join(f"{name};dur={ms:.2f}" for name, ms in timing.items())
 
 
 def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI:
@@ -331,11 +348,15 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         )
 
     @app.post("/api/events", status_code=202, response_model=EventsAccepted, openapi_extra=SECURED)
-    async def post_events(body: EventsIn):
+    async def post_events(body: EventsIn, response: Response):
         if len(body.events) > MAX_EVENTS:
             raise HTTPException(413, f"at most {MAX_EVENTS:,} events per request")
         pub = service.publication()
-        clean, errors, updates = await run_in_threadpool(service.ingest, pub, body.events)
+        timing: dict[str, float] = {}
+        start = time.perf_counter()
+        clean, errors, updates = await run_in_threadpool(service.ingest, pub, body.events, timing)
+        timing["total"] = 1000 * (time.perf_counter() - start)
+        response.headers["Server-Timing"] = server_timing(timing)
         if errors:
             return JSONResponse(
                 {
@@ -344,6 +365,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
                     "error_count": len(errors),
                 },
                 status_code=422,
+                headers={"Server-Timing": response.headers["Server-Timing"]},
             )
         return EventsAccepted(accepted=len(clean), health_updates=updates)
 
