@@ -10,12 +10,14 @@ loads them (rows whose key is already in the data files are left to the files).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
 from pathlib import Path
 
 from cfxlib.issues import IssueLog
+from cfxlib.record_check import RecordCheck, compile_record_check
 from cfxlib.schemas import TABLES
 from cfxlib.validate import check_records
 
@@ -56,8 +58,24 @@ def example_events(account_id: str = "A00001", day: str = "2025-12-31") -> list[
     ]
 
 
+@functools.cache
+def _fast_check(table: str) -> RecordCheck | None:
+    return compile_record_check(TABLES[table])
+
+
+@functools.cache
+def _columns(table: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(all columns, required columns) of an event table."""
+    columns = TABLES[table].columns
+    return tuple(columns), tuple(c for c, column in columns.items() if not column.nullable)
+
+
 def validate_batch(events: list, accounts: set[str] | None = None) -> tuple[list[dict], list[dict]]:
-    """(clean events, errors). Each error: ``{"index", "field", "rule", "value"}``."""
+    """(clean events, errors). Each error: ``{"index", "field", "rule", "value"}``.
+
+    A table's events that all pass the compiled acceptance test (:mod:`cfxlib.record_check`,
+    microseconds per event) skip the pandas/pandera path (about 8 ms per call); any doubt sends
+    them through it, which words the errors."""
     errors: list[dict] = []
     by_table: dict[str, list[tuple[int, dict]]] = {}
     for i, event in enumerate(events):
@@ -70,8 +88,7 @@ def validate_batch(events: list, accounts: set[str] | None = None) -> tuple[list
                 {"index": i, "field": "table", "rule": f"must be one of {', '.join(EVENT_TABLES)}", "value": table}
             )
             continue
-        spec = TABLES[table]
-        missing = [c for c in spec.columns if c not in event and not spec.columns[c].nullable]
+        missing = [c for c in _columns(table)[1] if c not in event]
         for column in missing:
             errors.append({"index": i, "field": column, "rule": "required field is missing", "value": None})
         if not missing:
@@ -80,7 +97,9 @@ def validate_batch(events: list, accounts: set[str] | None = None) -> tuple[list
     for table, items in by_table.items():
         spec = TABLES[table]
         log = IssueLog(keep=10_000)
-        check_records(items, spec, table, log)
+        fast = _fast_check(table)
+        if fast is None or not all(fast(event) for _, event in items):
+            check_records(items, spec, table, log)
         for issue in log.shown:
             errors.append(
                 {
@@ -100,7 +119,7 @@ def validate_batch(events: list, accounts: set[str] | None = None) -> tuple[list
                         "value": event.get("account_id"),
                     }
                 )
-            clean[i] = {"table": table, **{c: event.get(c) for c in spec.columns}}
+            clean[i] = {"table": table, **{c: event.get(c) for c in _columns(table)[0]}}
     errors.sort(key=lambda e: (e["index"], e["field"] or ""))
     return [clean[i] for i in sorted(clean)], errors
 
