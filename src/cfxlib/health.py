@@ -29,6 +29,7 @@ computation (SQL aggregates over the warehouse, :func:`health_scores`) and for t
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -292,6 +293,11 @@ def _as_date(value) -> date:
         return value.date()
     if isinstance(value, date):
         return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())  # the common live-event form, 50x faster than pandas
+        except ValueError:
+            pass
     return pd.Timestamp(value).date()
 
 
@@ -376,6 +382,10 @@ class HealthScorer:
         state.seats, state.tier = float(seats), tier
 
     # -- events
+    def apply(self, table: str, row: dict) -> str:
+        """Apply one event without scoring it (see :meth:`score_many`); returns its account."""
+        return self._apply(table, row)
+
     def _apply(self, table: str, row: dict) -> str:
         account_id = str(row["account_id"])
         state = self.accounts[account_id]
@@ -493,16 +503,29 @@ class HealthScorer:
 
     def score(self, account_id: str, as_of: date | None = None) -> dict:
         """One account's health at ``as_of``: the columns of :func:`health_scores` (no changes)."""
+        return self.score_many([account_id], as_of)[0]
+
+    def score_many(self, account_ids: list[str], as_of: date | None = None) -> list[dict]:
+        """:meth:`score` for several accounts in one vectorised pass (numpy costs the same for
+        one account as for a hundred, so a batch of events is scored at once)."""
         as_of = as_of or self.as_of
-        comps = component_arrays(self.aggregates(account_id, as_of))
+        aggs = [self.aggregates(a, as_of) for a in account_ids]
+        comps = component_arrays({k: np.array([agg[k] for agg in aggs], dtype=float) for k in AGGREGATES})
         total = combine_arrays(comps, self.config)
-        row = {"account_id": account_id, "tier": self.accounts[account_id].tier, "as_of": as_of.isoformat()}
-        row.update({c: float(np.round(v, 2)) for c, v in comps.items()})
-        row.update({k: (str(v) if k == "band" else float(v)) for k, v in total.items()})
-        return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+        columns = {c: np.round(v, 2).tolist() for c, v in comps.items()}
+        columns.update({k: (v.astype(str) if k == "band" else v.astype(float)).tolist() for k, v in total.items()})
+        day = as_of.isoformat()
+        rows = []
+        for i, account_id in enumerate(account_ids):
+            row = {"account_id": account_id, "tier": self.accounts[account_id].tier, "as_of": day}
+            for name, values in columns.items():
+                v = values[i]
+                row[name] = None if isinstance(v, float) and math.isnan(v) else v
+            rows.append(row)
+        return rows
 
     def scores(self, as_of: date | None = None) -> pd.DataFrame:
         """Every account's health at ``as_of`` (accounts with known seats)."""
         as_of = as_of or self.as_of
-        rows = [self.score(a, as_of) for a, s in sorted(self.accounts.items()) if not np.isnan(s.seats)]
+        rows = self.score_many([a for a, s in sorted(self.accounts.items()) if not np.isnan(s.seats)], as_of)
         return pd.DataFrame(rows)

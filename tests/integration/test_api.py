@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -253,6 +254,40 @@ def test_event_updates_websocket_and_matches_batch(server, published, tmp_path):
     finally:
         con.close()
     assert batch.loc[account["account_id"], "health_score"] == pytest.approx(msg["health_score"])
+
+
+def test_a_batch_sends_one_update_per_changed_account(server, published):
+    """Two events for one account in one POST: one update, the account's state after both,
+    naming the later event as its cause."""
+    analyst, ingest = token(published, "analyst"), token(published, "ingest")
+
+    async def scenario():
+        url = f"ws://127.0.0.1:{server.port}/ws/customer-health?token={analyst}"
+        async with websockets.connect(url, max_size=2**24) as ws:
+            # an account without NPS answers in the window, so its NPS component is exactly ours
+            account = next(a for a in json.loads(await ws.recv())["accounts"] if a["nps"] is None)
+            events = [
+                {"table": "nps_responses", "response_id": f"pair-{i}", "account_id": account["account_id"]}
+                | {"date": "2025-12-31", "score": score}
+                for i, score in enumerate((0, 1))
+            ]
+            async with httpx.AsyncClient() as client:
+                r = await client.post(
+                    server.url + "/api/events", json={"events": events}, headers={"Authorization": f"Bearer {ingest}"}
+                )
+            assert r.status_code == 202, r.text
+            updates = []
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    msg = json.loads(await asyncio.wait_for(ws.recv(), timeout=1.5))
+                    if msg["type"] == "update":
+                        updates.append(msg)
+            return account, r.json(), updates
+
+    account, answer, updates = asyncio.run(scenario())
+    assert answer == {"accepted": 2, "health_updates": 1}
+    assert [(u["account_id"], u["cause"]["response_id"]) for u in updates] == [(account["account_id"], "pair-1")]
+    assert updates[0]["nps"] == 5.0  # 10 x mean(0, 1): both answers count, not only the last
 
 
 def test_websocket_refuses_bad_tokens_and_roles(server, published):

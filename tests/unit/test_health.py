@@ -150,6 +150,8 @@ def test_incremental_scorer_agrees_with_batch(demo_con):
         a, b = batch[col].to_numpy(dtype=float), inc[col].to_numpy(dtype=float)
         assert np.allclose(a, b, equal_nan=True, atol=1e-9), col
     assert (batch["band"] == inc["band"]).all()
+    accounts = list(batch.index)
+    assert scorer.score_many(accounts, d) == [scorer.score(a, d) for a in accounts]  # exactly, row by row
 
 
 def test_changes_over_30_and_90_days(demo_con):

@@ -57,7 +57,9 @@ log = logging.getLogger("cfx.api")
 MAX_BODY_BYTES = 1_000_000
 MAX_EVENTS = 5_000
 PUBLISH_EVERY = 500
-"""Events scored between two hand-overs to the feed (about 0.1 s of scoring)."""
+"""Events scored together and handed to the feed at once (well under 0.1 s of scoring). Each
+account changed by a part gets one update, its state after the part, whose ``cause`` is the
+part's last event for that account."""
 SECURED = {"security": [{"bearer": []}]}
 """OpenAPI: the route needs ``Authorization: Bearer TOKEN`` (checked by :class:`~cfxlib.api.auth.TokenGate`)."""
 ACCESS = (
@@ -174,20 +176,25 @@ class Service:
             stored = time.perf_counter()
             timing["lock"], timing["store"] = 1000 * (locked - start), 1000 * (stored - locked)
             scorer = self.ensure_scorer(pub)
-            messages, changes = [], 0
-            for i, event in enumerate(events, 1):
-                before = self.health_row(pub, str(event["account_id"]))
-                as_of = max(pub.as_of_date, scorer.as_of or pub.as_of_date)
-                row = scorer.update(event["table"], event, as_of=as_of)
-                self.live[row["account_id"]] = row
-                if before is None or before.get("health_score") != row.get("health_score"):
-                    cause = {"table": event["table"], **{k: event[k] for k in TABLES[event["table"]].key}}
-                    messages.append({"type": "update", "sent_at": time.time(), "cause": cause, **row})
-                if messages and (i % PUBLISH_EVERY == 0 or i == len(events)):
-                    changes += len(messages)  # big batches go out in parts: first updates within 1 s
+            as_of = max(pub.as_of_date, scorer.as_of or pub.as_of_date)
+            changes = 0
+            for first in range(0, len(events), PUBLISH_EVERY):  # big batches go out in parts: first updates within 1 s
+                last: dict[str, dict] = {}  # account -> its latest event in this part
+                for event in events[first : first + PUBLISH_EVERY]:
+                    last[scorer.apply(event["table"], event)] = event
+                messages = []
+                for row in scorer.score_many(list(last), as_of):
+                    account_id = row["account_id"]
+                    before = self.health_row(pub, account_id)
+                    self.live[account_id] = row
+                    if before is None or before.get("health_score") != row.get("health_score"):
+                        event = last[account_id]
+                        cause = {"table": event["table"], **{k: event[k] for k in TABLES[event["table"]].key}}
+                        messages.append({"type": "update", "sent_at": time.time(), "cause": cause, **row})
+                if messages:
+                    changes += len(messages)
                     if self.loop is not None:
                         self.loop.call_soon_threadsafe(self.feed.publish, messages)
-                    messages = []
             timing["score"] = 1000 * (time.perf_counter() - stored)
             return changes
 
