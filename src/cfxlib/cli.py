@@ -102,11 +102,17 @@ def demo_data(
 # --------------------------------------------------------------------------- ingest
 
 
+def _has_events(home: Home) -> bool:
+    from cfxlib.eventlog import EventLog
+
+    return EventLog(home.events).has_events()
+
+
 def _ingest(data_dir: Path, home: Home, as_of: date | None):
-    from cfxlib.api.events import EventStore
+    from cfxlib.eventlog import EventLog
     from cfxlib.warehouse import ingest
 
-    events = EventStore(home.events).read()
+    events = EventLog(home.events).read()
 
     with _progress() as progress:
         tasks: dict[str, int] = {}
@@ -189,7 +195,7 @@ def run_cmd(
                 progress=lambda done, total: progress.update(task, completed=done),
             )
         data_dir = home.demo_data
-    if data_dir is None and home.warehouse.exists() and home.events.joinpath("events.jsonl").exists():
+    if data_dir is None and home.warehouse.exists() and _has_events(home):
         # live events arrived since the last load: reload the same data with them
         from cfxlib import warehouse
 

@@ -220,7 +220,7 @@ def _load_events(con, events: list[dict], log: IssueLog) -> int:
     """Append live events (rows of event tables) whose key is not already in the data files.
 
     Events were validated when accepted; they are parsed and checked again here with the same
-    rules (file name ``events.jsonl``, line = position in the file). For one key, the last event
+    rules (file name ``events``, line = position in the event log). For one key, the last event
     wins; the data files win over events (they are the system of record).
     """
     loaded = 0
@@ -230,10 +230,10 @@ def _load_events(con, events: list[dict], log: IssueLog) -> int:
     for table, items in groups.items():
         spec = TABLES.get(table)
         if spec is None:
-            log.add(Issue("events.jsonl", items[0][0], "table", f"unknown table {table!r}"))
+            log.add(Issue("events", items[0][0], "table", f"unknown table {table!r}"))
             continue
-        frame = check_records(items, spec, "events.jsonl", log).reset_index().rename(columns={"line": "_line"})
-        frame["_line"] = -frame["_line"]  # negative: from events.jsonl, not the table's file
+        frame = check_records(items, spec, "events", log).reset_index().rename(columns={"line": "_line"})
+        frame["_line"] = -frame["_line"]  # negative: from the event log, not the table's file
         if spec.key:
             frame = frame.drop_duplicates(list(spec.key), keep="last")
         con.register("_events", frame)

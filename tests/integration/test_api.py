@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 import websockets
 
 from cfxlib import health, warehouse
+from cfxlib.eventlog import EventLog
 from tests.conftest import CFX, run_cfx
 
 pytestmark = pytest.mark.xdist_group("pipeline")
@@ -150,8 +152,8 @@ def test_openapi_has_a_model_for_every_answer(server):
 
 def test_bad_events_get_field_errors_and_store_nothing(server, published):
     ingest = token(published, "ingest")
-    events_file = published / "events" / "events.jsonl"
-    before = events_file.read_bytes() if events_file.exists() else b""
+    stored = EventLog(published / "events")
+    before = stored.read()
     bad = {
         "events": [
             {
@@ -181,8 +183,7 @@ def test_bad_events_get_field_errors_and_store_nothing(server, published):
     )
     assert any(e["index"] == 2 and e["field"] == "active_users" for e in errors)
     assert any(e["index"] == 3 and e["field"] == "table" for e in errors)
-    after = events_file.read_bytes() if events_file.exists() else b""
-    assert after == before
+    assert stored.read() == before
     assert (
         httpx.post(
             server.url + "/api/events",
@@ -227,7 +228,7 @@ def test_event_updates_websocket_and_matches_batch(server, published, tmp_path):
                 )
             assert r.status_code == 202, r.text
             stages = dict(part.strip().split(";dur=") for part in r.headers["server-timing"].split(","))
-            assert {"validate", "lock", "store", "score", "total"} <= set(stages)
+            assert {"validate", "lock", "store", "score", "sync", "total"} <= set(stages)
             assert all(0 <= float(ms) < 60_000 for ms in stages.values())
             while True:
                 msg = json.loads(await asyncio.wait_for(ws.recv(), timeout=5))
@@ -304,9 +305,16 @@ def test_websocket_refuses_bad_tokens_and_roles(server, published):
     assert asyncio.run(attempt(ingest)) == 403
 
 
-def test_event_survives_sigkill(published):
-    srv = Server(published).start()
-    ingest = token(published, "ingest")
+def test_event_survives_sigkill(published, tmp_path):
+    """A 202'd event is on disk when the server dies; a second server on the same home is refused
+    with a message (the event log has one writer); a restart recovers and serves."""
+    home = tmp_path / "home"  # a private copy: the shared server writes the shared home's events
+    shutil.copytree(published, home, symlinks=True, ignore=shutil.ignore_patterns("events"))
+    srv = Server(home).start()
+    second = run_cfx("serve", "--port", str(_free_port()), home=home, timeout=120)
+    assert second.returncode == 2 and "second `cfx serve`" in second.stderr, second.stderr[-2000:]
+    assert "Traceback" not in second.stderr
+    ingest = token(home, "ingest")
     event = {
         "table": "usage_daily",
         "account_id": "ACC-000001",
@@ -317,14 +325,14 @@ def test_event_survives_sigkill(published):
         "assets_monitored": 5,
         "ai_requests": 0,
     }
-    acc = json.loads((published / "published" / "customer_success.json").read_text())["at_risk"][0]["account_id"]
+    acc = json.loads((home / "published" / "customer_success.json").read_text())["at_risk"][0]["account_id"]
     event["account_id"] = acc
     r = httpx.post(srv.url + "/api/events", json={"events": [event]}, headers={"Authorization": f"Bearer {ingest}"})
     assert r.status_code == 202
     srv.stop(signal.SIGKILL)
-    lines = [json.loads(x) for x in (published / "events" / "events.jsonl").read_text().splitlines()]
+    lines = EventLog(home / "events").read()
     assert any(e["account_id"] == acc and e["table"] == "usage_daily" and e["date"] == "2025-12-31" for e in lines)
-    again = Server(published).start()
+    again = Server(home).start()
     try:
         assert httpx.get(again.url + "/healthz").status_code == 200
     finally:

@@ -31,7 +31,7 @@ from pydantic import BaseModel
 
 from cfxlib import __version__, health, warehouse
 from cfxlib.api.auth import PERMISSIONS, TokenGate, TokenStore, bearer_token
-from cfxlib.api.events import EventStore, example_events, validate_batch
+from cfxlib.api.events import example_events, validate_batch
 from cfxlib.api.feed import MAX_BUFFER_BYTES, ExposeServerSend, Feed
 from cfxlib.api.models import (
     AtRisk,
@@ -50,6 +50,7 @@ from cfxlib.api.models import (
     UnitEconomics,
 )
 from cfxlib.api.publication import Publication, PublicationWatcher
+from cfxlib.eventlog import EventLog
 from cfxlib.home import Home
 from cfxlib.schemas import TABLES
 
@@ -91,7 +92,7 @@ class Service:
         self.tokens = TokenStore(home.tokens)
         self.watcher = PublicationWatcher(home.published)
         self.watcher.listeners.append(self.on_publication)
-        self.events = EventStore(home.events)
+        self.events = EventLog(home.events)
         self.scorer: health.HealthScorer | None = None
         self.scorer_target: str | None = None
         self.live: dict[str, dict] = {}  # account -> health after live events, for ``scorer_target``
@@ -153,7 +154,8 @@ class Service:
         thread for both). Returns (clean events, errors, health changes).
 
         ``timing``, when given, receives each stage's duration in milliseconds: ``validate``,
-        ``lock`` (waiting for other batches), ``store`` (append and fdatasync) and ``score``."""
+        ``lock`` (waiting for other batches), ``store`` (writing to the log), ``score`` and
+        ``sync`` (waiting for the disk)."""
         timing = {} if timing is None else timing
         start = time.perf_counter()
         clean, errors = validate_batch(events, pub.accounts)
@@ -165,14 +167,18 @@ class Service:
     def accept(self, pub: Publication, events: list[dict], timing: dict[str, float] | None = None) -> int:
         """Store validated events durably, score them, and publish changed scores to the feed.
 
-        Runs in a worker thread; one lock keeps storing, scoring and publishing in one order, so
-        concurrent batches reach every client in the order they were scored. Returns the number
-        of health changes; ``timing`` as in :meth:`ingest`."""
+        Runs in a worker thread. One lock keeps writing, scoring and publishing in one order, so
+        concurrent batches reach the log and every client in the order they were scored. The
+        events are written to the log (the kernel has them: a crash of this process loses
+        nothing) before they are scored and published; the flush to disk is awaited after the
+        lock, so this returns, and the POST answers 202, only once they are on disk, while a
+        slow flush does not hold up updates. Returns the number of health changes; ``timing``
+        as in :meth:`ingest` plus ``sync`` (waiting for the disk)."""
         timing = {} if timing is None else timing
         start = time.perf_counter()
         with self._scoring:
             locked = time.perf_counter()
-            self.events.append(events)
+            position = self.events.write(events)
             stored = time.perf_counter()
             timing["lock"], timing["store"] = 1000 * (locked - start), 1000 * (stored - locked)
             scorer = self.ensure_scorer(pub)
@@ -195,8 +201,11 @@ class Service:
                     changes += len(messages)
                     if self.loop is not None:
                         self.loop.call_soon_threadsafe(self.feed.publish, messages)
-            timing["score"] = 1000 * (time.perf_counter() - stored)
-            return changes
+            scored = time.perf_counter()
+            timing["score"] = 1000 * (scored - stored)
+        self.events.sync(position)
+        timing["sync"] = 1000 * (time.perf_counter() - scored)
+        return changes
 
     def _live(self, pub: Publication) -> dict[str, dict]:
         return self.live if self.scorer_target == pub.target else {}
@@ -221,12 +230,14 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
     async def lifespan(app: FastAPI):
         service.loop = asyncio.get_running_loop()
         beat = asyncio.create_task(service.feed.heartbeats())
+        await run_in_threadpool(service.events.open)  # recovers a torn tail, takes the writer lock
         await run_in_threadpool(validate_batch, example_events(), None)  # first use costs ~0.2 s; not on a request
         await run_in_threadpool(service.watcher.refresh)  # loads the publication and warms the scorer
         service.watcher.start()
         yield
         service.watcher.stop()
         beat.cancel()
+        service.events.close()
 
     app = FastAPI(
         title="cfx service",
@@ -361,7 +372,14 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         pub = service.publication()
         timing: dict[str, float] = {}
         start = time.perf_counter()
-        clean, errors, updates = await run_in_threadpool(service.ingest, pub, body.events, timing)
+        try:
+            clean, errors, updates = await run_in_threadpool(service.ingest, pub, body.events, timing)
+        except OSError as exc:  # disk full, I/O error: say so instead of a bare 500
+            log.error("live events could not be stored: %s", exc)
+            raise HTTPException(
+                503,
+                f"the events could not be stored durably ({exc.strerror}); retry later (event keys make a retry safe)",
+            ) from None
         timing["total"] = 1000 * (time.perf_counter() - start)
         response.headers["Server-Timing"] = server_timing(timing)
         if errors:
@@ -444,4 +462,6 @@ def serve(home: Home, host: str, port: int, feed_buffer_bytes: int = MAX_BUFFER_
     import uvicorn
 
     logging.getLogger("uvicorn.access").disabled = True  # request lines can carry ?token=
-    uvicorn.Server(server_config(create_app(home, feed_buffer_bytes), host, port)).run()
+    app = create_app(home, feed_buffer_bytes)
+    app.state.service.events.open()  # before uvicorn: a second writer is a user error, not a startup traceback
+    uvicorn.Server(server_config(app, host, port)).run()

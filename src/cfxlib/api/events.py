@@ -3,18 +3,15 @@
 An event is one row of ``usage_daily``, ``tickets``, ``nps_responses`` or ``downtime_monthly``
 plus ``"table"``. A batch is validated by the same parsing and pandera checks as ``cfx ingest``
 (:mod:`cfxlib.validate`), plus: the account must exist. Any failure rejects the whole batch with
-the event's index and field. Accepted batches are appended to ``$CFX_HOME/events/events.jsonl``
-and flushed to disk (``fdatasync``) before the answer, so a crash right after a 202 loses nothing; the next ``cfx run``
-loads them (rows whose key is already in the data files are left to the files).
+the event's index and field. Accepted batches are written to the event log under
+``$CFX_HOME/events/`` (:mod:`cfxlib.eventlog`) and on disk before the answer, so a crash right
+after a 202 loses nothing; the next ``cfx run`` loads them (rows whose key is already in the data
+files are left to the files).
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import os
-import threading
-from pathlib import Path
 
 from cfxlib.issues import IssueLog
 from cfxlib.record_check import RecordCheck, compile_record_check
@@ -22,7 +19,6 @@ from cfxlib.schemas import TABLES
 from cfxlib.validate import check_records
 
 EVENT_TABLES = ("usage_daily", "tickets", "nps_responses", "downtime_monthly")
-EVENTS_FILE = "events.jsonl"
 
 
 def example_events(account_id: str = "A00001", day: str = "2025-12-31") -> list[dict]:
@@ -122,45 +118,3 @@ def validate_batch(events: list, accounts: set[str] | None = None) -> tuple[list
             clean[i] = {"table": table, **{c: event.get(c) for c in _columns(table)[0]}}
     errors.sort(key=lambda e: (e["index"], e["field"] or ""))
     return [clean[i] for i in sorted(clean)], errors
-
-
-class EventStore:
-    """Append-only JSON-lines store of accepted events, flushed to disk before each append returns."""
-
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
-        self.path = self.folder / EVENTS_FILE
-        self._lock = threading.Lock()
-
-    def append(self, events: list[dict]) -> None:
-        data = "".join(json.dumps(e, default=str) + "\n" for e in events).encode("utf-8")
-        with self._lock:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            new = not self.path.exists()
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, data)
-                # fdatasync flushes the data and the file size (all an append needs to be read
-                # back), not timestamps; on this disk fsync stalled up to 250 ms where
-                # fdatasync stayed under 21 ms (docs/benchmarks.md).
-                os.fdatasync(fd)
-            finally:
-                os.close(fd)
-            if new:
-                dfd = os.open(self.folder, os.O_RDONLY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
-
-    def read(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        out = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    break  # a torn last line after a crash mid-write: it was never acknowledged
-        return out
