@@ -2,10 +2,10 @@
 
 Appending to a file and calling ``fdatasync`` changes the file's size, so every call commits the
 filesystem journal, and on ext4 (``data=ordered``) that commit waits for everybody's dirty data:
-here it stalled 75 ms at p99 and up to a second while other processes wrote. Overwriting blocks
-that already exist needs no metadata, so ``fdatasync`` only flushes those blocks (p99 2 ms, max
-10 ms in the same test; ``docs/benchmarks.md``). Databases do the same with their write-ahead
-logs: PostgreSQL fills each WAL segment with zeros before using it.
+on this machine such a sync took 67-87 ms at p99 and up to 185 ms. Overwriting blocks that
+already exist needs no metadata, so ``fdatasync`` only flushes those blocks: about 1 ms at p99
+in the same runs (``bench/eventlog.py``, ``docs/benchmarks.md``). Databases do the same with
+their write-ahead logs: PostgreSQL fills each WAL segment with zeros before using it.
 
 So the log is a series of **segments** ``events-000001.jsonl``, ``events-000002.jsonl``, ...,
 each created full of NUL bytes (``segment_bytes``, default 16 MB) and synced before use. Records
