@@ -181,7 +181,11 @@ class EventLog:
             os.close(fd)
 
     def close(self) -> None:
+        """Flush what was written, release the files and the writer lock."""
         with self._lock:
+            if self._fd is not None:
+                os.fdatasync(self._fd)
+                self._synced = self._written
             for fd in (self._fd, self._lock_fd):
                 if fd is not None:
                     os.close(fd)
