@@ -207,6 +207,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
+        shutil.rmtree(home, ignore_errors=True)  # a published demo and the event log: 100-200 MB
     ratio = summary["rps"] / trivial["rps"]
     lines = [
         f"Machine: {machine()}. Date: {now()}.",
