@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cfxlib.errors import UserError
+from cfxlib.outputs import fsync_dir
 
 SEGMENT_BYTES = 16 << 20
 LEGACY_FILE = "events.jsonl"
@@ -41,14 +42,6 @@ _ZEROS = bytes(1 << 20)
 
 class EventLogBusy(UserError):
     """Another process holds the log's writer lock."""
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _content(data: bytes) -> tuple[list[dict], int, bool]:
@@ -133,9 +126,10 @@ class EventLog:
             number, pos = 1, 0
             for path in reversed(self.segments()):  # newest first, down to the one in use
                 n = int(_SEGMENT.fullmatch(path.name).group(1))
-                _, used, clean = _content(path.read_bytes())
+                data = path.read_bytes()
+                _, used, clean = _content(data)
                 if not clean:  # nothing written after the last complete record was acknowledged
-                    self._clear_after(path, used)
+                    self._clear_after(path, data, used)
                 if used:
                     number, pos = n, used
                     break
@@ -157,9 +151,6 @@ class EventLog:
             os.pwrite(self._fd, data, self._pos)
             self._pos += len(data)
             self._written += len(data)
-            if self._preparing is None and not self._path(self._number + 1).exists():
-                self._preparing = threading.Thread(target=self._prepare, args=(self._number + 1,), daemon=True)
-                self._preparing.start()
             return self._written
 
     def sync(self, position: int) -> None:
@@ -224,6 +215,9 @@ class EventLog:
             self._synced = self._written
         self._fd = os.open(path, os.O_RDWR)
         self._number, self._pos, self._size = number, pos, os.fstat(self._fd).st_size
+        if not self._path(number + 1).exists():  # ready before this one fills up
+            self._preparing = threading.Thread(target=self._prepare, args=(number + 1,), daemon=True)
+            self._preparing.start()
 
     def _prepare(self, number: int) -> None:
         with contextlib.suppress(OSError):  # the writer creates it itself when it gets there
@@ -243,12 +237,12 @@ class EventLog:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
 
     @staticmethod
-    def _clear_after(path: Path, pos: int) -> None:
-        """Overwrite with NULs whatever follows ``pos`` in ``path`` up to its last non-NUL byte."""
-        data = path.read_bytes()
+    def _clear_after(path: Path, data: bytes, pos: int) -> None:
+        """Overwrite with NULs whatever follows ``pos`` in ``path`` (holding ``data``) up to its
+        last non-NUL byte."""
         end = len(data.rstrip(b"\0"))
         if end <= pos:
             return

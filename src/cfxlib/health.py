@@ -353,7 +353,7 @@ class HealthScorer:
             lo = as_of - timedelta(days=USAGE_DAYS + PREVIOUS_DAYS) if table == "usage_daily" else start
             for row in con.execute(sql, [lo, as_of]).df().to_dict("records"):
                 if row["account_id"] in keep:
-                    scorer._apply(table, row)
+                    scorer.apply(table, row)
         tickets = con.execute(
             "SELECT ticket_id, account_id, opened_at, resolved_at, priority FROM tickets WHERE opened_at < ? "
             "AND (opened_at > ? OR resolved_at IS NULL OR resolved_at >= ?)",
@@ -367,14 +367,14 @@ class HealthScorer:
                     and pd.Timestamp(row["resolved_at"]) >= end
                 ):
                     row["resolved_at"] = None  # not yet resolved as of the date
-                scorer._apply("tickets", row)
+                scorer.apply("tickets", row)
         downtime = con.execute(
             "SELECT account_id, month, downtime_hours, baseline_downtime_hours FROM downtime_monthly WHERE month <= ? AND month > ?",
             [as_of, as_of - timedelta(days=130)],
         ).df()
         for row in downtime.to_dict("records"):
             if row["account_id"] in keep:
-                scorer._apply("downtime_monthly", row)
+                scorer.apply("downtime_monthly", row)
         return scorer
 
     def set_account(self, account_id: str, seats: float, tier: str | None = None) -> None:
@@ -384,9 +384,6 @@ class HealthScorer:
     # -- events
     def apply(self, table: str, row: dict) -> str:
         """Apply one event without scoring it (see :meth:`score_many`); returns its account."""
-        return self._apply(table, row)
-
-    def _apply(self, table: str, row: dict) -> str:
         account_id = str(row["account_id"])
         state = self.accounts[account_id]
         if table == "usage_daily":
@@ -413,7 +410,7 @@ class HealthScorer:
     def update(self, table: str, row: dict, as_of: date | None = None) -> dict:
         """Apply one event and return the account's health at ``as_of`` (default: the scorer's
         date, moved forward to the event's date when the event is newer)."""
-        account_id = self._apply(table, row)
+        account_id = self.apply(table, row)
         event_day = self._event_date(table, row)
         if as_of is None:
             as_of = max(filter(None, (self.as_of, event_day)))

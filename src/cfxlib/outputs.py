@@ -43,6 +43,15 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def fsync_dir(folder: Path) -> None:
+    """Make the entries of ``folder`` (files created or renamed in it) durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_text_if_changed(path: Path, text: str) -> bool:
     """Write ``text`` to ``path`` unless it already holds exactly that; True when it changed."""
     path = Path(path)

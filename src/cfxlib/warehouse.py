@@ -25,6 +25,7 @@ from pathlib import Path
 import duckdb
 
 from cfxlib.issues import InputError, Issue, IssueLog
+from cfxlib.outputs import fsync_dir
 from cfxlib.schemas import TABLES, TableSpec
 from cfxlib.validate import (
     FileProblem,
@@ -208,14 +209,6 @@ def _cross_table_rules(con, files: dict[str, str], as_of: date, log: IssueLog) -
         )
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _load_events(con, events: list[dict], log: IssueLog) -> int:
     """Append live events (rows of event tables) whose key is not already in the data files.
 
@@ -319,7 +312,7 @@ def ingest(
         with tmp.open("rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, warehouse)
-        _fsync_dir(warehouse.parent)
+        fsync_dir(warehouse.parent)
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
             with contextlib.suppress(FileNotFoundError):

@@ -120,7 +120,7 @@ class Service:
                 con.close()
             for event in self.events.read():
                 with contextlib.suppress(Exception):
-                    scorer._apply(event["table"], event)
+                    scorer.apply(event["table"], event)
             self.scorer, self.scorer_target, self.live = scorer, pub.target, {}
             # The publication and scorer state live as long as the publication: keep them out of
             # the cyclic collector's full passes, which otherwise stall requests for 100+ ms.

@@ -59,13 +59,6 @@ def _fast_check(table: str) -> RecordCheck | None:
     return compile_record_check(TABLES[table])
 
 
-@functools.cache
-def _columns(table: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(all columns, required columns) of an event table."""
-    columns = TABLES[table].columns
-    return tuple(columns), tuple(c for c, column in columns.items() if not column.nullable)
-
-
 def validate_batch(events: list, accounts: set[str] | None = None) -> tuple[list[dict], list[dict]]:
     """(clean events, errors). Each error: ``{"index", "field", "rule", "value"}``.
 
@@ -84,7 +77,8 @@ def validate_batch(events: list, accounts: set[str] | None = None) -> tuple[list
                 {"index": i, "field": "table", "rule": f"must be one of {', '.join(EVENT_TABLES)}", "value": table}
             )
             continue
-        missing = [c for c in _columns(table)[1] if c not in event]
+        columns = TABLES[table].columns
+        missing = [c for c, column in columns.items() if c not in event and not column.nullable]
         for column in missing:
             errors.append({"index": i, "field": column, "rule": "required field is missing", "value": None})
         if not missing:
@@ -115,6 +109,6 @@ def validate_batch(events: list, accounts: set[str] | None = None) -> tuple[list
                         "value": event.get("account_id"),
                     }
                 )
-            clean[i] = {"table": table, **{c: event.get(c) for c in _columns(table)[0]}}
+            clean[i] = {"table": table, **{c: event.get(c) for c in spec.columns}}
     errors.sort(key=lambda e: (e["index"], e["field"] or ""))
     return [clean[i] for i in sorted(clean)], errors
