@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -165,7 +167,13 @@ def reference_account_mrr(subs: pd.DataFrame, months: list[str]) -> dict:
             start, stop = pd.Timestamp(row.start_date), row.end_date
             if start <= end and (pd.isna(stop) or pd.Timestamp(stop) > end):
                 out[(m, row.account_id)] = out.get((m, row.account_id), 0) + row.amount_usd / row.billing_period_months
-    return {k: round(v, 2) for k, v in out.items() if round(v, 2) > 0}
+    return {k: cents(v) for k, v in out.items() if cents(v) > 0}
+
+
+def cents(value: float) -> float:
+    """Round to cents as the SQL does (DuckDB ``round``: half away from zero on the exact binary
+    value); Python's ``round`` sends ties to even, so 1.50 / 12 = 0.125 would differ."""
+    return float(Decimal(value).quantize(Decimal("0.01"), ROUND_HALF_UP))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
