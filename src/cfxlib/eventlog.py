@@ -2,10 +2,10 @@
 
 Appending to a file and calling ``fdatasync`` changes the file's size, so every call commits the
 filesystem journal, and on ext4 (``data=ordered``) that commit waits for everybody's dirty data:
-on this machine such a sync took 67-87 ms at p99 and up to 185 ms. Overwriting blocks that
-already exist needs no metadata, so ``fdatasync`` only flushes those blocks: about 1 ms at p99
-in the same runs (``bench/eventlog.py``, ``docs/benchmarks.md``). Databases do the same with
-their write-ahead logs: PostgreSQL fills each WAL segment with zeros before using it.
+in two runs on this machine such a sync took 6-87 ms at p99 and up to 342 ms. Overwriting
+blocks that already exist needs no metadata, so ``fdatasync`` only flushes those blocks:
+0.8-1.3 ms at p99 in the same runs (``bench/eventlog.py``, ``docs/benchmarks.md``). Databases
+do the same with their write-ahead logs: PostgreSQL fills each WAL segment with zeros first.
 
 So the log is a series of **segments** ``events-000001.jsonl``, ``events-000002.jsonl``, ...,
 each created full of NUL bytes (``segment_bytes``, default 16 MB) and synced before use. Records
