@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cfx-installed
 
-.PHONY: install run test lint format lock docs bench clean
+.PHONY: install run test lint format lock docs bench clean system-deps
 
 install: $(STAMP)
 
@@ -27,7 +27,14 @@ format: install
 	$(BIN)/ruff check --fix src tests bench notebooks
 	$(BIN)/ruff format src tests bench
 
-test: lint
+# System packages pip cannot bring (a browser for the page checks); installed with apt-get when
+# missing and allowed, otherwise one line says which command to run, before any test starts.
+TEST_SYSTEM_DEPS := chromium:/usr/bin/chromium fonts-dejavu-core:/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+
+system-deps:
+	@tools/system-deps $(TEST_SYSTEM_DEPS)
+
+test: system-deps lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --timeout 900
 
 docs: install

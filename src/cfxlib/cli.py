@@ -210,21 +210,31 @@ def run_cmd(
     month = f"{as_of_date.year:04d}-{as_of_date.month:02d}" if as_of_date else None
     names = [s.name for s in pipeline.STEPS] + ["render"]
     with _progress() as progress:
-        tasks = {n: progress.add_task(n, total=1) for n in names}
+        # each step's timer starts when the step starts, not when the run does
+        tasks = {n: progress.add_task(n, total=1, start=False) for n in names}
 
         def report(name: str, state: str) -> None:
-            if state == "done":
+            if state == "start":
+                progress.start_task(tasks[name])
+            elif state == "done":
                 progress.update(tasks[name], completed=1)
+                progress.stop_task(tasks[name])
             elif state == "failed":
                 progress.update(tasks[name], description=f"[red]{name} failed")
+                progress.stop_task(tasks[name])
 
         notebooks = settings.pipeline.notebook_dir
         result = pipeline.run(
             home, as_of_month=month, notebooks=notebooks, timeout=settings.pipeline.notebook_timeout_s, progress=report
         )
-    timings = ", ".join(f"{k} {v.get('seconds', 0):.0f}s" for k, v in result.steps.items())
-    console.print(f"Published run {result.run_id}: {home.published / 'site' / 'index.html'}", markup=False)
-    console.print(f"Steps: {timings}", markup=False)
+    timings = ", ".join(f"{n} {result.steps[n].get('seconds', 0):.0f}s" for n in names if n in result.steps)
+    pub = home.published
+    console.print(f"Published run {result.run_id} (as of {result.as_of})", markup=False)
+    console.print(f"  site:    {pub / 'site' / 'index.html'}", markup=False)
+    for pdf in sorted((pub / "reports").glob("*.pdf")):
+        console.print(f"  PDF:     {pdf}", markup=False)
+    console.print(f"  run:     {result.run_dir}", markup=False)
+    console.print(f"Steps (in pipeline order): {timings}", markup=False)
 
 
 report_app = typer.Typer(help="Write report artifacts (tables, figures, JSON, Markdown).", no_args_is_help=True)

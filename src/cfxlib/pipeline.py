@@ -120,6 +120,7 @@ class RunResult:
     status: str
     steps: dict = field(default_factory=dict)
     published: Path | None = None
+    as_of: str | None = None
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -128,17 +129,29 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _ipc_kernel_manager(folder: str) -> type:
+def _ipc_kernel_manager(folder: str, log: Path) -> type:
     """A kernel manager whose kernel talks over Unix sockets in ``folder`` instead of TCP ports.
 
     With TCP, a free port is picked, released and bound again by the kernel; notebooks started
     at the same moment (the two lanes of a run, parallel runs, test workers) can race for it and
-    the kernel dies with "Address already in use". Sockets in a private folder cannot collide."""
+    the kernel dies with "Address already in use". Sockets in a private folder cannot collide.
+
+    The kernel process's own output (for example ipykernel's "KeyboardInterrupt caught in
+    kernel" when it is shut down, which is expected) goes to the step's ``log`` rather than the
+    terminal; errors in the notebook still reach the user through papermill's exception."""
     from jupyter_client import AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
             super().__init__(transport="ipc", ip=os.path.join(folder, "kernel"), **kwargs)
+
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            sink = open(log, "ab")  # noqa: SIM115 - the child process inherits it; ours is closed below
+            kw["stdout"] = kw["stderr"] = sink
+            try:
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
+            finally:
+                sink.close()  # the child has its own copy of the descriptor
 
     return IPCKernelManager
 
@@ -163,7 +176,7 @@ def _execute(step: Step, notebooks: Path, run_dir: Path, params: dict, timeout: 
             progress_bar=False,
             log_output=False,
             cwd=str(run_dir),
-            kernel_manager_class=_ipc_kernel_manager(sockets),
+            kernel_manager_class=_ipc_kernel_manager(sockets, run_dir / "logs" / f"{step.name}.kernel.log"),
         )
     except pm.PapermillExecutionError as exc:
         log.write_text(str(exc), encoding="utf-8")
@@ -325,4 +338,4 @@ def run(
     _write_json(run_dir / "run.json", record)
     shutil.copy2(run_dir / "run.json", run_dir / "publish" / "run.json")
     link = _switch(home, run_dir / "publish")
-    return RunResult(run_id, run_dir, "published", record["steps"], link)
+    return RunResult(run_id, run_dir, "published", record["steps"], link, record.get("as_of"))

@@ -6,19 +6,19 @@ import json
 import os
 import re
 import shutil
-import subprocess
 
 import pytest
 
 from cfxlib import revenue, warehouse
 from cfxlib.snapshot import MetricsSnapshot
 from tests.conftest import REPO, run_cfx
+from tests.pdf import pdf_text, render_pages
 
 pytestmark = pytest.mark.xdist_group("pipeline")
 
 from tests.integration.conftest import SMALL  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("CFX_CHROMIUM", "/usr/bin/chromium")
 
 
 def test_run_publishes_everything(published):
@@ -69,13 +69,8 @@ def test_snapshot_site_pdf_and_library_agree(published):
     arr_text = f"${snap.arr / 1e6:,.2f}M" if snap.arr >= 1e6 else f"${snap.arr:,.0f}"
     site = (pub / "site" / "reports" / "index.html").read_text()
     assert arr_text in site and snap.run_id in site
-    pdf_text = subprocess.run(
-        ["pdftotext", "-layout", str(pub / "reports" / "investor_metrics.pdf"), "-"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert arr_text in pdf_text and snap.as_of in pdf_text
+    pdf = pdf_text(pub / "reports" / "investor_metrics.pdf")
+    assert arr_text in pdf and snap.as_of in pdf
     launch = (pub / "reports" / "enterprise_launch_report.md").read_text()
     assert arr_text in launch and "Enterprise Acquisition → Operational Intelligence → Global Scaling" in launch
 
@@ -127,9 +122,8 @@ def test_site_is_offline_and_navigable_in_chromium(published, tmp_path):
 
 def test_pdf_pages_render_to_images(published, tmp_path):
     pdf = published / "published" / "reports" / "enterprise_launch_report.pdf"
-    subprocess.run(["pdftoppm", "-r", "80", "-png", "-f", "1", "-l", "1", str(pdf), str(tmp_path / "page")], check=True)
-    png = next(tmp_path.glob("page*.png"))
-    assert png.stat().st_size > 30_000
+    pages = render_pages(pdf, tmp_path)
+    assert pages and pages[0].stat().st_size > 30_000
 
 
 def test_failed_step_keeps_the_previous_publication(published, tmp_path):
