@@ -32,6 +32,8 @@ from threadpoolctl import threadpool_limits
 
 from cfxlib.health import aggregates_sql
 from cfxlib.revenue import account_month_sql
+from cfxlib.rules import active_at_sql
+from cfxlib.sqltext import date_literal
 
 HORIZON_MONTHS = 3
 ID_COLUMNS = ("account_id", "cutoff")
@@ -47,8 +49,8 @@ def month_end(month: str) -> date:
 
 
 def _features_sql(cutoff: date) -> str:
-    d = f"DATE '{cutoff.isoformat()}'"
-    month = f"DATE '{cutoff.replace(day=1).isoformat()}'"
+    d = date_literal(cutoff)
+    month = date_literal(cutoff.replace(day=1))
     return f"""
     WITH h AS ({aggregates_sql(cutoff)}),
     am AS ({account_month_sql(month)}),
@@ -85,7 +87,7 @@ def _features_sql(cutoff: date) -> str:
                min(12 - (date_diff('month', start_date, {d}) % 12)) AS months_to_renewal,
                1 AS annual_plan
         FROM subscriptions
-        WHERE billing_period_months = 12 AND start_date <= {d} AND (end_date IS NULL OR end_date > {d})
+        WHERE billing_period_months = 12 AND {active_at_sql(d, "subscriptions")}
         GROUP BY account_id
     )
     SELECT h.account_id, {d} AS cutoff, h.tier, a.industry, a.region,
@@ -115,7 +117,7 @@ def _features_sql(cutoff: date) -> str:
 
 
 def _labels_sql(cutoff_month: str) -> str:
-    month = f"DATE '{pd.Period(cutoff_month, freq='M').start_time.date().isoformat()}'"
+    month = date_literal(pd.Period(cutoff_month, freq="M").start_time.date())
     last = f"{month} + INTERVAL {HORIZON_MONTHS} MONTH"
     return f"""
     WITH am AS ({account_month_sql(last)})
@@ -132,7 +134,7 @@ def data_months(con) -> list[str]:
     from cfxlib.summary import data_as_of
 
     as_of = data_as_of(con)
-    last = f"DATE '{as_of.replace(day=1).isoformat()}'"
+    last = date_literal(as_of.replace(day=1))
     sql = f"SELECT DISTINCT strftime(month, '%Y-%m') FROM ({account_month_sql(last)}) ORDER BY 1"
     return [r[0] for r in con.execute(sql).fetchall()]
 

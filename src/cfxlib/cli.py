@@ -103,16 +103,24 @@ def demo_data(
 
 
 def _has_events(home: Home) -> bool:
+    """Whether live events arrived since the last ingest folded them in."""
     from cfxlib.eventlog import EventLog
 
-    return EventLog(home.events).has_events()
+    return bool(EventLog(home.events).read_checkpointed()[0])
 
 
 def _ingest(data_dir: Path, home: Home, as_of: date | None):
+    """Validate and load ``data_dir`` plus the live events: those folded into earlier ingests
+    (the archive) and those accepted since (the log after its checkpoint). On success the new
+    events are archived and the log checkpointed, so no ingest reads the whole log again."""
+    from cfxlib.eventarchive import FoldedEvents
     from cfxlib.eventlog import EventLog
     from cfxlib.warehouse import ingest
 
-    events = EventLog(home.events).read()
+    log = EventLog(home.events)
+    archive = FoldedEvents(home.events)
+    new, mark = log.read_checkpointed()
+    events = archive.read() + new
 
     with _progress() as progress:
         tasks: dict[str, int] = {}
@@ -122,7 +130,11 @@ def _ingest(data_dir: Path, home: Home, as_of: date | None):
                 tasks[table] = progress.add_task(f"loading {table}", total=None)
             progress.update(tasks[table], completed=rows)
 
-        return ingest(data_dir, home.ensure().warehouse, as_of=as_of, progress=report, events=events)
+        result = ingest(data_dir, home.ensure().warehouse, as_of=as_of, progress=report, events=events)
+    if new:
+        archive.fold(new)
+        log.checkpoint(mark)
+    return result
 
 
 def print_summary(home: Home) -> None:
@@ -155,15 +167,25 @@ def ingest_cmd(
     data_dir: Annotated[Path, typer.Argument(help="Data directory: one NAME.csv or NAME.parquet per table.")],
     as_of: Annotated[
         str | None,
-        typer.Option(help="Latest date the data may contain, YYYY-MM-DD (default: today)."),
+        typer.Option(
+            help="Point-in-time view as of this date, YYYY-MM-DD: rows dated after it are left out "
+            "(and counted), not refused. Dates after today are always refused."
+        ),
     ] = None,
 ) -> None:
     """Validate a data directory and load it into the warehouse (all or nothing)."""
     settings = load_settings()
     home = Home(settings.home)
     result = _ingest(data_dir, home, _parse_date(as_of, "--as-of"))
-    console.print(f"Loaded {sum(result.rows.values()):,} rows from {data_dir}.")
+    _print_loaded(result, data_dir)
     print_summary(home)
+
+
+def _print_loaded(result, data_dir: Path) -> None:
+    console.print(f"Loaded {sum(result.rows.values()):,} rows from {data_dir}.", markup=False)
+    if result.as_of is not None:
+        left = ", ".join(f"{t} {n:,}" for t, n in result.left_out.items()) or "none"
+        console.print(f"Point in time {result.as_of}: rows dated after it left out: {left}.", markup=False)
 
 
 # --------------------------------------------------------------------------- run
@@ -195,17 +217,21 @@ def run_cmd(
                 progress=lambda done, total: progress.update(task, completed=done),
             )
         data_dir = home.demo_data
-    if data_dir is None and home.warehouse.exists() and _has_events(home):
-        # live events arrived since the last load: reload the same data with them
+    if data_dir is None and home.warehouse.exists():
+        # Reload the data of the last ingest when live events arrived since, or when this run's
+        # point in time differs from the warehouse's (each run is as of its own date).
         from cfxlib import warehouse
 
         con = warehouse.connect(home.warehouse)
         try:
-            data_dir = Path(warehouse.ingest_metadata(con)["data_dir"])
+            meta = warehouse.ingest_metadata(con)
         finally:
             con.close()
+        wanted = as_of_date.isoformat() if as_of_date else None
+        if _has_events(home) or meta.get("as_of") != wanted:
+            data_dir = Path(meta["data_dir"])
     if data_dir is not None:
-        _ingest(data_dir, home, as_of_date)
+        _print_loaded(_ingest(data_dir, home, as_of_date), data_dir)
     print_summary(home)
     month = f"{as_of_date.year:04d}-{as_of_date.month:02d}" if as_of_date else None
     names = [s.name for s in pipeline.STEPS] + ["render"]

@@ -27,6 +27,7 @@ from cfxlib import churn, health
 from cfxlib.errors import UserError
 from cfxlib.revenue import account_month_sql
 from cfxlib.schemas import TIERS
+from cfxlib.sqltext import date_literal
 
 TRAIN_CUTOFFS = 24
 """At most this many monthly cutoffs (the latest labelled ones) train a model."""
@@ -300,7 +301,7 @@ def kpis(con, as_of_month: str, health_frame: pd.DataFrame, risk: pd.DataFrame, 
     - health distribution by tier and band; ARR at risk = sum of p(churn in 3 months) x ARR.
     """
     start = pd.Period(as_of_month, freq="M").start_time.date()
-    month = f"DATE '{start.isoformat()}'"
+    month = date_literal(start)
     am = f"({account_month_sql(month)})"
     users = con.execute(
         f"""
@@ -408,7 +409,7 @@ def retention_curves(con, as_of_month: str) -> pd.DataFrame:
     start = pd.Period(as_of_month, freq="M").start_time.date()
     frame = con.execute(
         f"""
-        WITH am AS ({account_month_sql(f"DATE '{start.isoformat()}'")}),
+        WITH am AS ({account_month_sql(date_literal(start))}),
         seq AS (
             SELECT account_id, month, tier,
                    lead(month) OVER (PARTITION BY account_id ORDER BY month) AS next_month,
@@ -423,7 +424,7 @@ def retention_curves(con, as_of_month: str) -> pd.DataFrame:
         )
         SELECT account_id, first_tier AS tier,
                date_diff('month', first_month, last_run_month) + 1 AS duration,
-               CASE WHEN last_run_month < DATE '{start.isoformat()}' THEN 1 ELSE 0 END AS churned
+               CASE WHEN last_run_month < {date_literal(start)} THEN 1 ELSE 0 END AS churned
         FROM first_gap
         """
     ).df()

@@ -14,6 +14,7 @@ KIND_TEXT = {
     "category": "category (text)",
     "int": "integer",
     "float": "number",
+    "money": "amount, whole cents",
     "date": "date `YYYY-MM-DD`",
     "month": "month `YYYY-MM`",
     "timestamp": "timestamp, ISO 8601 (UTC when no offset is given)",

@@ -54,21 +54,26 @@ class FinanceResults:
     backtest: dict
 
 
-def compute(con, h: int = 12, backtest_origins: int = 6, backtest_step: int = 2, models=None) -> FinanceResults:
-    """Every revenue metric and the ARR forecast, from a warehouse connection."""
-    monthly = revenue.monthly_metrics(con=con)
-    history = arr_forecast.arr_history(con=con)
+def compute(
+    con, h: int = 12, backtest_origins: int = 6, backtest_step: int = 2, models=None, as_of: str | None = None
+) -> FinanceResults:
+    """Every revenue metric and the ARR forecast, from a warehouse connection.
+
+    ``as_of`` (``YYYY-MM``; default the data's last month) is the last month of every table and
+    the forecast's origin."""
+    monthly = revenue.monthly_metrics(con=con, as_of=as_of)
+    history = arr_forecast.arr_history(con=con, as_of=as_of)
     forecaster = arr_forecast.top_down(history, h=h, models=models)
     top = forecaster.predict()
-    bottom = arr_forecast.bottom_up(con=con, h=h)
+    bottom = arr_forecast.bottom_up(con=con, h=h, as_of=as_of)
     return FinanceResults(
         as_of_month=monthly["month"].iloc[-1],
         monthly=monthly,
-        monthly_by_tier=revenue.monthly_metrics(con=con, by="tier"),
-        retention=revenue.retention(con=con),
-        retention_by_tier=revenue.retention(con=con, by="tier"),
-        cohorts=revenue.cohorts(con=con),
-        unit_economics=revenue.unit_economics(con=con),
+        monthly_by_tier=revenue.monthly_metrics(con=con, by="tier", as_of=as_of),
+        retention=revenue.retention(con=con, as_of=as_of),
+        retention_by_tier=revenue.retention(con=con, by="tier", as_of=as_of),
+        cohorts=revenue.cohorts(con=con, as_of=as_of),
+        unit_economics=revenue.unit_economics(con=con, as_of=as_of),
         arr_history=history,
         forecast=top,
         forecast_models=dict(forecaster.selected_),

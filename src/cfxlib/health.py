@@ -42,7 +42,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cfxlib.errors import UserError
+from cfxlib.rules import account_state_at_sql
 from cfxlib.schemas import PRIORITIES
+from cfxlib.sqltext import date_literal
 
 COMPONENTS = ("usage_rate", "ticket_resolution", "downtime_reduction", "nps", "engagement_trend")
 TARGET_HOURS = {"low": 168.0, "medium": 72.0, "high": 24.0, "urgent": 4.0}
@@ -188,17 +190,13 @@ def _ts(d: date) -> str:
 
 def aggregates_sql(as_of: date) -> str:
     """SQL: one row per account active (MRR-bearing subscription) at ``as_of``, with AGGREGATES."""
-    d = f"DATE '{as_of.isoformat()}'"
+    d = date_literal(as_of)
     end = _ts(as_of)
     target = "CASE priority " + " ".join(f"WHEN '{p}' THEN {h}" for p, h in TARGET_HOURS.items()) + " END"
     next_month = f"date_trunc('month', {d} + INTERVAL 1 DAY)"
     return f"""
     WITH active AS (
-        SELECT account_id, sum(seats) AS seats,
-               arg_max(tier, amount_usd / billing_period_months) AS tier
-        FROM subscriptions
-        WHERE start_date <= {d} AND (end_date IS NULL OR end_date > {d})
-        GROUP BY account_id
+        SELECT account_id, seats, tier FROM ({account_state_at_sql(d)})
     ),
     usage AS (
         SELECT account_id,
@@ -285,7 +283,12 @@ class _AccountState:
     downtime: dict = field(default_factory=dict)  # month start (date) -> (downtime, baseline)
     nps: dict = field(default_factory=dict)  # response_id -> (date, score)
     versions: dict = field(default_factory=dict)  # table -> number of events applied
-    parts: dict = field(default_factory=dict)  # table -> ((as_of, version), aggregates of that table)
+    parts: dict = field(default_factory=dict)  # table -> ((window end, version), aggregates of that table)
+    latest: dict = field(default_factory=dict)  # table -> the latest date (tickets: time) of its data
+
+    def seen(self, table: str, when) -> None:
+        if when is not None and (table not in self.latest or when > self.latest[table]):
+            self.latest[table] = when
 
 
 def _as_date(value) -> date:
@@ -334,9 +337,7 @@ class HealthScorer:
         scorer = cls(config)
         scorer.as_of = as_of
         active = con.execute(
-            "SELECT account_id, sum(seats)::DOUBLE, arg_max(tier, amount_usd / billing_period_months) FROM subscriptions "
-            "WHERE start_date <= ? AND (end_date IS NULL OR end_date > ?) GROUP BY account_id",
-            [as_of, as_of],
+            f"SELECT account_id, seats::DOUBLE, tier FROM ({account_state_at_sql(date_literal(as_of))})"
         ).fetchall()
         for account_id, seats, tier in active:
             scorer.set_account(account_id, seats=seats, tier=tier)
@@ -387,21 +388,27 @@ class HealthScorer:
         account_id = str(row["account_id"])
         state = self.accounts[account_id]
         if table == "usage_daily":
-            state.usage[_as_date(row["date"])] = float(row["active_users"])
+            day = _as_date(row["date"])
+            state.usage[day] = float(row["active_users"])
+            state.seen(table, day)
         elif table == "tickets":
             priority = str(row["priority"])
             if priority not in PRIORITIES:
                 raise ValueError(f"unknown priority {priority!r}")
-            state.tickets[str(row["ticket_id"])] = (
-                _as_naive_utc(row["opened_at"]),
-                _as_naive_utc(row.get("resolved_at")),
-                priority,
-            )
+            opened, resolved = _as_naive_utc(row["opened_at"]), _as_naive_utc(row.get("resolved_at"))
+            state.tickets[str(row["ticket_id"])] = (opened, resolved, priority)
+            state.seen(table, max(filter(None, (opened, resolved)), default=None))
         elif table == "nps_responses":
-            state.nps[str(row["response_id"])] = (_as_date(row["date"]), float(row["score"]))
+            day = _as_date(row["date"])
+            state.nps[str(row["response_id"])] = (day, float(row["score"]))
+            state.seen(table, day)
         elif table == "downtime_monthly":
-            month = pd.Period(str(row["month"])[:7], freq="M").start_time.date()
-            state.downtime[month] = (float(row["downtime_hours"]), float(row["baseline_downtime_hours"]))
+            month = pd.Period(str(row["month"])[:7], freq="M")
+            state.downtime[month.start_time.date()] = (
+                float(row["downtime_hours"]),
+                float(row["baseline_downtime_hours"]),
+            )
+            state.seen(table, month.end_time.date())
         else:
             raise ValueError(f"events of table {table!r} do not change health")
         state.versions[table] = state.versions.get(table, 0) + 1
@@ -430,17 +437,40 @@ class HealthScorer:
     def aggregates(self, account_id: str, as_of: date) -> dict:
         """The AGGREGATES of one account at ``as_of`` (end of day), from its state.
 
-        Each table's part is kept until that table changes or the date moves, so an event
+        Each source's window ends at ``as_of`` or, when the account has newer data of that
+        source (live events dated after the publication, up to today), at that newest data:
+        a usage day today moves the usage window to today, an NPS answer today the NPS window,
+        a ticket opened at 09:12 today the ticket window to 09:12 — and no source is judged on
+        days for which its data has not arrived yet. With data up to ``as_of`` only (the batch),
+        every window ends at ``as_of``.
+
+        Each table's part is kept until that table changes or its window end moves, so an event
         recomputes only its own table's aggregates (an NPS answer does not rescan usage)."""
         s = self.accounts[account_id]
         out = {"seats": s.seats}
         for table, part in self._PARTS.items():
-            key = (as_of, s.versions.get(table, 0))
+            end = self.window_end(s, table, as_of)
+            key = (end, s.versions.get(table, 0))
             cached = s.parts.get(table)
             if cached is None or cached[0] != key:
-                cached = s.parts[table] = (key, part(s, as_of))
+                cached = s.parts[table] = (key, part(s, end))
             out.update(cached[1])
         return out
+
+    @staticmethod
+    def window_end(s: _AccountState, table: str, as_of: date):
+        """Where ``table``'s window ends for an account: ``as_of`` (end of day) or its newest data."""
+        latest = s.latest.get(table)
+        if table == "tickets":
+            end = datetime.combine(as_of, datetime.max.time())
+            return latest if latest is not None and latest > end else end
+        return latest if latest is not None and latest > as_of else as_of
+
+    def data_through(self, account_id: str, as_of: date) -> date:
+        """The newest day any of the account's health windows reaches (``as_of`` at least)."""
+        s = self.accounts[account_id]
+        ends = [self.window_end(s, t, as_of) for t in self._PARTS]
+        return max(e.date() if isinstance(e, datetime) else e for e in ends)
 
     @staticmethod
     def _usage_part(s: _AccountState, as_of: date) -> dict:
@@ -456,8 +486,7 @@ class HealthScorer:
         }
 
     @staticmethod
-    def _tickets_part(s: _AccountState, as_of: date) -> dict:
-        end = datetime.combine(as_of, datetime.max.time())
+    def _tickets_part(s: _AccountState, end: datetime) -> dict:
         window_start = end - timedelta(days=TICKET_DAYS)
         scored = on_time = overdue = 0
         for opened, resolved, priority in s.tickets.values():
@@ -511,9 +540,9 @@ class HealthScorer:
         total = combine_arrays(comps, self.config)
         columns = {c: np.round(v, 2).tolist() for c, v in comps.items()}
         columns.update({k: (v.astype(str) if k == "band" else v.astype(float)).tolist() for k, v in total.items()})
-        day = as_of.isoformat()
         rows = []
         for i, account_id in enumerate(account_ids):
+            day = self.data_through(account_id, as_of).isoformat()
             row = {"account_id": account_id, "tier": self.accounts[account_id].tier, "as_of": day}
             for name, values in columns.items():
                 v = values[i]

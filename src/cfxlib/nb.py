@@ -16,7 +16,9 @@ import pandas as pd
 
 from cfxlib import customer_report, customers, datadict, figures, finance, ops, pages, render, snapshot, warehouse
 from cfxlib.home import Home
+from cfxlib.rules import account_state_at_sql
 from cfxlib.settings import Settings, load_settings
+from cfxlib.sqltext import date_literal
 
 
 @dataclass
@@ -76,12 +78,13 @@ def data_quality(ctx: Context) -> dict:
                 "SELECT min(date)::VARCHAR, max(date)::VARCHAR, count(DISTINCT service) FROM ops_daily"
             ).fetchone(),
         }
+        last_day = date_literal(pd.Period(ctx.as_of_month, freq="M").end_time.date())
         missing = {
             "tickets_open": con.execute("SELECT count(*) FROM tickets WHERE resolved_at IS NULL").fetchone()[0],
             "tickets_without_csat": con.execute("SELECT count(*) FROM tickets WHERE csat IS NULL").fetchone()[0],
             "active_accounts_without_usage_last_30d": con.execute(
-                "SELECT count(*) FROM (SELECT DISTINCT account_id FROM subscriptions WHERE end_date IS NULL) s "
-                "ANTI JOIN (SELECT DISTINCT account_id FROM usage_daily WHERE date > (SELECT max(date) FROM usage_daily) - INTERVAL 30 DAY) u USING (account_id)"
+                f"SELECT count(*) FROM ({account_state_at_sql(last_day)}) s WHERE s.mrr > 0 AND s.account_id NOT IN "
+                f"(SELECT account_id FROM usage_daily WHERE date > {last_day} - INTERVAL 30 DAY AND date <= {last_day})"
             ).fetchone()[0],
         }
     finally:
@@ -118,7 +121,7 @@ def forecast(ctx: Context) -> finance.FinanceResults:
     """Every revenue table, the ARR forecast with its backtest, figures, ``finance.json``."""
     con = ctx.connect()
     try:
-        res = finance.compute(con)
+        res = finance.compute(con, as_of=ctx.as_of_month)
     finally:
         con.close()
     payload = finance.payloads(res)

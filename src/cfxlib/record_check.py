@@ -25,13 +25,14 @@ from datetime import datetime
 from typing import Any
 
 from cfxlib.schemas import TableSpec
+from cfxlib.validate import NUMBER_TEXT
 
 RecordCheck = Callable[[dict], bool]
 """``check(record) -> bool``: True when the full validation is certain to accept ``record``."""
 FieldCheck = Callable[[Any], bool]
 """``check(value) -> bool``: the same for one column's value."""
 
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?", re.ASCII)
+_NUMBER = re.compile(NUMBER_TEXT)  # the same text the full path parses
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _MONTH = re.compile(r"\d{4}-\d{2}", re.ASCII)
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})?", re.ASCII)
@@ -70,12 +71,20 @@ def _parse_timestamp(text: str) -> Any:
     return value if value.year in _YEARS else None
 
 
+def _parse_money(text: str) -> Any:
+    value = _parse_number(text, whole=False)
+    if value is None or abs(value * 100 - round(value * 100)) > 1e-6:
+        return None  # not sure: the full path reports it
+    return value
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "id": str.strip,
     "category": str.strip,
     "text": lambda text: text,
     "int": lambda text: _parse_number(text.strip(), whole=True),
     "float": lambda text: _parse_number(text.strip(), whole=False),
+    "money": lambda text: _parse_money(text.strip()),
     "date": lambda text: _parse_date(text.strip(), _DATE, "%Y-%m-%d"),
     "month": lambda text: _parse_date(text.strip(), _MONTH, "%Y-%m"),
     "timestamp": lambda text: _parse_timestamp(text.strip()),

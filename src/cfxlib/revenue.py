@@ -25,52 +25,37 @@ import duckdb
 import pandas as pd
 
 from cfxlib.engine import frames_connection, month_start
+from cfxlib.money import round_cents
+from cfxlib.rules import TIER_LIST_SQL, account_state_sql, tier_rank_sql
 from cfxlib.schemas import TIERS
+from cfxlib.sqltext import date_literal
 
 MOVEMENTS = ("new", "expansion", "reactivation", "contraction", "churn")
 
-_TIER_LIST = "[" + ", ".join(f"'{t}'" for t in TIERS) + "]"
-
-
-def _tier_rank(column: str = "tier") -> str:
-    """SQL: 1 for Starter, 2 for Professional, 3 for Enterprise."""
-    return f"list_position({_TIER_LIST}, {column})"
+_TIER_LIST = TIER_LIST_SQL
+_tier_rank = tier_rank_sql
 
 
 def account_month_sql(as_of_month: str | None = None) -> str:
     """SQL: one row per account and month with MRR > 0: ``month, account_id, tier, mrr``.
 
-    ``as_of_month`` is a SQL date expression for the last month (default: the month of the
-    latest start or end date in ``subscriptions``).
+    ``mrr`` is exact (``DECIMAL(18, 2)``, rounded to the cent as :mod:`cfxlib.rules` defines);
+    the state is taken at each month's last day. ``as_of_month`` is a SQL date expression for
+    the last month (default: the month of the latest start or end date in ``subscriptions``).
     """
     last = as_of_month or (
         "(SELECT date_trunc('month', greatest(max(start_date), "
         "coalesce(max(end_date - INTERVAL 1 DAY), max(start_date)))) FROM subscriptions)"
     )
+    points = f"""
+        SELECT last_day(unnest(generate_series(first_month, last_month, INTERVAL 1 MONTH)))::DATE AS snapshot_date
+        FROM (SELECT date_trunc('month', min(start_date))::DATE AS first_month, ({last})::DATE AS last_month
+              FROM subscriptions)
+    """
     return f"""
-    WITH bounds AS (
-        SELECT date_trunc('month', min(start_date))::DATE AS first_month, ({last})::DATE AS last_month
-        FROM subscriptions
-    ),
-    months AS (
-        SELECT unnest(generate_series(first_month, last_month, INTERVAL 1 MONTH))::DATE AS month
-        FROM bounds
-    ),
-    sub_month AS (
-        SELECT m.month, s.account_id, s.tier,
-               s.amount_usd / s.billing_period_months AS mrr,
-               {_tier_rank("s.tier")} AS tier_rank
-        FROM subscriptions s
-        JOIN months m
-          ON s.start_date <= last_day(m.month)
-         AND (s.end_date IS NULL OR s.end_date > last_day(m.month))
-    )
-    SELECT month, account_id,
-           arg_max(tier, (mrr, tier_rank)) AS tier,
-           CAST(round(sum(mrr), 2) AS DECIMAL(18, 2)) AS mrr
-    FROM sub_month
-    GROUP BY month, account_id
-    HAVING round(sum(mrr), 2) > 0
+    SELECT date_trunc('month', snapshot_date)::DATE AS month, account_id, tier, mrr
+    FROM ({account_state_sql(points)})
+    WHERE mrr > 0
     """
 
 
@@ -143,14 +128,18 @@ def movements_sql(by: str | None = None, as_of_month: str | None = None) -> str:
 
 
 def _as_of_sql(as_of: date | str | None) -> str | None:
-    return None if as_of is None else f"DATE '{month_start(as_of).isoformat()}'"
+    return None if as_of is None else date_literal(month_start(as_of))
 
 
 def _amounts_to_float(frame: pd.DataFrame) -> pd.DataFrame:
-    """Money columns as float64 (DuckDB returns DECIMAL sums as floats already; empty frames as object)."""
+    """Money columns as float64 holding whole cents.
+
+    The SQL computes every amount exactly (``DECIMAL``); a float64 holds any amount under
+    $90 trillion to the cent, and :func:`cfxlib.money.round_cents` makes each value the float
+    nearest its exact cents, so JSON shows ``605737.32``, never ``605737.3200000001``."""
     for col in ("mrr_start", *MOVEMENTS, "mrr_end", "mrr", "arr", "mrr_then", "mrr_now", "mrr_now_capped"):
         if col in frame.columns:
-            frame[col] = frame[col].astype("float64")
+            frame[col] = round_cents(frame[col].astype("float64"))
     return frame
 
 
@@ -270,7 +259,7 @@ def monthly_metrics(
     for col in ("customers", "start_customers", "new_customers", "reactivated_customers", "churned_customers"):
         frame[col] = frame[col].astype("int64")
     frame["mrr"] = frame["mrr_end"]
-    frame["arr"] = 12 * frame["mrr"]
+    frame["arr"] = round_cents(12 * frame["mrr"])
     with np.errstate(invalid="ignore", divide="ignore"):
         frame["arpa"] = frame["mrr"] / frame["customers"].replace(0, np.nan)
         start = frame["start_customers"].replace(0, np.nan)

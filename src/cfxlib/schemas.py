@@ -74,7 +74,7 @@ class Subscriptions(_Table):
     )
     amount_usd: Series[float] = _col(
         "Price per billing period. Monthly recurring revenue = amount_usd / billing_period_months.",
-        "float",
+        "money",
         "USD",
         ge=0,
     )
@@ -160,10 +160,10 @@ class SpendMonthly(_Table):
     """Company spend per month (for CAC and gross margin)."""
 
     month: Series[pd.Timestamp] = _col("Calendar month (YYYY-MM).", "month", unique=True)
-    sales_usd: Series[float] = _col("Sales spend in the month.", "float", "USD", ge=0)
-    marketing_usd: Series[float] = _col("Marketing spend in the month.", "float", "USD", ge=0)
+    sales_usd: Series[float] = _col("Sales spend in the month.", "money", "USD", ge=0)
+    marketing_usd: Series[float] = _col("Marketing spend in the month.", "money", "USD", ge=0)
     cost_of_revenue_usd: Series[float] = _col(
-        "Cost of revenue (hosting, support, onboarding) in the month.", "float", "USD", ge=0
+        "Cost of revenue (hosting, support, onboarding) in the month.", "money", "USD", ge=0
     )
 
 
@@ -210,6 +210,13 @@ class TableSpec:
     account_ref: bool = True
     """Whether ``account_id`` must exist in ``accounts``."""
     notes: tuple[str, ...] = field(default=())
+    dated_by: str | None = None
+    """The column that dates a row: in a point-in-time view as of ``D`` (``--as-of D``), rows
+    dated after ``D`` (for a month column, after ``D``'s month) are left out."""
+    known_later: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Columns recording what happened after a row's date: when ``column`` is after ``D`` it was
+    not known at ``D``, so it and the columns listed with it become missing in that view (a
+    subscription ending after ``D`` is still active at ``D``)."""
 
     @property
     def description(self) -> str:
@@ -230,25 +237,29 @@ class TableSpec:
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
-        TableSpec("accounts", Accounts, key=("account_id",), account_ref=False),
+        TableSpec("accounts", Accounts, key=("account_id",), account_ref=False, dated_by="created_date"),
         TableSpec(
             "subscriptions",
             Subscriptions,
             key=("subscription_id",),
             notes=("Subscriptions of one account and one tier must not overlap in time.",),
+            dated_by="start_date",
+            known_later={"end_date": ()},
         ),
-        TableSpec("usage_daily", UsageDaily, key=("account_id", "date")),
-        TableSpec("tickets", Tickets, key=("ticket_id",)),
-        TableSpec("downtime_monthly", DowntimeMonthly, key=("account_id", "month")),
-        TableSpec("nps_responses", NpsResponses, key=("response_id",)),
-        TableSpec("spend_monthly", SpendMonthly, key=("month",), account_ref=False),
+        TableSpec("usage_daily", UsageDaily, key=("account_id", "date"), dated_by="date"),
+        TableSpec("tickets", Tickets, key=("ticket_id",), dated_by="opened_at", known_later={"resolved_at": ("csat",)}),
+        TableSpec("downtime_monthly", DowntimeMonthly, key=("account_id", "month"), dated_by="month"),
+        TableSpec("nps_responses", NpsResponses, key=("response_id",), dated_by="date"),
+        TableSpec("spend_monthly", SpendMonthly, key=("month",), account_ref=False, dated_by="month"),
         TableSpec(
             "leads",
             Leads,
             key=("lead_id",),
             notes=("account_id, when present, must exist in accounts.",),
+            dated_by="created_date",
+            known_later={"converted_date": ("account_id",)},
         ),
-        TableSpec("ops_daily", OpsDaily, key=("date", "service"), account_ref=False),
+        TableSpec("ops_daily", OpsDaily, key=("date", "service"), account_ref=False, dated_by="date"),
     )
 }
 """Every table of a data directory, in load order (accounts first)."""

@@ -6,8 +6,10 @@ from datetime import date
 from pathlib import Path
 
 from cfxlib import warehouse as wh
-from cfxlib.revenue import account_month_sql
+from cfxlib.money import round_cents
+from cfxlib.rules import account_state_at_sql
 from cfxlib.schemas import TIERS
+from cfxlib.sqltext import date_literal
 
 DATA_AS_OF_SQL = """
 SELECT greatest(
@@ -34,26 +36,21 @@ def warehouse_summary(path: Path) -> dict:
             "SELECT least((SELECT min(date) FROM usage_daily), (SELECT min(start_date) FROM subscriptions))"
         ).fetchone()[0]
         accounts = con.execute("SELECT count(*) FROM accounts").fetchone()[0]
-        active_subs = con.execute(
-            "SELECT count(*) FROM subscriptions WHERE start_date <= ? AND (end_date IS NULL OR end_date > ?)",
-            [as_of, as_of],
-        ).fetchone()[0]
-        month = f"DATE '{as_of.replace(day=1).isoformat()}'"
+        at = date_literal(as_of)
+        active_subs = con.execute(f"SELECT sum(subscriptions) FROM ({account_state_at_sql(at)})").fetchone()[0] or 0
         rows = con.execute(
-            f"""
-            SELECT tier, count(*) AS customers, sum(mrr)::DOUBLE AS mrr
-            FROM ({account_month_sql(month)}) WHERE month = {month} GROUP BY tier
-            """
+            f"SELECT tier, count(*) AS customers, sum(mrr) AS mrr FROM ({account_state_at_sql(at)}) "
+            "WHERE mrr > 0 GROUP BY tier"
         ).fetchall()
     finally:
         con.close()
-    found = {tier: (n, mrr) for tier, n, mrr in rows}
+    found = {tier: (n, float(mrr)) for tier, n, mrr in rows}
     by_tier = [
         {
             "tier": t,
             "customers": found.get(t, (0, 0.0))[0],
             "mrr": found.get(t, (0, 0.0))[1],
-            "arr": 12 * found.get(t, (0, 0.0))[1],
+            "arr": round_cents(12 * found.get(t, (0, 0.0))[1]),
         }
         for t in TIERS
     ]
@@ -67,6 +64,6 @@ def warehouse_summary(path: Path) -> dict:
         "active_subscriptions": active_subs,
         "active_customers": sum(r["customers"] for r in by_tier),
         "by_tier": by_tier,
-        "mrr": mrr,
-        "arr": 12 * mrr,
+        "mrr": round_cents(mrr),
+        "arr": round_cents(12 * mrr),
     }

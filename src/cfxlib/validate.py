@@ -28,8 +28,14 @@ from cfxlib.schemas import TableSpec
 CHUNK_ROWS = 500_000
 _ENCODING_BLOCK = 1 << 24
 
+NUMBER_TEXT = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?"
+"""A number as text: decimal digits with an optional sign, point and exponent of at most 3 digits."""
 _DATE_RE = r"^\d{4}-\d{2}-\d{2}$"
 _MONTH_RE = r"^\d{4}-\d{2}$"
+
+
+RESERVED_COLUMNS = frozenset({"_line"})
+"""Column names cfx adds to every table (the input line each row came from)."""
 
 
 class FileProblem(Exception):
@@ -101,6 +107,9 @@ def check_header(path: Path, spec: TableSpec, header_cols: list[str], log: Issue
     for name in header_cols:
         if name in seen:
             log.add(Issue(path.name, 1, name, "column appears twice in the header"))
+            ok = False
+        elif name in RESERVED_COLUMNS or not name.strip() or "\0" in name:
+            log.add(Issue(path.name, 1, name, "column name is empty or reserved by cfx (_line); rename it"))
             ok = False
         seen.add(name)
     missing = [c for c in spec.columns if c not in seen]
@@ -234,17 +243,29 @@ def parse_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, str]:
             typed = typed.str.strip()
         typed = typed.mask(blank)
         return typed, pd.Series(False, index=raw.index), ""
-    if kind in ("int", "float"):
+    if kind in ("int", "float", "money"):
         if is_text:
-            numbers = pd.to_numeric(raw.astype("string").str.strip().mask(blank), errors="coerce")
+            text = raw.astype("string").str.strip().mask(blank)
+            # Only plain decimal numbers reach pandas' parser: its C code mis-reads exponents past
+            # 32 bits ("1e4294967000" -> 1e-296) and crashes the process on "1e2147483648".
+            text = text.where(text.str.fullmatch(NUMBER_TEXT, na=False))
+            numbers = pd.to_numeric(text, errors="coerce")
         else:
             numbers = raw.astype("float64")
         numbers = numbers.astype("float64")
         bad = ~blank & ~np.isfinite(numbers.fillna(np.inf).to_numpy()) | (~blank & numbers.isna())
         if kind == "int":
-            bad |= ~blank & numbers.notna() & (numbers != np.floor(numbers))
+            fractional = ~blank & numbers.notna() & (numbers != np.floor(numbers))
+            too_big = ~blank & numbers.notna() & (numbers.abs() >= 2.0**63)
+            bad |= fractional | too_big
             typed = numbers.mask(bad).round().astype("Int64")
-            return typed, bad, "not a whole number"
+            rule = "not a whole number" if fractional.any() or not too_big.any() else "out of the 64-bit integer range"
+            return typed, bad, rule
+        if kind == "money":
+            scaled = numbers.to_numpy() * 100
+            fraction = np.abs(scaled - np.rint(scaled))
+            bad |= ~blank & numbers.notna() & pd.Series(np.nan_to_num(fraction) > 1e-6, index=raw.index)
+            return numbers.mask(bad), bad, "not an amount in whole cents (a number with at most 2 decimals)"
         return numbers.mask(bad), bad, "not a number"
     if kind in ("date", "month"):
         pattern, fmt, label = (

@@ -26,7 +26,9 @@ import duckdb
 
 from cfxlib.issues import InputError, Issue, IssueLog
 from cfxlib.outputs import fsync_dir
+from cfxlib.rules import MONEY_SQL_TYPE
 from cfxlib.schemas import TABLES, TableSpec
+from cfxlib.sqltext import date_literal, ident, idents
 from cfxlib.validate import (
     FileProblem,
     check_chunk,
@@ -43,6 +45,7 @@ DUCKDB_TYPES = {
     "category": "VARCHAR",
     "int": "BIGINT",
     "float": "DOUBLE",
+    "money": MONEY_SQL_TYPE,  # US dollars, exact to the cent
     "date": "DATE",
     "month": "DATE",  # first day of the month
     "timestamp": "TIMESTAMP",  # UTC
@@ -60,23 +63,31 @@ class IngestResult:
     warehouse: Path
     data_hash: str
     rows: dict[str, int] = field(default_factory=dict)
+    as_of: date | None = None
+    left_out: dict[str, int] = field(default_factory=dict)
+    """Rows dated after ``as_of``, left out of this point-in-time view, per table."""
 
 
 def _ddl(spec: TableSpec, extra: list[str]) -> str:
-    cols = [f'"{n}" {DUCKDB_TYPES[c.metadata["kind"]]}' for n, c in spec.columns.items()]
-    cols += [f'"{n}" VARCHAR' for n in extra]
+    cols = [f"{ident(n)} {DUCKDB_TYPES[c.metadata['kind']]}" for n, c in spec.columns.items()]
+    cols += [f"{ident(n)} VARCHAR" for n in extra]  # header names from the file: quoted, never SQL
     cols.append("_line BIGINT")
-    return f'CREATE TABLE "{spec.name}" ({", ".join(cols)})'
+    return f"CREATE TABLE {ident(spec.name)} ({', '.join(cols)})"
 
 
-def data_hash(files: list[Path]) -> str:
-    """SHA-256 over the names and bytes of the input files, in name order."""
+def data_hash(files: list[Path], events: list[dict] | None = None) -> str:
+    """SHA-256 over the names and bytes of the input files, in name order, then over the live
+    events included (each as canonical JSON, in the order given); no events: files only."""
     digest = hashlib.sha256()
     for path in sorted(files, key=lambda p: p.name):
         digest.update(path.name.encode() + b"\0")
         with path.open("rb") as fh:
             while block := fh.read(1 << 22):
                 digest.update(block)
+    if events:
+        digest.update(b"\0events\0")
+        for event in events:
+            digest.update(json.dumps(event, sort_keys=True, separators=(",", ":"), default=str).encode() + b"\n")
     return digest.hexdigest()
 
 
@@ -95,7 +106,7 @@ def _load_table(con, spec: TableSpec, path: Path, log: IssueLog, progress: Progr
         for name in extra:
             frame[name] = frame[name].astype("string")
         con.register("_chunk", frame)
-        con.execute(f'INSERT INTO "{spec.name}" BY NAME SELECT * FROM _chunk')
+        con.execute(f"INSERT INTO {ident(spec.name)} BY NAME SELECT * FROM _chunk")
         con.unregister("_chunk")
         rows += len(typed)
         if progress:
@@ -111,27 +122,27 @@ def _fetch_issues(
     if not total:
         return
     room = max(log.keep - len(log.shown), 0)
-    shown = con.execute(f"{sql} LIMIT {room}").fetchall() if room else []
+    shown = con.execute(f"{sql} LIMIT ?", [room]).fetchall() if room else []
     for row in shown:
         log.add(make(row))
     log.add_unshown(file, column, rule, total - len(shown))
 
 
-def _cross_table_rules(con, files: dict[str, str], as_of: date, log: IssueLog) -> None:
+def _cross_table_rules(con, files: dict[str, str], today: date, log: IssueLog) -> None:
     loaded = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     for name, spec in TABLES.items():
         if name not in loaded:
             continue
-        file = files[name]
+        file, table = files[name], ident(name)
         # 1. keys
         if spec.key:
-            cols = ", ".join(f'"{c}"' for c in spec.key)
-            keyed = " AND ".join(f'"{c}" IS NOT NULL' for c in spec.key)
+            cols = idents(spec.key)
+            keyed = " AND ".join(f"{ident(c)} IS NOT NULL" for c in spec.key)
             label = "duplicate key" if len(spec.key) == 1 else f"duplicate row for ({', '.join(spec.key)})"
             # Find duplicated keys with a grouped count first: only their rows need a window.
             sql = (
-                f'WITH dup AS (SELECT {cols} FROM "{name}" WHERE {keyed} GROUP BY {cols} HAVING count(*) > 1) '
-                f'SELECT _line, {cols}, first_value(_line) OVER w AS first_line FROM "{name}" JOIN dup USING ({cols}) '
+                f"WITH dup AS (SELECT {cols} FROM {table} WHERE {keyed} GROUP BY {cols} HAVING count(*) > 1) "
+                f"SELECT _line, {cols}, first_value(_line) OVER w AS first_line FROM {table} JOIN dup USING ({cols}) "
                 f"WINDOW w AS (PARTITION BY {cols} ORDER BY _line) "
                 "QUALIFY row_number() OVER w > 1 ORDER BY _line"
             )
@@ -154,7 +165,7 @@ def _cross_table_rules(con, files: dict[str, str], as_of: date, log: IssueLog) -
         if spec.account_ref and "accounts" in loaded:
             rule = "unknown account_id (not in accounts)"
             sql = (
-                f'SELECT t._line, t.account_id FROM "{name}" t ANTI JOIN accounts a '
+                f"SELECT t._line, t.account_id FROM {table} t ANTI JOIN accounts a "
                 "ON t.account_id = a.account_id WHERE t.account_id IS NOT NULL ORDER BY t._line"
             )
             _fetch_issues(
@@ -166,17 +177,17 @@ def _cross_table_rules(con, files: dict[str, str], as_of: date, log: IssueLog) -
                 "account_id",
                 rule,
             )
-        # 3. nothing after the as-of date
+        # 3. nothing dated in the future (after today; a point-in-time view leaves out later rows instead)
         for column, col in spec.columns.items():
             kind = col.metadata["kind"]
             if kind not in ("date", "month", "timestamp"):
                 continue
-            limit = f"DATE '{as_of.isoformat()}'"
-            cond = f'"{column}" > {limit}' if kind != "timestamp" else f'CAST("{column}" AS DATE) > {limit}'
+            limit = date_literal(today)
+            cond = f"{ident(column)} > {limit}" if kind != "timestamp" else f"CAST({ident(column)} AS DATE) > {limit}"
             if kind == "month":
-                cond = f"\"{column}\" > date_trunc('month', {limit})"
-            rule = f"date is after the as-of date {as_of.isoformat()}"
-            sql = f'SELECT _line, "{column}" FROM "{name}" WHERE {cond} ORDER BY _line'
+                cond = f"{ident(column)} > date_trunc('month', {limit})"
+            rule = f"date is in the future (after today, {today.isoformat()})"
+            sql = f"SELECT _line, {ident(column)} FROM {table} WHERE {cond} ORDER BY _line"
             _fetch_issues(
                 con,
                 sql,
@@ -209,6 +220,45 @@ def _cross_table_rules(con, files: dict[str, str], as_of: date, log: IssueLog) -
         )
 
 
+def _after(spec: TableSpec, column: str, as_of: date) -> str:
+    """SQL condition: ``column`` of ``spec`` is after the point in time ``as_of``."""
+    kind, col, limit = spec.kind(column), ident(column), date_literal(as_of)
+    if kind == "month":
+        return f"{col} > date_trunc('month', {limit})"
+    if kind == "timestamp":
+        return f"CAST({col} AS DATE) > {limit}"
+    return f"{col} > {limit}"
+
+
+def point_in_time(con, as_of: date) -> dict[str, int]:
+    """Turn the loaded tables into the view as of the end of day ``as_of``; returns rows left out.
+
+    Rows dated after ``as_of`` (each table's ``dated_by`` column) are removed; facts recorded
+    later (``known_later``: a subscription's end, a ticket's resolution, a lead's conversion) are
+    blanked; rows of accounts created after ``as_of`` go with them. Counts are per table."""
+    loaded = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    left_out: dict[str, int] = {}
+    for name, spec in TABLES.items():
+        if name not in loaded or spec.dated_by is None:
+            continue
+        table = ident(name)
+        n = con.execute(f"DELETE FROM {table} WHERE {_after(spec, spec.dated_by, as_of)}").fetchone()[0]
+        if n:
+            left_out[name] = n
+        for column, with_it in spec.known_later.items():
+            sets = ", ".join(f"{ident(c)} = NULL" for c in (column, *with_it))
+            con.execute(f"UPDATE {table} SET {sets} WHERE {_after(spec, column, as_of)}")
+    for name, spec in TABLES.items():
+        if name in loaded and name != "accounts" and spec.account_ref and "accounts" in loaded:
+            n = con.execute(
+                f"DELETE FROM {ident(name)} t WHERE t.account_id IS NOT NULL "
+                "AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.account_id = t.account_id)"
+            ).fetchone()[0]
+            if n:
+                left_out[name] = left_out.get(name, 0) + n
+    return left_out
+
+
 def _load_events(con, events: list[dict], log: IssueLog) -> int:
     """Append live events (rows of event tables) whose key is not already in the data files.
 
@@ -230,12 +280,13 @@ def _load_events(con, events: list[dict], log: IssueLog) -> int:
         if spec.key:
             frame = frame.drop_duplicates(list(spec.key), keep="last")
         con.register("_events", frame)
-        on = " AND ".join(f't."{k}" = e."{k}"' for k in spec.key) or "FALSE"
-        before = con.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0][0]
+        on = " AND ".join(f"t.{ident(k)} = e.{ident(k)}" for k in spec.key) or "FALSE"
+        before = con.execute(f"SELECT count(*) FROM {ident(table)}").fetchall()[0][0]
         con.execute(
-            f'INSERT INTO "{table}" BY NAME SELECT e.* FROM _events e WHERE NOT EXISTS (SELECT 1 FROM "{table}" t WHERE {on})'
+            f"INSERT INTO {ident(table)} BY NAME SELECT e.* FROM _events e "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {ident(table)} t WHERE {on})"
         )
-        loaded += con.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0][0] - before
+        loaded += con.execute(f"SELECT count(*) FROM {ident(table)}").fetchall()[0][0] - before
         con.unregister("_events")
     return loaded
 
@@ -249,13 +300,18 @@ def ingest(
 ) -> IngestResult:
     """Validate every table of ``data_dir`` and load it into ``warehouse``, all or nothing.
 
-    ``as_of`` (default: today) is the latest date any input may carry. ``events`` (live events
-    accepted by the service) are added after the files (see :func:`_load_events`).
+    Dates after today are refused. ``as_of`` (default: none) makes the warehouse a point-in-time
+    view: rows dated after it are left out and counted (see :func:`point_in_time`), not refused.
+    ``events`` (live events accepted by the service) are added after the files (see
+    :func:`_load_events`).
     Raises :class:`~cfxlib.issues.InputError` listing the problems; the existing warehouse file is
     then untouched.
     """
-    as_of = as_of or date.today()
+    today = date.today()
     log = IssueLog()
+    if as_of is not None and as_of > today:
+        log.add(Issue("--as-of", None, None, f"as-of date {as_of.isoformat()} is after today ({today.isoformat()})"))
+        raise InputError(log, "cannot ingest")
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         log.add(Issue(str(data_dir), None, None, "data directory does not exist"))
@@ -292,16 +348,19 @@ def ingest(
                     continue
             if events and not log:
                 rows["events"] = _load_events(con, events, log)
-            _cross_table_rules(con, {n: p.name for n, p in found.items()}, as_of, log)
+            _cross_table_rules(con, {n: p.name for n, p in found.items()}, today, log)
             if log:
                 raise InputError(log, f"{data_dir} is invalid; the warehouse was not changed")
-            digest = data_hash(list(found.values()))
+            left_out = point_in_time(con, as_of) if as_of is not None else {}
+            digest = data_hash(list(found.values()), events)
             meta = {
                 "data_dir": str(data_dir.resolve()),
                 "data_hash": digest,
-                "as_of_limit": as_of.isoformat(),
+                "as_of": as_of.isoformat() if as_of else None,
+                "left_out": left_out,
                 "loaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "rows": rows,
+                "events": len(events or []),
                 "files": {n: p.name for n, p in found.items()},
             }
             con.execute("CREATE TABLE _ingest (key VARCHAR, value VARCHAR)")
@@ -318,7 +377,7 @@ def ingest(
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
         shutil.rmtree(str(tmp) + ".spill", ignore_errors=True)
-    return IngestResult(warehouse=warehouse, data_hash=digest, rows=rows)
+    return IngestResult(warehouse=warehouse, data_hash=digest, rows=rows, as_of=as_of, left_out=left_out)
 
 
 def connect(warehouse: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:

@@ -129,8 +129,17 @@ def build() -> None:
     )
     case(
         "float_not_a_number",
-        ["subscriptions.csv:3: column 'amount_usd': not a number (value '$245')"],
+        [
+            "subscriptions.csv:3: column 'amount_usd': not an amount in whole cents (a number with at most 2 decimals) (value '$245')"
+        ],
         {"subscriptions.csv": replace_field("subscriptions", 3, "amount_usd", "$245")},
+    )
+    case(
+        "amount_not_whole_cents",
+        [
+            "subscriptions.csv:4: column 'amount_usd': not an amount in whole cents (a number with at most 2 decimals) (value '99.005')"
+        ],
+        {"subscriptions.csv": replace_field("subscriptions", 4, "amount_usd", "99.005")},
     )
     case(
         "date_not_iso",
@@ -241,7 +250,7 @@ def build() -> None:
     )
     case(
         "future_date",
-        ["nps_responses.csv:2: column 'date': date is after the as-of date"],
+        ["nps_responses.csv:2: column 'date': date is in the future (after today"],
         {"nps_responses.csv": replace_field("nps_responses", 2, "date", "2099-01-01")},
     )
     first = fields(subs[1])

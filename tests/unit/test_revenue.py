@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -140,6 +141,24 @@ def test_tier_ties_go_to_the_higher_tier():
     assert got["tier"].tolist() == ["Enterprise"] and got["mrr"].tolist() == [200.0]
 
 
+def test_mrr_is_exact_decimal_rounded_half_up():
+    """64,602.78 / 12 = 5,383.565 exactly: half a cent, so 5,383.57 (binary floating point gives
+    5,383.564999... and would round down). ARR is 12 x the rounded MRR."""
+    subs = subs_frame(
+        [
+            ("a", "X", "Enterprise", 10, 12, 64602.78, "2025-01-01", None),
+            ("b", "Y", "Starter", 1, 12, 0.06, "2025-01-01", None),  # 0.5 cent a month
+            ("c", "Z", "Starter", 1, 12, 0.18, "2025-01-01", None),  # 1.5 cents: rounds to 2
+        ]
+    )
+    got = revenue.account_mrr(subs, as_of="2025-01").set_index("account_id")
+    assert got.loc["X", "mrr"] == 5383.57 and got.loc["X", "arr"] == 64602.84
+    assert got.loc["Y", "mrr"] == 0.01 and got.loc["Z", "mrr"] == 0.02
+    total = revenue.monthly_metrics(subs, as_of="2025-01").iloc[-1]
+    assert total["mrr"] == 5383.60 and total["arr"] == 64603.20
+    assert repr(float(total["arr"])) == "64603.2"
+
+
 # --------------------------------------------------------------------------- properties
 
 TIERS = ["Starter", "Professional", "Enterprise"]
@@ -159,21 +178,30 @@ def histories(draw):
 
 
 def reference_account_mrr(subs: pd.DataFrame, months: list[str]) -> dict:
-    """Brute force: account MRR at each month end, straight from the definition."""
-    out = {}
+    """Brute force in exact fractions: account MRR in whole cents at each month end, from the
+    definition (exact sum of amount / billing period, rounded half away from zero)."""
+    out: dict = {}
     for m in months:
         end = pd.Period(m).end_time.normalize()
         for row in subs.itertuples():
             start, stop = pd.Timestamp(row.start_date), row.end_date
             if start <= end and (pd.isna(stop) or pd.Timestamp(stop) > end):
-                out[(m, row.account_id)] = out.get((m, row.account_id), 0) + row.amount_usd / row.billing_period_months
-    return {k: cents(v) for k, v in out.items() if cents(v) > 0}
+                exact = Fraction(Decimal(str(row.amount_usd)) * 100) / row.billing_period_months
+                out[(m, row.account_id)] = out.get((m, row.account_id), Fraction(0)) + exact
+    return {k: half_up(v) for k, v in out.items() if half_up(v) > 0}
 
 
-def cents(value: float) -> float:
-    """Round to cents as the SQL does (DuckDB ``round``: half away from zero on the exact binary
-    value); Python's ``round`` sends ties to even, so 1.50 / 12 = 0.125 would differ."""
-    return float(Decimal(value).quantize(Decimal("0.01"), ROUND_HALF_UP))
+def half_up(cents: Fraction) -> int:
+    """A non-negative exact amount of cents rounded half away from zero to whole cents."""
+    return int(cents + Fraction(1, 2))  # floor(x + 1/2) for x >= 0
+
+
+def as_cents(values) -> np.ndarray:
+    """Money values (floats holding whole cents) as integers; fails if any is not whole cents."""
+    arr = np.asarray(values, dtype=float) * 100
+    whole = np.rint(arr)
+    assert np.all(np.abs(arr - whole) < 1e-6), "a money value is not a whole number of cents"
+    return whole.astype(np.int64)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -185,28 +213,22 @@ def test_properties_on_random_histories(subs):
         return
     by_tier = revenue.mrr_movements(subs, by="tier", as_of=as_of)
     for frame in (total, by_tier):
-        assert (frame[COLS] >= -1e-9).all().all()
-        identity = (
-            frame["mrr_start"]
-            + frame["new"]
-            + frame["expansion"]
-            + frame["reactivation"]
-            - frame["contraction"]
-            - frame["churn"]
+        assert (frame[COLS] >= 0).all().all()
+        c = {col: as_cents(frame[col]) for col in COLS}
+        # the identity, exact to the cent in every row
+        assert np.array_equal(
+            c["mrr_start"] + c["new"] + c["expansion"] + c["reactivation"] - c["contraction"] - c["churn"], c["mrr_end"]
         )
-        assert np.allclose(identity, frame["mrr_end"], atol=0.005)
-    # the tier breakdown adds up to the total, column by column
+    # the tier breakdown adds up to the total, column by column, to the cent
     summed = by_tier.groupby("month")[COLS].sum().reindex(total["month"]).reset_index(drop=True)
-    assert np.allclose(summed.to_numpy(), total[COLS].to_numpy(), atol=0.005)
-    # months chain, and MRR matches the definition computed by brute force
-    assert np.allclose(total["mrr_start"].iloc[1:].to_numpy(), total["mrr_end"].iloc[:-1].to_numpy())
+    assert np.array_equal(as_cents(summed.to_numpy()), as_cents(total[COLS].to_numpy()))
+    # months chain, and MRR matches the exact-fraction reference to the cent
+    assert np.array_equal(as_cents(total["mrr_start"].iloc[1:]), as_cents(total["mrr_end"].iloc[:-1]))
     ref = reference_account_mrr(subs, total["month"].tolist())
-    per_month = pd.Series(ref).groupby(level=0).sum() if ref else pd.Series(dtype=float)
-    assert np.allclose(
-        total.set_index("month")["mrr_end"], per_month.reindex(total["month"]).fillna(0).to_numpy(), atol=0.005
-    )
+    per_month = pd.Series(ref, dtype="int64").groupby(level=0).sum() if ref else pd.Series(dtype="int64")
+    assert np.array_equal(as_cents(total["mrr_end"]), per_month.reindex(total["month"]).fillna(0).to_numpy())
     metrics = revenue.monthly_metrics(subs, as_of=as_of)
-    assert np.allclose(metrics["arr"], 12 * metrics["mrr"])
+    assert np.array_equal(as_cents(metrics["arr"]), 12 * as_cents(metrics["mrr"]))
     ret = revenue.retention(subs, window=3, as_of=as_of)
     assert (ret["grr"] <= 1 + 1e-12).all() and (ret["grr"] >= 0).all()
     assert (ret["nrr"] >= ret["grr"] - 1e-12).all()

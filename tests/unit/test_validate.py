@@ -62,3 +62,14 @@ def test_issue_log_keeps_twenty_and_counts_the_rest():
 def test_issue_message_names_file_line_column_rule_and_value():
     text = str(Issue("subscriptions.csv", 7, "seats", "must be >= 1", 0))
     assert text == "subscriptions.csv:7: column 'seats': must be >= 1 (value '0')"
+
+
+@pytest.mark.parametrize("text", ["1e2147483648", "1e4294967000", "1e-99999", "٣", "0x10", "1_000"])
+def test_number_text_outside_plain_decimals_is_refused_not_misread(text):
+    """pandas' C parser crashes on 1e2147483648 and reads 1e4294967000 as 1e-296: such text
+    never reaches it, and is refused as not a number."""
+    from cfxlib.validate import parse_column
+
+    typed, bad, rule = parse_column(pd.Series([text, "12.5"], dtype=object), "float")
+    assert bad.tolist() == [True, False] and rule == "not a number"
+    assert typed.iloc[1] == 12.5

@@ -21,6 +21,7 @@ _ARROW = {
     "category": pa.string(),
     "int": pa.int64(),
     "float": pa.float64(),
+    "money": pa.float64(),
     "date": pa.date32(),
     "month": pa.string(),
 }
