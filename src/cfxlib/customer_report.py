@@ -18,6 +18,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from cfxlib import customers, health, pages  # noqa: E402
+from cfxlib.escape import md  # noqa: E402
 from cfxlib.figures import DPI, PALETTE  # noqa: E402
 from cfxlib.finance import _clean, records  # noqa: E402
 from cfxlib.outputs import write_csv  # noqa: E402
@@ -116,7 +117,7 @@ def markdown(res: CustomerResults, top: int = 25) -> str:
         "|---|---:|---:|---:|",
     ]
     for tier, d in k["health"]["distribution"].items():
-        lines.append(f"| {tier} | {d['red']} | {d['yellow']} | {d['green']} |")
+        lines.append(f"| {md(tier)} | {d['red']} | {d['yellow']} | {d['green']} |")
     lines += [
         "",
         f"## At-risk accounts (top {top} by ARR at risk)",
@@ -125,10 +126,10 @@ def markdown(res: CustomerResults, top: int = 25) -> str:
         "|---|---|---:|---:|---:|---:|---|---|---|---:|",
     ]
     for r in res.risk[res.risk["at_risk"]].head(top).to_dict("records"):
-        reasons = "; ".join(r["reasons"]) or "-"
+        reasons = "; ".join(md(x) for x in r["reasons"]) or "-"
         lines.append(
-            f"| {r['account_id']} | {r['tier']} | ${r['arr']:,.0f} | {r['health_score']:.0f} ({r['band']}) | {_pct(r['p_churn_3m'])} | "
-            f"${r['arr_at_risk']:,.0f} | {reasons} | {r['action']} | {r['owner']} | {r['due_days']} |"
+            f"| {md(r['account_id'])} | {md(r['tier'])} | ${r['arr']:,.0f} | {r['health_score']:.0f} ({r['band']}) | {_pct(r['p_churn_3m'])} | "
+            f"${r['arr_at_risk']:,.0f} | {reasons} | {md(r['action'])} | {md(r['owner'])} | {r['due_days']} |"
         )
     card_md = pages.model_card(payload(res)).replace("_artifacts/figures/", "figures/")
     lines += ["", "## Churn model card", "", card_md]
@@ -140,7 +141,7 @@ def markdown(res: CustomerResults, top: int = 25) -> str:
         "|---|---:|---:|---:|",
     ]
     for tier, s in customers.survival_at(res.curves).items():
-        lines.append(f"| {tier} | {_pct(s['6m'])} | {_pct(s['12m'])} | {_pct(s['24m'])} |")
+        lines.append(f"| {md(tier)} | {_pct(s['6m'])} | {_pct(s['12m'])} | {_pct(s['24m'])} |")
     return "\n".join(lines) + "\n"
 
 

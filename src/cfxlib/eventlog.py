@@ -36,6 +36,7 @@ from cfxlib.outputs import fsync_dir
 
 SEGMENT_BYTES = 16 << 20
 LEGACY_FILE = "events.jsonl"
+CHECKPOINT_FILE = "checkpoint.json"
 _SEGMENT = re.compile(r"events-(\d{6})\.jsonl")
 _ZEROS = bytes(1 << 20)
 
@@ -105,6 +106,57 @@ class EventLog:
         for path in self._sources():
             out.extend(_content(path.read_bytes())[0])  # up to a torn tail: it was never acknowledged
         return out
+
+    def _numbered(self) -> Iterator[tuple[int, Path]]:
+        """(number, path) of every source, oldest first; the legacy file is number 0."""
+        legacy = self.folder / LEGACY_FILE
+        if legacy.is_file():
+            yield 0, legacy
+        for path in self.segments():
+            yield int(_SEGMENT.fullmatch(path.name).group(1)), path
+
+    def read_since(self, mark: dict | None = None) -> tuple[list[dict], dict]:
+        """Events stored after ``mark`` and the mark of where they end.
+
+        A mark is ``{"segment": n, "offset": bytes}``: a place in the log (``None``: its start).
+        Segments before the mark's are not read at all."""
+        seg, offset = (mark or {}).get("segment", -1), (mark or {}).get("offset", 0)
+        out: list[dict] = []
+        end = {"segment": seg, "offset": offset}
+        for number, path in self._numbered():
+            if number < seg:
+                continue
+            start = offset if number == seg else 0
+            with open(path, "rb") as fh:
+                fh.seek(start)
+                records, used, _ = _content(fh.read())
+            out.extend(records)
+            end = {"segment": number, "offset": start + used}
+        return out, end
+
+    def read_checkpointed(self) -> tuple[list[dict], dict]:
+        """Events not yet folded into an ingest (after :meth:`checkpoint`), and where they end."""
+        return self.read_since(self.checkpoint_mark())
+
+    def checkpoint_mark(self) -> dict | None:
+        path = self.folder / CHECKPOINT_FILE
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def checkpoint(self, mark: dict) -> None:
+        """Record that every event up to ``mark`` is folded into the warehouse (and its archive);
+        then remove the files that hold nothing after it (never the one being written)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / CHECKPOINT_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(mark), encoding="utf-8")
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(self.folder)
+        for number, source in list(self._numbered()):
+            if number < mark["segment"]:
+                with contextlib.suppress(FileNotFoundError):
+                    source.unlink()
 
     def has_events(self) -> bool:
         """Whether any event is stored (reads the first bytes of each file only)."""

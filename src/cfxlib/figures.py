@@ -23,6 +23,9 @@ MOVEMENT_COLOURS = {
 }
 DPI = 200
 
+# Labels may carry text from the data: never interpret "$...$" in them as mathematical notation.
+plt.rcParams["text.parse_math"] = False
+
 
 def _money(axis) -> None:
     def fmt(x, _pos):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from cfxlib.escape import md
+
 
 def usd(x, digits: int = 0) -> str:
     if x is None or (isinstance(x, float) and pd.isna(x)):
@@ -103,7 +105,7 @@ def forecast_sentence(snapshot: dict) -> str:
 def alerts_block(snapshot: dict) -> str:
     if not snapshot.get("alerts"):
         return "No investor alert this month (ARR growth and uptime are within their thresholds)."
-    return "\n".join(f"- **Alert:** {a['message']}." for a in snapshot["alerts"])
+    return "\n".join(f"- **Alert:** {md(a['message'])}." for a in snapshot["alerts"])
 
 
 def overview(snapshot: dict, finance: dict, customer: dict | None) -> str:
@@ -130,7 +132,7 @@ def financial(finance: dict) -> str:
     ]
     for t in tiers:
         lines.append(
-            f"| {t['tier']} | {t['customers']:,} | {usd(t['mrr'])} | {usd(t['arr'])} | {usd(t['arpa'])} | {pct(t['logo_churn_rate'], 2)} |"
+            f"| {md(t['tier'])} | {t['customers']:,} | {usd(t['mrr'])} | {usd(t['arr'])} | {usd(t['arpa'])} | {pct(t['logo_churn_rate'], 2)} |"
         )
     lines += ["", "### MRR movements", "", "![MRR bridge by month](_artifacts/figures/mrr_movements.png)", ""]
     lines += [
@@ -195,7 +197,7 @@ def customer_health(customer: dict) -> str:
         "|---|---:|---:|",
     ]
     for r in k["nps"]["by_tier"]:
-        lines.append(f"| {r['tier']} | {num(r['nps'], 0)} | {r['answers']} |")
+        lines.append(f"| {md(r['tier'])} | {num(r['nps'], 0)} | {r['answers']} |")
     lines += [
         "",
         "### At-risk accounts (top 15 by ARR at risk)",
@@ -205,8 +207,8 @@ def customer_health(customer: dict) -> str:
     ]
     for r in customer["at_risk"][:15]:
         lines.append(
-            f"| {r['account_id']} | {r['tier']} | {usd(r['arr'])} | {num(r['health_score'], 0)} ({r['band']}) | {pct(r['p_churn_3m'])} | "
-            f"{usd(r['arr_at_risk'])} | {'; '.join(r['reasons']) or '-'} | {r['playbook']} | {r['owner']} |"
+            f"| {md(r['account_id'])} | {md(r['tier'])} | {usd(r['arr'])} | {num(r['health_score'], 0)} ({r['band']}) | {pct(r['p_churn_3m'])} | "
+            f"{usd(r['arr_at_risk'])} | {'; '.join(md(x) for x in r['reasons']) or '-'} | {md(r['playbook'])} | {md(r['owner'])} |"
         )
     lines += ["", "![Customer retention by tier](_artifacts/figures/retention_km.png)"]
     return "\n".join(lines)
@@ -233,7 +235,7 @@ def system_performance(ops_total: pd.DataFrame, ops: pd.DataFrame) -> str:
     ]
     for r in ops[ops["month"] == month].to_dict("records"):
         lines.append(
-            f"| {r['service']} | {r['uptime_pct']:.3f}% | {r['p95_latency_ms']:,.0f} ms | {r['requests']:,.0f} | {100 * r['error_rate']:.3f}% | {r['ai_calls']:,.0f} |"
+            f"| {md(r['service'])} | {r['uptime_pct']:.3f}% | {r['p95_latency_ms']:,.0f} ms | {r['requests']:,.0f} | {100 * r['error_rate']:.3f}% | {r['ai_calls']:,.0f} |"
         )
     lines += ["", "![Uptime and AI usage](_artifacts/figures/system_performance.png)"]
     return "\n".join(lines)
@@ -244,7 +246,7 @@ def model_card(customer: dict) -> str:
     if "roc_auc" not in card:
         return card.get("unavailable", "The model card is not available for this run.")
     lines = [
-        f"{card['model']}. Trained on month-end snapshots {card['train_cutoffs'][0]} to {card['train_cutoffs'][1]} "
+        f"{md(card['model'])}. Trained on month-end snapshots {card['train_cutoffs'][0]} to {card['train_cutoffs'][1]} "
         f"({card['train_rows']:,} account-months) and tested **out of time** on {card['test_cutoffs'][0]} to {card['test_cutoffs'][1]} "
         f"({card['test_rows']:,} account-months; 3-month churn rate {pct(card['churn_rate'])}). Features use only data up to each snapshot's day.",
         "",
@@ -310,7 +312,7 @@ def forecast_backtest(finance: dict, by_horizon: pd.DataFrame) -> str:
         lines.append(
             f"| {r['horizon']} | {r['mape']:.1f}% | {pct(r['coverage_80'], 0)} | {pct(r['coverage_95'], 0)} | {r['forecasts']} |"
         )
-    models = ", ".join(f"{k}: {v}" for k, v in finance["forecast"]["models"].items())
+    models = ", ".join(f"{md(k)}: {md(v)}" for k, v in finance["forecast"]["models"].items())
     lines += ["", f"Models chosen this run by backtest (per series): {models}."]
     return "\n".join(lines)
 
