@@ -31,7 +31,7 @@ from pydantic import BaseModel
 
 from cfxlib import __version__, health, warehouse
 from cfxlib.api.auth import PERMISSIONS, TokenGate, TokenStore, bearer_token
-from cfxlib.api.events import example_events, validate_batch
+from cfxlib.api.events import events_json_schema, example_events, validate_batch
 from cfxlib.api.feed import MAX_BUFFER_BYTES, ExposeServerSend, Feed
 from cfxlib.api.models import (
     AtRisk,
@@ -39,6 +39,7 @@ from cfxlib.api.models import (
     CustomerDetail,
     EventsAccepted,
     EventsIn,
+    EventsRejected,
     FinanceSummary,
     Forecast,
     HealthPage,
@@ -48,6 +49,7 @@ from cfxlib.api.models import (
     Retention,
     Tier,
     UnitEconomics,
+    responses,
 )
 from cfxlib.api.publication import Publication, PublicationWatcher
 from cfxlib.eventlog import EventLog
@@ -118,10 +120,23 @@ class Service:
                 scorer = health.HealthScorer.from_warehouse(con, pub.as_of_date)
             finally:
                 con.close()
-            for event in self.events.read():
-                with contextlib.suppress(Exception):
-                    scorer.apply(event["table"], event)
-            self.scorer, self.scorer_target, self.live = scorer, pub.target, {}
+            touched: set[str] = set()
+            for position, event in enumerate(self.events.read_checkpointed()[0], 1):
+                try:
+                    touched.add(scorer.apply(event["table"], event))
+                except Exception as exc:  # noqa: BLE001 - logged with its place in the log, never dropped silently
+                    log.error(
+                        "stored event %d (%s) could not be replayed into live health: %s: %s",
+                        position,
+                        event.get("table"),
+                        type(exc).__name__,
+                        exc,
+                    )
+            # What clients see must not depend on a restart: accounts with stored events get
+            # their live scores now, not at their next event.
+            replayed = sorted(a for a in touched if a in pub.health_by_id)
+            live = {r["account_id"]: r for r in scorer.score_many(replayed, pub.as_of_date)} if replayed else {}
+            self.scorer, self.scorer_target, self.live = scorer, pub.target, live
             # The publication and scorer state live as long as the publication: keep them out of
             # the cyclic collector's full passes, which otherwise stall requests for 100+ ms.
             # (Unfreeze first, so cycles left by the previous publication can still be freed.)
@@ -182,7 +197,7 @@ class Service:
             stored = time.perf_counter()
             timing["lock"], timing["store"] = 1000 * (locked - start), 1000 * (stored - locked)
             scorer = self.ensure_scorer(pub)
-            as_of = max(pub.as_of_date, scorer.as_of or pub.as_of_date)
+            as_of = pub.as_of_date  # each account's windows reach its newest data (see HealthScorer)
             changes = 0
             for first in range(0, len(events), PUBLISH_EVERY):  # big batches go out in parts: first updates within 1 s
                 last: dict[str, dict] = {}  # account -> its latest event in this part
@@ -223,6 +238,30 @@ def server_timing(timing: dict[str, float]) -> str:
     return ", ".join(f"{name};dur={ms:.2f}" for name, ms in timing.items())
 
 
+DOCS_ASSETS = "/docs/assets"
+
+
+def _local_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI 5 (it reads OpenAPI 3.1) from the files the ``fastapi-offline``
+    package ships, served by the service itself instead of a CDN."""
+    from importlib.resources import files
+
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} — API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+
 def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI:
     service = Service(home, feed_buffer_bytes)
 
@@ -245,7 +284,10 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         description="ChatterFix finance, customer health and live events. Bearer tokens: `cfx token create --role ROLE`.",
         lifespan=lifespan,
         max_body_size=MAX_BODY_BYTES,
+        docs_url=None,  # served below from local files: no CDN, works offline
+        redoc_url=None,
     )
+    _local_docs(app)
     app.state.service = service
     app.add_middleware(TokenGate, tokens=service.tokens, access=ACCESS)
     base_openapi = app.openapi
@@ -255,11 +297,20 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
             schema = base_openapi()
             schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
             schemes["bearer"] = {"type": "http", "scheme": "bearer", "description": "`cfx token create --role ROLE`"}
+        # The documented example batch must be one the service accepts: its account and date
+        # come from the current publication (an example account that does not exist is refused).
+        events = app.openapi_schema["components"]["schemas"]["EventsIn"]["properties"]["events"]
+        events["items"] = events_json_schema()  # typed from the contract; parsed by cfx's own validation
+        pub = service.watcher.current()
+        if pub is not None and pub.health:
+            events["examples"] = [example_events(pub.health[0]["account_id"], pub.as_of_date.isoformat())]
         return app.openapi_schema
 
     app.openapi = openapi
 
-    @app.get("/healthz", response_model=Healthz)
+    @app.get(
+        "/healthz", response_model=Healthz, responses={503: {"model": Healthz, "description": "Nothing published yet."}}
+    )
     async def healthz():
         pub = service.watcher.current()
         if pub is None:
@@ -275,7 +326,9 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         build = lambda: model(as_of=pub.as_of, run_id=pub.run_id, rows=_months(pub.finance[name], start, end))  # noqa: E731
         return service.cached(pub, name, build) if start is None and end is None else _json(build())
 
-    @app.get("/api/finance/summary", response_model=FinanceSummary, openapi_extra=SECURED)
+    @app.get(
+        "/api/finance/summary", response_model=FinanceSummary, openapi_extra=SECURED, responses=responses(401, 403, 503)
+    )
     async def finance_summary():
         pub = service.publication()
         return service.cached(
@@ -284,7 +337,9 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
             lambda: FinanceSummary(**pub.finance["summary"], run_id=pub.run_id),
         )
 
-    @app.get("/api/finance/mrr", response_model=MrrSeries, openapi_extra=SECURED)
+    @app.get(
+        "/api/finance/mrr", response_model=MrrSeries, openapi_extra=SECURED, responses=responses(401, 403, 422, 503)
+    )
     async def finance_mrr(
         by: ByTier = None,
         from_: FromMonth = None,
@@ -292,7 +347,12 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
     ):
         return _series(service.publication(), "mrr_by_tier" if by else "mrr", MrrSeries, from_, to)
 
-    @app.get("/api/finance/movements", response_model=Movements, openapi_extra=SECURED)
+    @app.get(
+        "/api/finance/movements",
+        response_model=Movements,
+        openapi_extra=SECURED,
+        responses=responses(401, 403, 422, 503),
+    )
     async def finance_movements(
         by: ByTier = None,
         from_: FromMonth = None,
@@ -300,23 +360,37 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
     ):
         return _series(service.publication(), "movements_by_tier" if by else "movements", Movements, from_, to)
 
-    @app.get("/api/finance/forecast", response_model=Forecast, openapi_extra=SECURED)
+    @app.get(
+        "/api/finance/forecast", response_model=Forecast, openapi_extra=SECURED, responses=responses(401, 403, 503)
+    )
     async def finance_forecast():
         pub = service.publication()
         return service.cached(pub, "forecast", lambda: Forecast(**{**pub.finance["forecast"], "run_id": pub.run_id}))
 
-    @app.get("/api/finance/unit-economics", response_model=UnitEconomics, openapi_extra=SECURED)
+    @app.get(
+        "/api/finance/unit-economics",
+        response_model=UnitEconomics,
+        openapi_extra=SECURED,
+        responses=responses(401, 403, 503),
+    )
     async def finance_unit_economics():
         return _series(service.publication(), "unit_economics", UnitEconomics, None, None)
 
-    @app.get("/api/finance/retention", response_model=Retention, openapi_extra=SECURED)
+    @app.get(
+        "/api/finance/retention", response_model=Retention, openapi_extra=SECURED, responses=responses(401, 403, 503)
+    )
     async def finance_retention():
         pub = service.publication()
         return service.cached(
             pub, "retention", lambda: Retention(as_of=pub.as_of, run_id=pub.run_id, **pub.finance["retention"])
         )
 
-    @app.get("/api/customers/health", response_model=HealthPage, openapi_extra=SECURED)
+    @app.get(
+        "/api/customers/health",
+        response_model=HealthPage,
+        openapi_extra=SECURED,
+        responses=responses(401, 403, 422, 503),
+    )
     async def customers_health(
         tier: Tier | None = None,
         band: Band | None = None,
@@ -341,12 +415,19 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
             )
         )
 
-    @app.get("/api/customers/at-risk", response_model=AtRisk, openapi_extra=SECURED)
+    @app.get(
+        "/api/customers/at-risk", response_model=AtRisk, openapi_extra=SECURED, responses=responses(401, 403, 422, 503)
+    )
     async def customers_at_risk(limit: int = Query(100, ge=1, le=10_000)):
         pub = service.publication()
         return _json(AtRisk(as_of=pub.as_of, run_id=pub.run_id, rows=pub.at_risk[:limit]))
 
-    @app.get("/api/customers/{account_id}", response_model=CustomerDetail, openapi_extra=SECURED)
+    @app.get(
+        "/api/customers/{account_id}",
+        response_model=CustomerDetail,
+        openapi_extra=SECURED,
+        responses=responses(401, 403, 404, 422, 503),
+    )
     async def customer(account_id: str = PathParam(max_length=200)):
         pub = service.publication()
         row = service.health_row(pub, account_id)
@@ -365,7 +446,13 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
             )
         )
 
-    @app.post("/api/events", status_code=202, response_model=EventsAccepted, openapi_extra=SECURED)
+    @app.post(
+        "/api/events",
+        status_code=202,
+        response_model=EventsAccepted,
+        openapi_extra=SECURED,
+        responses=responses(400, 401, 403, 413, 422, 503, rejected=EventsRejected),
+    )
     async def post_events(body: EventsIn, response: Response):
         if len(body.events) > MAX_EVENTS:
             raise HTTPException(413, f"at most {MAX_EVENTS:,} events per request")

@@ -15,6 +15,7 @@ import functools
 
 from cfxlib.issues import IssueLog
 from cfxlib.record_check import RecordCheck, compile_record_check
+from cfxlib.record_schema import json_schema
 from cfxlib.schemas import TABLES
 from cfxlib.validate import check_records
 
@@ -52,6 +53,14 @@ def example_events(account_id: str = "A00001", day: str = "2025-12-31") -> list[
             "baseline_downtime_hours": 10.0,
         },
     ]
+
+
+def events_json_schema() -> dict:
+    """JSON Schema of one live event: a row of one of the event tables, named by ``table``."""
+    return {
+        "oneOf": [json_schema(TABLES[t], discriminator="table") for t in EVENT_TABLES],
+        "discriminator": {"propertyName": "table"},
+    }
 
 
 @functools.cache

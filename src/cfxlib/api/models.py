@@ -249,3 +249,46 @@ class EventsIn(BaseModel):
 class EventsAccepted(BaseModel):
     accepted: int
     health_updates: int = Field(description="Accounts whose score changed (each sent to the WebSocket feed).")
+
+
+class ErrorDetail(BaseModel):
+    """Every error answer of the service but a rejected batch: what went wrong and what to do."""
+
+    detail: str
+
+
+class EventError(BaseModel):
+    index: int = Field(description="Position of the event in the batch (0-based).")
+    field: str | None = Field(description="The event's field that broke the rule (none: the event as a whole).")
+    rule: str
+    value: Any = None
+
+
+class EventsRejected(BaseModel):
+    """A rejected batch (nothing of it stored): either the body is not ``{"events": [...]}``
+    (``detail`` lists FastAPI's validation errors), or events broke the ingest rules (``errors``
+    names each event's index and field)."""
+
+    detail: str | list[dict[str, Any]]
+    errors: list[EventError] = []
+    error_count: int = 0
+
+
+class QueryRejected(BaseModel):
+    """Query or path parameters that break their declared rules (FastAPI's validation errors)."""
+
+    detail: list[dict[str, Any]]
+
+
+def responses(*codes: int, rejected: type[BaseModel] = QueryRejected) -> dict[int, dict]:
+    """OpenAPI ``responses`` for the error answers a route really gives."""
+    text = {
+        400: "The body is not JSON.",
+        401: "Missing, unknown, expired or revoked token.",
+        403: "The token's role may not use this endpoint.",
+        404: "No such account in the latest publication.",
+        413: "Body too large.",
+        422: "Invalid parameters or events.",
+        503: "Nothing published yet, or the events could not be stored durably.",
+    }
+    return {c: {"model": rejected if c == 422 else ErrorDetail, "description": text[c]} for c in codes}
