@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import json
 import os
 import random
@@ -122,6 +123,7 @@ def run_poster(base: str, ingest: str, accounts: list[str], rate: int, batch: in
         posts: list[dict] = []  # per POST: send and answer times, the server's stage timings
         reported, statuses = 0, {}
         rng = random.Random(7)
+        today = datetime.date.today().isoformat()
 
         async def post(client: httpx.AsyncClient, events: list[dict]) -> None:
             nonlocal reported
@@ -153,7 +155,7 @@ def run_poster(base: str, ingest: str, accounts: list[str], rate: int, batch: in
                             "table": "nps_responses",
                             "response_id": f"bench-{n}",
                             "account_id": rng.choice(accounts),
-                            "date": "2025-12-31",
+                            "date": today,  # the real case: the publication is older, answers arrive today
                             "score": rng.randint(0, 10),
                         }
                     )

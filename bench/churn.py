@@ -33,8 +33,9 @@ CACHE = Path.home() / ".cache" / "cfx-bench"
 
 
 def oracle() -> list[str]:
-    from cfxlib import customers, warehouse
+    from cfxlib.customers import scoring
     from cfxlib.demo import DemoOptions, generate
+    from cfxlib.store import warehouse
 
     work = Path(tempfile.mkdtemp(prefix="cfx-oracle-"))
     generate(work / "data", DemoOptions(accounts=2000, months=36, seed=42, end_month="2026-10"))
@@ -42,7 +43,7 @@ def oracle() -> list[str]:
     con = warehouse.connect(work / "cfx.duckdb")
     truth = pd.read_csv(work / "data" / "_truth" / "churn_probability.csv")
     t0 = time.perf_counter()
-    card = customers.model_card(con, "2026-10", truth=truth)
+    card = scoring.model_card(con, "2026-10", truth=truth)
     seconds = time.perf_counter() - t0
     con.close()
     return [
@@ -98,7 +99,7 @@ def public() -> list[str]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-    from cfxlib.churn import ChurnModel
+    from cfxlib.customers.churn import ChurnModel
 
     df = telco()
     y = (df.pop("churn") == "Yes").astype(int).to_numpy()

@@ -6,7 +6,7 @@ Side by side in one loop, alternating, ``rate`` times per second each:
 
 - append: the previous event store, ``O_APPEND`` write of the batch's JSON lines + ``fdatasync``
   (the file grows, so every sync commits the filesystem journal);
-- event log: :class:`cfxlib.eventlog.EventLog`, the same bytes written in place into a
+- event log: :class:`cfxlib.store.eventlog.EventLog`, the same bytes written in place into a
   zero-filled segment + ``fdatasync`` (no metadata to commit).
 
 Twice: on a quiet disk, and while another process writes ``background-mb`` MB/s of new data to
@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _measure import machine, now, update_section  # noqa: E402
 
-from cfxlib.eventlog import EventLog  # noqa: E402
+from cfxlib.store.eventlog import EventLog  # noqa: E402
 
 
 def background_writer(folder: str, mb_per_s: float, stop) -> None:

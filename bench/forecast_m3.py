@@ -1,4 +1,4 @@
-"""Benchmark: the default `cfxlib.forecast.forecast` on the M3 monthly data, beside baselines.
+"""Benchmark: the default `cfxlib.metrics.forecast.forecast` on the M3 monthly data, beside baselines.
 
     .venv/bin/python bench/forecast_m3.py [--limit N]
 
@@ -25,7 +25,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from _measure import REPO, machine, now, update_section  # noqa: E402
 
-from cfxlib.forecast import Forecaster, mase_scale  # noqa: E402
+from cfxlib.metrics.forecast import Forecaster, mase_scale  # noqa: E402
 
 DATA = REPO.parent / "shared" / "benchmarks" / "m3_monthly.csv.gz"
 H = 18

@@ -26,7 +26,7 @@ CFX = str(Path(sys.executable).with_name("cfx"))
 def kernel_overhead() -> float:
     import papermill as pm
 
-    from cfxlib.pipeline import kernel_name
+    from cfxlib.publish.pipeline import kernel_name
 
     work = Path(tempfile.mkdtemp(prefix="cfx-kernel-"))
     nb = nbformat.v4.new_notebook()

@@ -1,6 +1,6 @@
 """The ``cfx`` command line.
 
-Every command reads its settings from :func:`cfxlib.settings.load_settings` and writes its state
+Every command reads its settings from :func:`cfxlib.core.settings.load_settings` and writes its state
 under ``$CFX_HOME``. User mistakes (bad input, bad options) end with a clear message and a
 non-zero exit code, never a traceback.
 """
@@ -18,9 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cfxlib import __version__
-from cfxlib.errors import UserError
-from cfxlib.home import Home
-from cfxlib.settings import load_settings
+from cfxlib.core.errors import UserError
+from cfxlib.core.home import Home
+from cfxlib.core.settings import load_settings
 
 app = typer.Typer(
     name="cfx",
@@ -104,7 +104,7 @@ def demo_data(
 
 def _has_events(home: Home) -> bool:
     """Whether live events arrived since the last ingest folded them in."""
-    from cfxlib.eventlog import EventLog
+    from cfxlib.store.eventlog import EventLog
 
     return bool(EventLog(home.events).read_checkpointed()[0])
 
@@ -113,9 +113,9 @@ def _ingest(data_dir: Path, home: Home, as_of: date | None):
     """Validate and load ``data_dir`` plus the live events: those folded into earlier ingests
     (the archive) and those accepted since (the log after its checkpoint). On success the new
     events are archived and the log checkpointed, so no ingest reads the whole log again."""
-    from cfxlib.eventarchive import FoldedEvents
-    from cfxlib.eventlog import EventLog
-    from cfxlib.warehouse import ingest
+    from cfxlib.store.eventarchive import FoldedEvents
+    from cfxlib.store.eventlog import EventLog
+    from cfxlib.store.warehouse import ingest
 
     log = EventLog(home.events)
     archive = FoldedEvents(home.events)
@@ -138,7 +138,7 @@ def _ingest(data_dir: Path, home: Home, as_of: date | None):
 
 
 def print_summary(home: Home) -> None:
-    from cfxlib.summary import warehouse_summary
+    from cfxlib.store.summary import warehouse_summary
 
     summary = warehouse_summary(home.warehouse)
     console.print(
@@ -199,8 +199,8 @@ def run_cmd(
     ] = None,
 ) -> None:
     """The main job: ingest, execute the notebooks, render the site and PDFs, publish atomically."""
-    from cfxlib import pipeline
     from cfxlib.demo import DemoOptions, generate
+    from cfxlib.publish import pipeline
 
     settings = load_settings()
     home = Home(settings.home).ensure()
@@ -220,7 +220,7 @@ def run_cmd(
     if data_dir is None and home.warehouse.exists():
         # Reload the data of the last ingest when live events arrived since, or when this run's
         # point in time differs from the warehouse's (each run is as of its own date).
-        from cfxlib import warehouse
+        from cfxlib.store import warehouse
 
         con = warehouse.connect(home.warehouse)
         try:
@@ -273,7 +273,9 @@ def report_finance(
     horizon: Annotated[int, typer.Option(help="Forecast horizon, months.")] = 12,
 ) -> None:
     """Revenue metrics, the ARR forecast with its backtest, figures and finance.json."""
-    from cfxlib import finance, warehouse
+    from cfxlib.metrics import finance
+    from cfxlib.publish import finance_report
+    from cfxlib.store import warehouse
 
     settings = load_settings()
     home = Home(settings.home)
@@ -284,7 +286,7 @@ def report_finance(
             results = finance.compute(con, h=horizon)
     finally:
         con.close()
-    files = finance.write(results, target)
+    files = finance_report.write(results, target)
     summary = finance.payloads(results)["summary"]
     fc = summary["arr_forecast_12m"]
     console.print(
@@ -310,7 +312,9 @@ def report_customer_success(
     as_of: Annotated[str | None, typer.Option(help="Month YYYY-MM (default: the data's last month).")] = None,
 ) -> None:
     """KPI summary, at-risk accounts with recommendations, and the churn model card."""
-    from cfxlib import customer_report, warehouse
+    from cfxlib.customers import report as customer_results
+    from cfxlib.publish import customer_report
+    from cfxlib.store import warehouse
 
     format = format or ["json", "md"]
     bad = [f for f in format if f not in ("json", "md")]
@@ -321,9 +325,9 @@ def report_customer_success(
     target = out or home.root / "reports" / "customer-success"
     con = warehouse.connect(home.warehouse)
     try:
-        truth = customer_report.truth_for(Path(warehouse.ingest_metadata(con)["data_dir"]))
+        truth = customer_results.truth_for(Path(warehouse.ingest_metadata(con)["data_dir"]))
         with err.status("scoring health and churn, evaluating the model"):
-            results = customer_report.compute(
+            results = customer_results.compute(
                 con, _parse_month(as_of), truth, settings.costs.downtime_cost_per_hour_usd
             )
     finally:
@@ -351,15 +355,16 @@ def churn_score(
     out: Annotated[Path, typer.Option(help="CSV file to write (account_id, p_churn_3m).")],
 ) -> None:
     """Churn probability within 3 months for every account active at the end of a month."""
-    from cfxlib import customers, warehouse
-    from cfxlib.outputs import write_csv
+    from cfxlib.core.outputs import write_csv
+    from cfxlib.customers import scoring
+    from cfxlib.store import warehouse
 
     month = _parse_month(as_of)
     settings = load_settings()
     con = warehouse.connect(Home(settings.home).warehouse)
     try:
         with err.status(f"training on outcomes known at the end of {month}"):
-            result = customers.churn_scores(con, month)
+            result = scoring.churn_scores(con, month)
     finally:
         con.close()
     scores = result.scores[["account_id", "p_churn_3m"]].sort_values("account_id")
@@ -440,7 +445,8 @@ def docs_cmd(
     out_dir: Annotated[Path, typer.Option(help="Documentation folder of the repository.")] = Path("docs"),
 ) -> None:
     """Regenerate the generated documentation (the data dictionary) from the code."""
-    from cfxlib import datadict, snapshot
+    from cfxlib.contract import datadict
+    from cfxlib.publish import snapshot
 
     for path, write in (
         (out_dir / "data-dictionary.md", datadict.write),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cfxlib import warehouse
 from cfxlib.demo import DemoOptions, generate
+from cfxlib.store import warehouse
 
 
 @pytest.fixture(scope="module")

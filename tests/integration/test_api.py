@@ -16,8 +16,9 @@ import httpx
 import pytest
 import websockets
 
-from cfxlib import health, warehouse
-from cfxlib.eventlog import EventLog
+from cfxlib.customers import health
+from cfxlib.store import warehouse
+from cfxlib.store.eventlog import EventLog
 from tests.conftest import CFX, run_cfx
 
 pytestmark = pytest.mark.xdist_group("pipeline")
@@ -381,7 +382,7 @@ def test_next_run_includes_live_events(server, published):
         con.close()
     assert live[0] == 1 and live[1] < 0 and dup == 0
     # the events are folded: archived, the log checkpointed past them, and in the run's data hash
-    from cfxlib.eventarchive import FoldedEvents
+    from cfxlib.store.eventarchive import FoldedEvents
 
     assert EventLog(published / "events").read_checkpointed()[0] == []
     folded = FoldedEvents(published / "events").read()
@@ -507,3 +508,19 @@ def test_event_dated_today_changes_health_and_survives_restart(published, tmp_pa
         )
     finally:
         again.stop()
+
+
+def test_a_stored_event_that_cannot_be_replayed_is_logged(published, tmp_path):
+    """After a restart every stored event is replayed into live health; one that fails (here a
+    usage row with a non-numeric count written by an older version) is logged, not dropped silently."""
+    home = tmp_path / "home"
+    shutil.copytree(published, home, symlinks=True, ignore=shutil.ignore_patterns("events"))
+    log = EventLog(home / "events")
+    log.open()
+    account = json.loads((home / "published" / "customer_success.json").read_text())["at_risk"][0]["account_id"]
+    log.append([{"table": "usage_daily", "account_id": account, "date": "2025-12-31", "active_users": "many"}])
+    log.close()
+    srv = Server(home).start()
+    srv.stop()
+    output = srv.proc.stdout.read()
+    assert "stored event 1 (usage_daily) could not be replayed into live health" in output, output[-3000:]

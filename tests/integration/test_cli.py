@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from cfxlib.summary import warehouse_summary
+from cfxlib.store.summary import warehouse_summary
 
 COMMANDS = ["demo-data", "ingest", "run", "docs"]
 
@@ -63,7 +63,7 @@ def test_demo_data_then_ingest_prints_summary(cfx, home, tmp_path, fmt):
 
 def test_csv_and_parquet_load_the_same_numbers(tmp_path):
     from cfxlib.demo import DemoOptions, generate
-    from cfxlib.warehouse import ingest
+    from cfxlib.store.warehouse import ingest
 
     summaries = []
     for fmt in ("csv", "parquet"):

@@ -16,7 +16,8 @@ def test_churn_score_writes_every_active_account(demo_home, tmp_path):
     scores = pd.read_csv(out)
     assert list(scores.columns) == ["account_id", "p_churn_3m"]
     assert scores["p_churn_3m"].between(0, 1).all() and scores["account_id"].is_unique
-    from cfxlib import revenue, warehouse
+    from cfxlib.metrics import revenue
+    from cfxlib.store import warehouse
 
     con = warehouse.connect(demo_home / "warehouse" / "cfx.duckdb")
     try:

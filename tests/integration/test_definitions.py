@@ -11,10 +11,12 @@ from fractions import Fraction
 import pandas as pd
 import pytest
 
-from cfxlib import churn, health, revenue, warehouse
-from cfxlib.rules import account_state_at_sql
-from cfxlib.sqltext import date_literal
-from cfxlib.summary import warehouse_summary
+from cfxlib.contract.rules import account_state_at_sql
+from cfxlib.customers import churn, health
+from cfxlib.metrics import revenue
+from cfxlib.store import warehouse
+from cfxlib.store.sqltext import date_literal
+from cfxlib.store.summary import warehouse_summary
 from tests.conftest import run_cfx
 from tests.pdf import pdf_text
 

@@ -19,8 +19,8 @@ import pytest
 import websockets
 
 from cfxlib.api.app import PUBLISH_EVERY, create_app, server_config
-from cfxlib.home import Home
-from cfxlib.pipeline import _switch
+from cfxlib.core.home import Home
+from cfxlib.publish.pipeline import _switch
 from tests.integration.test_api import Server, _free_port, token
 
 pytestmark = pytest.mark.xdist_group("pipeline")

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from cfxlib import revenue, warehouse
+from cfxlib.metrics import revenue
+from cfxlib.store import warehouse
 
 
 def test_report_finance_writes_everything_and_agrees_with_the_library(demo_home, tmp_path):

@@ -9,8 +9,10 @@ import shutil
 
 import pytest
 
-from cfxlib import revenue, warehouse
-from cfxlib.snapshot import MetricsSnapshot
+from cfxlib.metrics import revenue
+from cfxlib.publish.pages import num, pct, usd
+from cfxlib.publish.snapshot import MetricsSnapshot
+from cfxlib.store import warehouse
 from tests.conftest import REPO, run_cfx
 from tests.pdf import pdf_text, render_pages
 
@@ -66,13 +68,32 @@ def test_snapshot_site_pdf_and_library_agree(published):
     assert snap.customers == last["customers"]
     assert snap.arr_growth_mom == pytest.approx(last["arr_growth_mom"])
     assert snap.schema_version and snap.arr_forecast_12m is not None
-    arr_text = f"${snap.arr / 1e6:,.2f}M" if snap.arr >= 1e6 else f"${snap.arr:,.0f}"
+    # every headline KPI, formatted as the pages format it, is on the site, in the investor PDF and
+    # in the launch report: one set of numbers everywhere
+    kpis = {
+        "ARR": usd(snap.arr),
+        "MRR": usd(snap.mrr),
+        "customers": f"{snap.customers:,}",
+        "ARR growth": pct(snap.arr_growth_mom, signed=True),
+        "NRR": pct(snap.nrr_12m),
+        "GRR": pct(snap.grr_12m),
+        "logo churn": pct(snap.logo_churn_rate, 2),
+        "LTV:CAC": num(snap.ltv_to_cac),
+        "CAC payback": f"{num(snap.cac_payback_months)} months",
+        "uptime": f"{snap.uptime_pct:.3f}%",
+        "AI calls": f"{snap.ai_calls:,}",
+        "lead conversion": pct(snap.lead_conversion_90d),
+        "ARR at risk": usd(snap.arr_at_risk),
+    }
     site = (pub / "site" / "reports" / "index.html").read_text()
-    assert arr_text in site and snap.run_id in site
     pdf = pdf_text(pub / "reports" / "investor_metrics.pdf")
-    assert arr_text in pdf and snap.as_of in pdf
     launch = (pub / "reports" / "enterprise_launch_report.md").read_text()
-    assert arr_text in launch and "Enterprise Acquisition → Operational Intelligence → Global Scaling" in launch
+    for name, text in kpis.items():
+        assert text in site, f"{name} {text} not on the site"
+        assert text in pdf, f"{name} {text} not in the investor PDF"
+        assert text.replace("$", "\\$") in launch or text in launch, f"{name} {text} not in the launch report"
+    assert snap.run_id in site and snap.as_of in pdf
+    assert "Enterprise Acquisition → Operational Intelligence → Global Scaling" in launch
 
 
 def test_site_is_offline_and_navigable_in_chromium(published, tmp_path):
@@ -144,3 +165,31 @@ def test_failed_step_keeps_the_previous_publication(published, tmp_path):
     runs = sorted((published / "runs").iterdir())
     failed = json.loads((runs[-1] / "run.json").read_text())
     assert failed["status"] == "failed" and "04_customer_health" in failed["error"]
+
+
+def test_money_in_every_payload_is_whole_cents(published):
+    """Every dollar amount in the published JSON is a whole number of cents, written as such
+    (no 605737.3200000001), and the snapshot's ARR is exactly 12 x its MRR."""
+    from decimal import Decimal
+
+    from cfxlib.contract.money import MONEY_FIELDS
+
+    found = []
+
+    def walk(value, key=None):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, k)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, key)
+        elif key in MONEY_FIELDS and isinstance(value, float):
+            found.append((key, value))
+            assert Decimal(repr(value)) == Decimal(repr(value)).quantize(Decimal("0.01")), (key, value)
+
+    pub = published / "published"
+    for name in ("finance.json", "metrics_snapshot.json", "customer_success.json"):
+        walk(json.loads((pub / name).read_text()))
+    assert len(found) > 500
+    snap = json.loads((pub / "metrics_snapshot.json").read_text())
+    assert Decimal(repr(snap["arr"])) == 12 * Decimal(repr(snap["mrr"]))

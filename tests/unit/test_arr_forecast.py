@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cfxlib import arr_forecast
+from cfxlib.metrics import arr_forecast
 from tests.unit.test_revenue import subs_frame
 
 

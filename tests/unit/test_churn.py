@@ -8,7 +8,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-from cfxlib.churn import ChurnModel, calibration_table, evaluate, lift_top_decile
+from cfxlib.customers.churn import ChurnModel, calibration_table, evaluate, lift_top_decile
 
 
 def customer_table(n=1200, seed=0):

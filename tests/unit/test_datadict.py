@@ -1,7 +1,7 @@
 """The data dictionary is generated from the schemas and must be current."""
 
-from cfxlib import datadict
-from cfxlib.schemas import TABLES
+from cfxlib.contract import datadict
+from cfxlib.contract.schemas import TABLES
 from tests.conftest import REPO
 
 
@@ -19,7 +19,7 @@ def test_every_column_is_described_with_a_kind():
 
 
 def test_snapshot_schema_is_current():
-    from cfxlib import snapshot
+    from cfxlib.publish import snapshot
 
     committed = (REPO / "docs" / "metrics_snapshot.schema.json").read_text(encoding="utf-8")
     assert committed == snapshot.schema_json(), "docs/metrics_snapshot.schema.json is stale: run `cfx docs`"

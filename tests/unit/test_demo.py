@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cfxlib.contract.schemas import TABLES
 from cfxlib.demo import DemoOptions, DemoOptionsError, generate
-from cfxlib.schemas import TABLES
 
 
 def _hashes(folder) -> dict[str, str]:

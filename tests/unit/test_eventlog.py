@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from cfxlib.eventlog import EventLog, EventLogBusy
+from cfxlib.store.eventlog import EventLog, EventLogBusy
 
 
 def batch(start: int, n: int) -> list[dict]:

@@ -1,4 +1,4 @@
-"""cfxlib.forecast: the contract's shape, short histories, bad input, and sensible choices."""
+"""cfxlib.metrics.forecast: the contract's shape, short histories, bad input, and sensible choices."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cfxlib.forecast import Forecaster, ForecastInputError, forecast
+from cfxlib.metrics.forecast import Forecaster, ForecastInputError, forecast
 
 FAST = ["SeasonalNaive", "AutoETS", "DynamicOptimizedTheta", "Ensemble"]
 COLUMNS = ["unique_id", "ds", "yhat", "yhat_lo_80", "yhat_hi_80", "yhat_lo_95", "yhat_hi_95", "model"]

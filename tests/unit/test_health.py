@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cfxlib import health, warehouse
+from cfxlib.core.errors import UserError
+from cfxlib.customers import health
 from cfxlib.demo import DemoOptions, generate
-from cfxlib.errors import UserError
+from cfxlib.store import warehouse
 
 
 def test_component_formulas_by_hand():

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from cfxlib.outputs import write_csv
+from cfxlib.core.outputs import write_csv
 
 
 def test_csv_neutralises_formulas(tmp_path):

@@ -8,10 +8,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cfxlib.api.events import example_events, validate_batch
-from cfxlib.issues import IssueLog
-from cfxlib.record_check import _PARSERS, compile_field_checks, compile_record_check
-from cfxlib.schemas import TABLES
-from cfxlib.validate import check_records, parse_column
+from cfxlib.contract.issues import IssueLog
+from cfxlib.contract.record_check import _PARSERS, compile_field_checks, compile_record_check
+from cfxlib.contract.schemas import TABLES
+from cfxlib.contract.validate import check_records, parse_column
 
 COMPILED = {name: check for name, spec in TABLES.items() if (check := compile_record_check(spec)) is not None}
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cfxlib import revenue
+from cfxlib.metrics import revenue
 
 COLS = ["mrr_start", "new", "expansion", "reactivation", "contraction", "churn", "mrr_end"]
 

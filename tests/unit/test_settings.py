@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cfxlib.settings import SettingsError, load_settings
+from cfxlib.core.settings import SettingsError, load_settings
 
 
 def test_precedence(tmp_path, monkeypatch):

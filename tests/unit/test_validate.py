@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cfxlib.issues import Issue, IssueLog
-from cfxlib.schemas import TABLES
-from cfxlib.validate import iter_csv_chunks, parse_column
+from cfxlib.contract.issues import Issue, IssueLog
+from cfxlib.contract.schemas import TABLES
+from cfxlib.contract.validate import iter_csv_chunks, parse_column
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ def test_issue_message_names_file_line_column_rule_and_value():
 def test_number_text_outside_plain_decimals_is_refused_not_misread(text):
     """pandas' C parser crashes on 1e2147483648 and reads 1e4294967000 as 1e-296: such text
     never reaches it, and is refused as not a number."""
-    from cfxlib.validate import parse_column
+    from cfxlib.contract.validate import parse_column
 
     typed, bad, rule = parse_column(pd.Series([text, "12.5"], dtype=object), "float")
     assert bad.tolist() == [True, False] and rule == "not a number"

@@ -2,7 +2,7 @@
 
 It serves the latest publication read-only (see :mod:`cfxlib.api.publication`), accepts live
 events durably (:mod:`cfxlib.api.events`), keeps customer health current with the incremental
-:class:`~cfxlib.health.HealthScorer`, and pushes changes to ``/ws/customer-health`` clients
+:class:`~cfxlib.customers.health.HealthScorer`, and pushes changes to ``/ws/customer-health`` clients
 (:mod:`cfxlib.api.feed`). Every route except ``/healthz`` needs a bearer token; roles are in
 :mod:`cfxlib.api.auth`; models in :mod:`cfxlib.api.models`.
 
@@ -29,7 +29,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from cfxlib import __version__, health, warehouse
+from cfxlib import __version__
 from cfxlib.api.auth import PERMISSIONS, TokenGate, TokenStore, bearer_token
 from cfxlib.api.events import events_json_schema, example_events, validate_batch
 from cfxlib.api.feed import MAX_BUFFER_BYTES, ExposeServerSend, Feed
@@ -52,9 +52,11 @@ from cfxlib.api.models import (
     responses,
 )
 from cfxlib.api.publication import Publication, PublicationWatcher
-from cfxlib.eventlog import EventLog
-from cfxlib.home import Home
-from cfxlib.schemas import TABLES
+from cfxlib.contract.schemas import TABLES
+from cfxlib.core.home import Home
+from cfxlib.customers import health
+from cfxlib.store import warehouse
+from cfxlib.store.eventlog import EventLog
 
 log = logging.getLogger("cfx.api")
 MAX_BODY_BYTES = 1_000_000

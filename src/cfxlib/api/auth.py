@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cfxlib.errors import UserError
+from cfxlib.core.errors import UserError
 
 ROLES = ("analyst", "executive", "investor", "ingest")
 PERMISSIONS = {

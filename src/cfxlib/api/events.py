@@ -2,9 +2,9 @@
 
 An event is one row of ``usage_daily``, ``tickets``, ``nps_responses`` or ``downtime_monthly``
 plus ``"table"``. A batch is validated by the same parsing and pandera checks as ``cfx ingest``
-(:mod:`cfxlib.validate`), plus: the account must exist. Any failure rejects the whole batch with
+(:mod:`cfxlib.contract.validate`), plus: the account must exist. Any failure rejects the whole batch with
 the event's index and field. Accepted batches are written to the event log under
-``$CFX_HOME/events/`` (:mod:`cfxlib.eventlog`) and on disk before the answer, so a crash right
+``$CFX_HOME/events/`` (:mod:`cfxlib.store.eventlog`) and on disk before the answer, so a crash right
 after a 202 loses nothing; the next ``cfx run`` loads them (rows whose key is already in the data
 files are left to the files).
 """
@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import functools
 
-from cfxlib.issues import IssueLog
-from cfxlib.record_check import RecordCheck, compile_record_check
-from cfxlib.record_schema import json_schema
-from cfxlib.schemas import TABLES
-from cfxlib.validate import check_records
+from cfxlib.contract.issues import IssueLog
+from cfxlib.contract.record_check import RecordCheck, compile_record_check
+from cfxlib.contract.record_schema import json_schema
+from cfxlib.contract.schemas import TABLES
+from cfxlib.contract.validate import check_records
 
 EVENT_TABLES = ("usage_daily", "tickets", "nps_responses", "downtime_monthly")
 
@@ -71,7 +71,7 @@ def _fast_check(table: str) -> RecordCheck | None:
 def validate_batch(events: list, accounts: set[str] | None = None) -> tuple[list[dict], list[dict]]:
     """(clean events, errors). Each error: ``{"index", "field", "rule", "value"}``.
 
-    A table's events that all pass the compiled acceptance test (:mod:`cfxlib.record_check`,
+    A table's events that all pass the compiled acceptance test (:mod:`cfxlib.contract.record_check`,
     microseconds per event) skip the pandas/pandera path (about 8 ms per call); any doubt sends
     them through it, which words the errors."""
     errors: list[dict] = []

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from cfxlib import health
-from cfxlib.finance import records
+from cfxlib.core.records import records
+from cfxlib.customers import health
 
 POLL_S = 0.5
 """Seconds between checks of the ``published`` link."""

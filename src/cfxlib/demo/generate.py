@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cfxlib.contract.schemas import PRIORITIES, TABLES, TIERS
+from cfxlib.core.errors import UserError
 from cfxlib.demo import behaviour as bh
 from cfxlib.demo.sinks import TableSink
-from cfxlib.errors import UserError
-from cfxlib.schemas import PRIORITIES, TABLES, TIERS
 
 BATCH = 2000
 """Accounts per simulation batch (fixed: part of what makes the output deterministic)."""

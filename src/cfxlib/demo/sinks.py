@@ -1,6 +1,6 @@
 """Streaming table writers: append frames to one CSV or Parquet file per table.
 
-Column types follow the contract (:mod:`cfxlib.schemas`): dates are written ``YYYY-MM-DD``,
+Column types follow the contract (:mod:`cfxlib.contract.schemas`): dates are written ``YYYY-MM-DD``,
 months ``YYYY-MM``, timestamps ISO 8601 in UTC (``2024-05-01T13:45:00Z``), empty cell = missing.
 """
 
@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from cfxlib.schemas import TABLES
+from cfxlib.contract.schemas import TABLES
 
 _ARROW = {
     "id": pa.string(),

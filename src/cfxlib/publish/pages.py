@@ -1,0 +1,412 @@
+"""Markdown fragments for the site and reports, written from a run's artifacts.
+
+Every number on the site, in the launch report and in the investor PDF comes from these
+functions, which read only the run's JSON payloads (``finance.json``, ``customer_success.json``,
+``metrics_snapshot.json``) and tables — never typed by hand. The Quarto pages in ``reports/``
+include the fragments (``{{< include _artifacts/NAME.md >}}``).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from cfxlib.publish.escape import md
+
+
+def usd(x, digits: int = 0) -> str:
+    if x is None or (isinstance(x, float) and pd.isna(x)):
+        return "n/a"
+    for div, suffix in ((1e9, "B"), (1e6, "M")):
+        if abs(x) >= div:
+            return f"${x / div:,.2f}{suffix}"
+    return f"${x:,.{digits}f}"
+
+
+def pct(x, digits: int = 1, signed: bool = False) -> str:
+    if x is None or (isinstance(x, float) and pd.isna(x)):
+        return "n/a"
+    return f"{100 * x:{'+' if signed else ''}.{digits}f}%"
+
+
+def num(x, digits: int = 1) -> str:
+    if x is None or (isinstance(x, float) and pd.isna(x)):
+        return "n/a"
+    return f"{x:,.{digits}f}"
+
+
+def _mom(series: list[dict], key: str, month: str):
+    idx = next((i for i, r in enumerate(series) if r["month"] == month), None)
+    if idx is None or idx == 0 or series[idx - 1].get(key) in (None, 0):
+        return None
+    return series[idx][key] / series[idx - 1][key] - 1
+
+
+def kpi_table(snapshot: dict, finance: dict, customer: dict | None) -> str:
+    """Headline KPIs with month-over-month change where it is defined."""
+    s, month = finance["summary"], snapshot["as_of"]
+    mrr_rows = finance["mrr"]
+    ue = {r["month"]: r for r in finance["unit_economics"]}
+    prev_month = mrr_rows[-2]["month"] if len(mrr_rows) > 1 else None
+    ltv_cac_prev = ue.get(prev_month, {}).get("ltv_to_cac") if prev_month else None
+    rows = [
+        ("ARR", usd(s["arr"]), pct(s["arr_growth_mom"], signed=True)),
+        ("MRR", usd(s["mrr"]), pct(s["arr_growth_mom"], signed=True)),
+        ("Customers", f"{s['customers']:,}", pct(_mom(mrr_rows, "customers", month), signed=True)),
+        ("ARPA (per month)", usd(s["arpa"]), pct(_mom(mrr_rows, "arpa", month), signed=True)),
+        ("Net revenue retention (12 months)", pct(s["nrr_12m"]), ""),
+        ("Gross revenue retention (12 months)", pct(s["grr_12m"]), ""),
+        ("Logo churn (month)", pct(s["logo_churn_rate"], 2), ""),
+        ("Quick ratio", num(s["quick_ratio"]), ""),
+        (
+            "LTV : CAC",
+            num(s["ltv_to_cac"]),
+            ""
+            if ltv_cac_prev in (None, 0) or s["ltv_to_cac"] is None
+            else pct(s["ltv_to_cac"] / ltv_cac_prev - 1, signed=True),
+        ),
+        ("CAC payback", f"{num(s['cac_payback_months'])} months", ""),
+        ("Uptime (month)", "n/a" if snapshot.get("uptime_pct") is None else f"{snapshot['uptime_pct']:.3f}%", ""),
+        ("AI calls (month)", "n/a" if snapshot.get("ai_calls") is None else f"{snapshot['ai_calls']:,}", ""),
+        (
+            "Lead conversion within 90 days",
+            pct(snapshot.get("lead_conversion_90d")),
+            f"leads of {snapshot.get('lead_conversion_month') or 'n/a'}",
+        ),
+    ]
+    if customer:
+        rows.append(
+            (
+                "ARR at risk (3-month churn probability x ARR)",
+                usd(customer["kpis"]["arr_at_risk"]),
+                pct(customer["kpis"]["arr_at_risk_share"]) + " of ARR",
+            )
+        )
+    out = [f"| KPI ({month}) | value | change vs previous month |", "|---|---:|---:|"]
+    out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(out)
+
+
+def forecast_sentence(snapshot: dict) -> str:
+    fc = snapshot.get("arr_forecast_12m")
+    if not fc:
+        return "No ARR forecast (not enough history)."
+    text = (
+        f"ARR in {fc['month']} is forecast at **{usd(fc['arr'])}** (80% interval {usd(fc['lo_80'])} to {usd(fc['hi_80'])}; "
+        f"95% interval {usd(fc['lo_95'])} to {usd(fc['hi_95'])}; model {fc['model']})."
+    )
+    if fc.get("backtest_mape_pct") is not None:
+        text += (
+            f" Forecasts made the same way at past months missed actual ARR by {fc['backtest_mape_pct']:.1f}% on average (MAPE), "
+            f"and {pct(fc['backtest_coverage_80'], 0)} of actuals fell inside the 80% interval."
+        )
+    return text
+
+
+def alerts_block(snapshot: dict) -> str:
+    if not snapshot.get("alerts"):
+        return "No investor alert this month (ARR growth and uptime are within their thresholds)."
+    return "\n".join(f"- **Alert:** {md(a['message'])}." for a in snapshot["alerts"])
+
+
+def overview(snapshot: dict, finance: dict, customer: dict | None) -> str:
+    return "\n\n".join(
+        [
+            f"Figures as of the end of **{snapshot['as_of']}** — run `{snapshot['run_id']}`, data `{snapshot['data_hash'][:12]}`, code `{snapshot['code_commit'][:12]}`.",
+            alerts_block(snapshot),
+            "## Key figures",
+            kpi_table(snapshot, finance, customer),
+            "## 12-month ARR forecast",
+            forecast_sentence(snapshot),
+            "![ARR history and forecast, total and by tier](_artifacts/figures/arr_forecast.png)",
+        ]
+    )
+
+
+def financial(finance: dict) -> str:
+    tiers = finance["summary"]["by_tier"]
+    lines = [
+        "### Recurring revenue by tier",
+        "",
+        "| tier | customers | MRR | ARR | ARPA | logo churn (month) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for t in tiers:
+        lines.append(
+            f"| {md(t['tier'])} | {t['customers']:,} | {usd(t['mrr'])} | {usd(t['arr'])} | {usd(t['arpa'])} | {pct(t['logo_churn_rate'], 2)} |"
+        )
+    lines += ["", "### MRR movements", "", "![MRR bridge by month](_artifacts/figures/mrr_movements.png)", ""]
+    lines += [
+        "| month | MRR at start | new | expansion | reactivation | contraction | churn | MRR at end |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in finance["movements"][-6:]:
+        lines.append(
+            f"| {m['month']} | {usd(m['mrr_start'])} | {usd(m['new'])} | {usd(m['expansion'])} | {usd(m['reactivation'])} | "
+            f"{usd(m['contraction'])} | {usd(m['churn'])} | {usd(m['mrr_end'])} |"
+        )
+    lines += ["", "### ARR forecast", "", "![ARR forecast](_artifacts/figures/arr_forecast.png)", ""]
+    pts = [p for p in finance["forecast"]["points"] if p["unique_id"] == "Total"]
+    lines += ["| month | forecast | 80% interval | 95% interval | bottom-up | gap |", "|---|---:|---:|---:|---:|---:|"]
+    for p in pts[2::3]:
+        lines.append(
+            f"| {p['month']} | {usd(p['yhat'])} | {usd(p['yhat_lo_80'])} – {usd(p['yhat_hi_80'])} | {usd(p['yhat_lo_95'])} – {usd(p['yhat_hi_95'])} | "
+            f"{usd(p['arr_bottom_up'])} | {pct(p['gap_pct'] / 100, signed=True) if p.get('gap_pct') is not None else 'n/a'} |"
+        )
+    ue = [r for r in finance["unit_economics"] if r.get("ltv") is not None]
+    lines += ["", "### Unit economics", ""]
+    if ue:
+        u = ue[-1]
+        lines += [
+            "| measure | value | definition |",
+            "|---|---:|---|",
+            f"| CAC | {usd(u['cac'])} | S&M spend of the previous month / new customers, trailing 3 months |",
+            f"| Gross margin | {pct(u['gross_margin'])} | (MRR - cost of revenue) / MRR |",
+            f"| LTV | {usd(u['ltv'])} ({usd(u['ltv_lo'])} – {usd(u['ltv_hi'])}) | ARPA x gross margin / monthly logo churn, trailing 6 months; range from the churn rate's 95% interval |",
+            f"| LTV : CAC | {num(u['ltv_to_cac'])} | |",
+            f"| CAC payback | {num(u['cac_payback_months'])} months | CAC / (ARPA x gross margin) |",
+        ]
+    ret = finance["retention"]["nrr_grr"]
+    if ret:
+        lines += [
+            "",
+            "### Retention",
+            "",
+            f"Net revenue retention over 12 months: **{pct(ret[-1]['nrr'])}**; gross: **{pct(ret[-1]['grr'])}** (cohort of {ret[-1]['cohort_customers']:,} customers).",
+        ]
+    return "\n".join(lines)
+
+
+def customer_health(customer: dict) -> str:
+    k = customer["kpis"]
+    lines = [
+        "| KPI | value |",
+        "|---|---:|",
+        f"| Daily active users (mean over the month) | {k['active_users']['dau']:,.0f} |",
+        f"| Monthly active users (lower bound) | {k['active_users']['mau_lower_bound']:,.0f} |",
+        f"| NPS (last 3 months) | {num(k['nps']['last_3_months'], 0)} |",
+        f"| Customer ROI (value of downtime avoided / subscription cost) | {num((k['customer_roi']['month'] or {}).get('roi'))}x |",
+        f"| Mean health score | {num(k['health']['mean_score'])} |",
+        f"| Accounts at risk | {k['accounts_at_risk']:,} |",
+        f"| ARR at risk | {usd(k['arr_at_risk'])} |",
+        "",
+        "![Health bands by tier](_artifacts/figures/health_by_tier.png)",
+        "",
+        "### NPS by tier (this month)",
+        "",
+        "| tier | NPS | answers |",
+        "|---|---:|---:|",
+    ]
+    for r in k["nps"]["by_tier"]:
+        lines.append(f"| {md(r['tier'])} | {num(r['nps'], 0)} | {r['answers']} |")
+    lines += [
+        "",
+        "### At-risk accounts (top 15 by ARR at risk)",
+        "",
+        "| account | tier | ARR | health | p(churn, 3 months) | ARR at risk | top reasons | action | owner |",
+        "|---|---|---:|---:|---:|---:|---|---|---|",
+    ]
+    for r in customer["at_risk"][:15]:
+        lines.append(
+            f"| {md(r['account_id'])} | {md(r['tier'])} | {usd(r['arr'])} | {num(r['health_score'], 0)} ({r['band']}) | {pct(r['p_churn_3m'])} | "
+            f"{usd(r['arr_at_risk'])} | {'; '.join(md(x) for x in r['reasons']) or '-'} | {md(r['playbook'])} | {md(r['owner'])} |"
+        )
+    lines += ["", "![Customer retention by tier](_artifacts/figures/retention_km.png)"]
+    return "\n".join(lines)
+
+
+def system_performance(ops_total: pd.DataFrame, ops: pd.DataFrame) -> str:
+    last = ops_total.tail(6)
+    lines = [
+        "| month | uptime | worst service | p95 latency | requests | error rate | AI calls |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in last.to_dict("records"):
+        lines.append(
+            f"| {r['month']} | {r['uptime_pct']:.3f}% | {r['worst_service_uptime_pct']:.3f}% | {r['p95_latency_ms']:,.0f} ms | "
+            f"{r['requests']:,.0f} | {100 * r['error_rate']:.3f}% | {r['ai_calls']:,.0f} |"
+        )
+    month = ops_total["month"].iloc[-1]
+    lines += [
+        "",
+        f"### Services in {month}",
+        "",
+        "| service | uptime | p95 latency | requests | error rate | AI calls |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in ops[ops["month"] == month].to_dict("records"):
+        lines.append(
+            f"| {md(r['service'])} | {r['uptime_pct']:.3f}% | {r['p95_latency_ms']:,.0f} ms | {r['requests']:,.0f} | {100 * r['error_rate']:.3f}% | {r['ai_calls']:,.0f} |"
+        )
+    lines += ["", "![Uptime and AI usage](_artifacts/figures/system_performance.png)"]
+    return "\n".join(lines)
+
+
+def model_card(customer: dict) -> str:
+    card = customer["model_card"]
+    if "roc_auc" not in card:
+        return card.get("unavailable", "The model card is not available for this run.")
+    lines = [
+        f"{md(card['model'])}. Trained on month-end snapshots {card['train_cutoffs'][0]} to {card['train_cutoffs'][1]} "
+        f"({card['train_rows']:,} account-months) and tested **out of time** on {card['test_cutoffs'][0]} to {card['test_cutoffs'][1]} "
+        f"({card['test_rows']:,} account-months; 3-month churn rate {pct(card['churn_rate'])}). Features use only data up to each snapshot's day.",
+        "",
+        "| measure | value | for reference |",
+        "|---|---:|---|",
+        f"| ROC AUC | {card['roc_auc']:.3f} | 0.5 = random |",
+        f"| PR AUC | {card['pr_auc']:.3f} | base rate {card['churn_rate']:.3f} |",
+        f"| Brier score | {card['brier']:.4f} | predicting the base rate: {card['brier_base_rate']:.4f} |",
+        f"| Lift in the top decile | {card['lift_top_decile']:.1f}x | churn rate of the riskiest 10% / overall |",
+        f"| Accuracy at 0.5 | {pct(card['accuracy'])} | always predicting 'no churn': {pct(card['accuracy_always_no_churn'])} |",
+    ]
+    if "oracle_ratio" in card:
+        lines.append(
+            f"| AUC / AUC of the demo generator's true probabilities | {card['oracle_ratio']:.3f} | oracle AUC {card['oracle_roc_auc']:.3f} |"
+        )
+    lines += [
+        "",
+        "Accuracy is shown only beside its trivial baseline: with few churners, a model that never predicts churn is 'accurate' too.",
+        "",
+        "![Calibration](_artifacts/figures/churn_calibration.png)",
+    ]
+    hv = card.get("health_validation", {})
+    if "roc_auc" in hv:
+        lines += [
+            "",
+            "### Does the health score predict churn?",
+            "",
+            f"ROC AUC of the health score (lower = riskier) on the same rows: **{hv['roc_auc']:.3f}**.",
+            "",
+            "| band | churn rate within 3 months | accounts |",
+            "|---|---:|---:|",
+        ]
+        for band in ("red", "yellow", "green"):
+            if band in hv["churn_rate_by_band"]:
+                b = hv["churn_rate_by_band"][band]
+                lines.append(f"| {band} | {pct(b['churn_rate'])} | {b['accounts']:,} |")
+        lines += [
+            "",
+            "| component | configured weight | suggested by logistic fit | AUC alone |",
+            "|---|---:|---:|---:|",
+        ]
+        for c, w in hv["weights"].items():
+            lines.append(
+                f"| {c} | {w['configured']:.0f} | {w['suggested']:.1f} | {hv['component_roc_auc'].get(c, float('nan')):.3f} |"
+            )
+    return "\n".join(lines)
+
+
+def forecast_backtest(finance: dict, by_horizon: pd.DataFrame) -> str:
+    bt = finance["forecast"]["backtest"]
+    if not bt:
+        return "Not enough history for a backtest."
+    lines = [
+        f"The total ARR forecast was re-run at {bt['origins']} past months with the same procedure, using only the history up to each month, "
+        f"and compared with what happened ({bt['points']} forecast points).",
+        "",
+        f"Overall MAPE **{bt['mape']:.1f}%**; share of actual values inside the 80% interval **{pct(bt['coverage_80'], 0)}**, inside the 95% interval **{pct(bt['coverage_95'], 0)}**.",
+        "",
+        "| months ahead | MAPE | inside 80% | inside 95% | forecasts |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in by_horizon.to_dict("records"):
+        lines.append(
+            f"| {r['horizon']} | {r['mape']:.1f}% | {pct(r['coverage_80'], 0)} | {pct(r['coverage_95'], 0)} | {r['forecasts']} |"
+        )
+    models = ", ".join(f"{md(k)}: {md(v)}" for k, v in finance["forecast"]["models"].items())
+    lines += ["", f"Models chosen this run by backtest (per series): {models}."]
+    return "\n".join(lines)
+
+
+def launch_report(snapshot: dict, finance: dict, customer: dict | None, ops_total: pd.DataFrame) -> str:
+    s = finance["summary"]
+    movements = finance["movements"][-12:]
+    churn_trend = [m for m in movements if m.get("logo_churn_rate") is not None]
+    ret = finance["retention"]["nrr_grr"][-12:]
+    k = (customer or {}).get("kpis", {})
+    roi = (k.get("customer_roi") or {}).get("month") or {}
+    lines = [
+        f"# ChatterFix enterprise launch report — {snapshot['as_of']}",
+        "",
+        f"*Generated by cfx run `{snapshot['run_id']}` from data `{snapshot['data_hash'][:12]}`; every figure is computed from the data, none typed by hand.*",
+        "",
+        "## Executive summary: Enterprise Acquisition → Operational Intelligence → Global Scaling",
+        "",
+        f"**Enterprise acquisition.** ARR reached **{usd(s['arr'])}** ({pct(s['arr_growth_mom'], signed=True)} month over month) across "
+        f"**{s['customers']:,}** customers; Enterprise accounts carry {usd(next((t['arr'] for t in s['by_tier'] if t['tier'] == 'Enterprise'), None))} of it.",
+        "",
+        f"**Operational intelligence.** Customers avoided downtime worth {usd(roi.get('value_usd'))} this month, "
+        f"{num(roi.get('roi'))}x what they paid; {k.get('accounts_at_risk', 'n/a')} accounts are flagged at risk with {usd(k.get('arr_at_risk'))} of ARR at risk.",
+        "",
+        f"**Global scaling.** {forecast_sentence(snapshot)}",
+        "",
+        alerts_block(snapshot),
+        "",
+        "## KPIs",
+        "",
+        kpi_table(snapshot, finance, customer),
+        "",
+        "## 12-month ARR forecast",
+        "",
+        "![ARR history and forecast](_artifacts/figures/arr_forecast.png){width=100%}",
+        "",
+        "## Churn and retention trends",
+        "",
+        "| month | logo churn | gross MRR churn | quick ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    for m in churn_trend[-6:]:
+        lines.append(
+            f"| {m['month']} | {pct(m['logo_churn_rate'], 2)} | {pct((m['churn'] + m['contraction']) / m['mrr_start'] if m['mrr_start'] else None, 2)} | {num(m['quick_ratio'])} |"
+        )
+    lines += ["", "| month | NRR (12 months) | GRR (12 months) |", "|---|---:|---:|"]
+    for r in ret[-6:]:
+        lines.append(f"| {r['month']} | {pct(r['nrr'])} | {pct(r['grr'])} |")
+    lines += [
+        "",
+        "## Customer ROI",
+        "",
+        f"Value of downtime avoided this month: {usd(roi.get('value_usd'))} ({num(roi.get('hours_avoided'), 0)} hours at "
+        f"{usd((k.get('customer_roi') or {}).get('downtime_cost_per_hour_usd'))} per hour) against {usd(roi.get('subscription_cost'))} of subscriptions: "
+        f"**{num(roi.get('roi'))}x**.",
+        "",
+        "## Unit economics",
+        "",
+    ]
+    ue = [r for r in finance["unit_economics"] if r.get("ltv") is not None]
+    if ue:
+        u = ue[-1]
+        lines += [
+            "| CAC | gross margin | LTV | LTV : CAC | CAC payback |",
+            "|---:|---:|---:|---:|---:|",
+            f"| {usd(u['cac'])} | {pct(u['gross_margin'])} | {usd(u['ltv'])} | {num(u['ltv_to_cac'])} | {num(u['cac_payback_months'])} months |",
+        ]
+    up = ops_total.tail(1).to_dict("records")
+    if up:
+        lines += [
+            "",
+            "## Service operations",
+            "",
+            f"Uptime {up[0]['uptime_pct']:.3f}% (worst service {up[0]['worst_service_uptime_pct']:.3f}%), p95 latency {up[0]['p95_latency_ms']:,.0f} ms, {up[0]['ai_calls']:,.0f} AI calls in {up[0]['month']}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def investor_summary(snapshot: dict, finance: dict, customer: dict | None) -> str:
+    return "\n".join(
+        [
+            f"# ChatterFix investor metrics — {snapshot['as_of']}",
+            "",
+            f"*Run `{snapshot['run_id']}` · data `{snapshot['data_hash'][:12]}` · schema {snapshot['schema_version']}*",
+            "",
+            alerts_block(snapshot),
+            "",
+            kpi_table(snapshot, finance, customer),
+            "",
+            "## 12-month ARR forecast",
+            "",
+            forecast_sentence(snapshot),
+            "",
+            "![ARR history and forecast](_artifacts/figures/arr_forecast.png){width=100%}",
+            "",
+        ]
+    )

@@ -1,0 +1,139 @@
+"""The investor metrics snapshot: a versioned, documented JSON document.
+
+:class:`MetricsSnapshot` is the schema (``docs/metrics_snapshot.schema.json`` is generated from
+it); :func:`build` fills it from a run's finance and customer results and the ops tables.
+Thresholds raise alerts (ARR growth under 5% month over month, uptime under 99.5%).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1.0.0"
+
+
+class Interval(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    month: str = Field(description="Forecast month, YYYY-MM.")
+    arr: float = Field(description="Point forecast of ARR, USD.")
+    lo_80: float
+    hi_80: float
+    lo_95: float
+    hi_95: float
+    model: str = Field(description="Model chosen by backtest for total ARR.")
+    backtest_mape_pct: float | None = Field(None, description="MAPE of past forecasts of total ARR, %.")
+    backtest_coverage_80: float | None = Field(None, description="Share of past actuals inside the 80% interval.")
+
+
+class Alert(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    metric: str
+    value: float
+    threshold: float
+    message: str
+
+
+class MetricsSnapshot(BaseModel):
+    """Investor metrics at a month end. Money in USD; rates as fractions (0.05 = 5%)."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: str = Field(SCHEMA_VERSION, description="Semantic version of this schema.")
+    as_of: str = Field(description="Month the figures describe, YYYY-MM (month-end snapshot).")
+    run_id: str = Field(description="Pipeline run that produced the snapshot.")
+    data_hash: str = Field(description="SHA-256 of the input data files.")
+    code_commit: str = Field(description="Git commit of the code that computed it.")
+    mrr: float = Field(description="Monthly recurring revenue at month end.")
+    arr: float = Field(description="Annual recurring revenue = 12 x MRR.")
+    arr_growth_mom: float | None = Field(description="ARR growth against the previous month end.")
+    customers: int = Field(description="Accounts with MRR > 0 at month end.")
+    nrr_12m: float | None = Field(description="Net revenue retention over 12 months.")
+    grr_12m: float | None = Field(description="Gross revenue retention over 12 months (<= 1).")
+    logo_churn_rate: float | None = Field(description="Customers churned in the month / customers at its start.")
+    ltv_to_cac: float | None = Field(description="LTV (6-month window) / CAC (3-month window).")
+    cac_payback_months: float | None = Field(description="CAC / (ARPA x gross margin), months.")
+    uptime_pct: float | None = Field(description="Mean daily service uptime over all services in the month, %.")
+    ai_calls: int | None = Field(description="Calls to AI models in the month.")
+    lead_conversion_90d: float | None = Field(
+        description="Share of leads converted within 90 days, latest mature month."
+    )
+    lead_conversion_month: str | None = Field(
+        None, description="Creation month of the leads behind lead_conversion_90d."
+    )
+    arr_forecast_12m: Interval | None = Field(description="ARR 12 months ahead with 80% and 95% intervals.")
+    arr_at_risk: float | None = Field(None, description="Sum over active accounts of p(churn within 3 months) x ARR.")
+    alerts: list[Alert] = Field(default_factory=list, description="Thresholds breached this month.")
+
+
+def build(
+    run_id: str, data_hash: str, commit: str, finance: dict, customer: dict | None, ops_total, leads, thresholds
+) -> MetricsSnapshot:
+    """The snapshot from the finance payload, the customer payload and the ops/lead tables."""
+    s = finance["summary"]
+    month = s["as_of"]
+    ops_row = ops_total[ops_total["month"] == month]
+    mature = leads[leads["mature"]]
+    lead_row = mature.iloc[-1] if len(mature) else None
+    fc = s.get("arr_forecast_12m")
+    bt = finance.get("forecast", {}).get("backtest") or {}
+    snap = MetricsSnapshot(
+        as_of=month,
+        run_id=run_id,
+        data_hash=data_hash,
+        code_commit=commit,
+        mrr=s["mrr"],
+        arr=s["arr"],
+        arr_growth_mom=s["arr_growth_mom"],
+        customers=s["customers"],
+        nrr_12m=s["nrr_12m"],
+        grr_12m=s["grr_12m"],
+        logo_churn_rate=s["logo_churn_rate"],
+        ltv_to_cac=s["ltv_to_cac"],
+        cac_payback_months=s["cac_payback_months"],
+        uptime_pct=float(ops_row["uptime_pct"].iloc[0]) if len(ops_row) else None,
+        ai_calls=int(ops_row["ai_calls"].iloc[0]) if len(ops_row) else None,
+        lead_conversion_90d=float(lead_row["conversion_90d"]) if lead_row is not None else None,
+        lead_conversion_month=str(lead_row["month"]) if lead_row is not None else None,
+        arr_forecast_12m=None
+        if not fc
+        else Interval(
+            **{k: fc[k] for k in ("month", "arr", "lo_80", "hi_80", "lo_95", "hi_95", "model")},
+            backtest_mape_pct=bt.get("mape"),
+            backtest_coverage_80=bt.get("coverage_80"),
+        ),
+        arr_at_risk=(customer or {}).get("kpis", {}).get("arr_at_risk"),
+    )
+    growth_min = thresholds.arr_growth_mom_min_pct / 100
+    if snap.arr_growth_mom is not None and snap.arr_growth_mom < growth_min:
+        snap.alerts.append(
+            Alert(
+                metric="arr_growth_mom",
+                value=snap.arr_growth_mom,
+                threshold=growth_min,
+                message=f"ARR grew {100 * snap.arr_growth_mom:.1f}% month over month, under the {thresholds.arr_growth_mom_min_pct:g}% threshold",
+            )
+        )
+    if snap.uptime_pct is not None and snap.uptime_pct < thresholds.uptime_min_pct:
+        snap.alerts.append(
+            Alert(
+                metric="uptime_pct",
+                value=snap.uptime_pct,
+                threshold=thresholds.uptime_min_pct,
+                message=f"Uptime was {snap.uptime_pct:.3f}% in {month}, under the {thresholds.uptime_min_pct:g}% threshold",
+            )
+        )
+    return snap
+
+
+def schema_json() -> str:
+    schema = MetricsSnapshot.model_json_schema()
+    schema["$id"] = f"https://chatterfix.example/schemas/metrics_snapshot/{SCHEMA_VERSION}"
+    return json.dumps(schema, indent=2) + "\n"
+
+
+def write_schema(path: Path) -> bool:
+    from cfxlib.core.outputs import write_text_if_changed
+
+    return write_text_if_changed(path, schema_json())

@@ -1,0 +1,391 @@
+"""The embedded DuckDB warehouse and the validated, all-or-nothing ingest.
+
+``ingest`` reads every table of a data directory chunk by chunk, validates it, and writes it into
+a *new* DuckDB file next to the current one. Rules spanning rows and tables run there as SQL.
+Only when every rule passed is the new file renamed over the old one (an atomic ``rename``), so a
+failed ingest leaves the previous warehouse byte-identical.
+
+Each table keeps a ``_line`` column: the CSV line (or Parquet row) every row came from, so any
+number can be traced back to its input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+
+from cfxlib.contract.issues import InputError, Issue, IssueLog
+from cfxlib.contract.rules import MONEY_SQL_TYPE
+from cfxlib.contract.schemas import TABLES, TableSpec
+from cfxlib.contract.validate import (
+    FileProblem,
+    check_chunk,
+    check_records,
+    iter_chunks,
+    parse_chunk,
+    schema_for_chunks,
+    table_file,
+)
+from cfxlib.core.outputs import fsync_dir
+from cfxlib.store.sqltext import date_literal, ident, idents
+
+DUCKDB_TYPES = {
+    "id": "VARCHAR",
+    "text": "VARCHAR",
+    "category": "VARCHAR",
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "money": MONEY_SQL_TYPE,  # US dollars, exact to the cent
+    "date": "DATE",
+    "month": "DATE",  # first day of the month
+    "timestamp": "TIMESTAMP",  # UTC
+}
+
+INGEST_MEMORY_LIMIT = "1GB"
+"""DuckDB's memory cap during ingest; larger work spills to a temporary folder beside the warehouse."""
+
+Progress = Callable[[str, int], None]
+"""Called with (table name, rows done so far)."""
+
+
+@dataclass
+class IngestResult:
+    warehouse: Path
+    data_hash: str
+    rows: dict[str, int] = field(default_factory=dict)
+    as_of: date | None = None
+    left_out: dict[str, int] = field(default_factory=dict)
+    """Rows dated after ``as_of``, left out of this point-in-time view, per table."""
+
+
+def _ddl(spec: TableSpec, extra: list[str]) -> str:
+    cols = [f"{ident(n)} {DUCKDB_TYPES[c.metadata['kind']]}" for n, c in spec.columns.items()]
+    cols += [f"{ident(n)} VARCHAR" for n in extra]  # header names from the file: quoted, never SQL
+    cols.append("_line BIGINT")
+    return f"CREATE TABLE {ident(spec.name)} ({', '.join(cols)})"
+
+
+def data_hash(files: list[Path], events: list[dict] | None = None) -> str:
+    """SHA-256 over the names and bytes of the input files, in name order, then over the live
+    events included (each as canonical JSON, in the order given); no events: files only."""
+    digest = hashlib.sha256()
+    for path in sorted(files, key=lambda p: p.name):
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as fh:
+            while block := fh.read(1 << 22):
+                digest.update(block)
+    if events:
+        digest.update(b"\0events\0")
+        for event in events:
+            digest.update(json.dumps(event, sort_keys=True, separators=(",", ":"), default=str).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def _load_table(con, spec: TableSpec, path: Path, log: IssueLog, progress: Progress | None) -> int:
+    schema = schema_for_chunks(spec)
+    rows = 0
+    created = False
+    for raw in iter_chunks(path, spec, log):
+        typed, failed = parse_chunk(raw, spec, path.name, log)
+        check_chunk(typed, schema, spec, path.name, failed, log)
+        extra = [c for c in typed.columns if c not in spec.columns]
+        if not created:
+            con.execute(_ddl(spec, extra))
+            created = True
+        frame = typed.reset_index(drop=False).rename(columns={typed.index.name: "_line"})
+        for name in extra:
+            frame[name] = frame[name].astype("string")
+        con.register("_chunk", frame)
+        con.execute(f"INSERT INTO {ident(spec.name)} BY NAME SELECT * FROM _chunk")
+        con.unregister("_chunk")
+        rows += len(typed)
+        if progress:
+            progress(spec.name, rows)
+    return rows
+
+
+def _fetch_issues(
+    con, sql: str, log: IssueLog, make: Callable[[tuple], Issue], file: str, column: str, rule: str
+) -> None:
+    """Run a rule query returning offending rows; log the first ones and count the rest."""
+    total = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
+    if not total:
+        return
+    room = max(log.keep - len(log.shown), 0)
+    shown = con.execute(f"{sql} LIMIT ?", [room]).fetchall() if room else []
+    for row in shown:
+        log.add(make(row))
+    log.add_unshown(file, column, rule, total - len(shown))
+
+
+def _cross_table_rules(con, files: dict[str, str], today: date, log: IssueLog) -> None:
+    loaded = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    for name, spec in TABLES.items():
+        if name not in loaded:
+            continue
+        file, table = files[name], ident(name)
+        # 1. keys
+        if spec.key:
+            cols = idents(spec.key)
+            keyed = " AND ".join(f"{ident(c)} IS NOT NULL" for c in spec.key)
+            label = "duplicate key" if len(spec.key) == 1 else f"duplicate row for ({', '.join(spec.key)})"
+            # Find duplicated keys with a grouped count first: only their rows need a window.
+            sql = (
+                f"WITH dup AS (SELECT {cols} FROM {table} WHERE {keyed} GROUP BY {cols} HAVING count(*) > 1) "
+                f"SELECT _line, {cols}, first_value(_line) OVER w AS first_line FROM {table} JOIN dup USING ({cols}) "
+                f"WINDOW w AS (PARTITION BY {cols} ORDER BY _line) "
+                "QUALIFY row_number() OVER w > 1 ORDER BY _line"
+            )
+            _fetch_issues(
+                con,
+                sql,
+                log,
+                lambda r, f=file, k=spec.key, lb=label: Issue(
+                    f,
+                    r[0],
+                    k[0] if len(k) == 1 else ",".join(k),
+                    f"{lb}: first seen at line {r[-1]}",
+                    "|".join(str(v) for v in r[1:-1]),
+                ),
+                file,
+                spec.key[0],
+                label,
+            )
+        # 2. account references
+        if spec.account_ref and "accounts" in loaded:
+            rule = "unknown account_id (not in accounts)"
+            sql = (
+                f"SELECT t._line, t.account_id FROM {table} t ANTI JOIN accounts a "
+                "ON t.account_id = a.account_id WHERE t.account_id IS NOT NULL ORDER BY t._line"
+            )
+            _fetch_issues(
+                con,
+                sql,
+                log,
+                lambda r, f=file, rl=rule: Issue(f, r[0], "account_id", rl, r[1]),
+                file,
+                "account_id",
+                rule,
+            )
+        # 3. nothing dated in the future (after today; a point-in-time view leaves out later rows instead)
+        for column, col in spec.columns.items():
+            kind = col.metadata["kind"]
+            if kind not in ("date", "month", "timestamp"):
+                continue
+            limit = date_literal(today)
+            cond = f"{ident(column)} > {limit}" if kind != "timestamp" else f"CAST({ident(column)} AS DATE) > {limit}"
+            if kind == "month":
+                cond = f"{ident(column)} > date_trunc('month', {limit})"
+            rule = f"date is in the future (after today, {today.isoformat()})"
+            sql = f"SELECT _line, {ident(column)} FROM {table} WHERE {cond} ORDER BY _line"
+            _fetch_issues(
+                con,
+                sql,
+                log,
+                lambda r, f=file, c=column, rl=rule: Issue(f, r[0], c, rl, r[1]),
+                file,
+                column,
+                rule,
+            )
+    # 4. subscriptions of one account and tier do not overlap
+    if "subscriptions" in loaded:
+        file = files["subscriptions"]
+        rule = "overlaps another subscription of the same account and tier"
+        sql = (
+            "SELECT _line, subscription_id, prev_id, prev_line FROM ("
+            "  SELECT _line, subscription_id, start_date,"
+            "    lag(subscription_id) OVER w AS prev_id, lag(_line) OVER w AS prev_line,"
+            "    lag(end_date) OVER w AS prev_end, lag(start_date) OVER w AS prev_start"
+            "  FROM subscriptions WINDOW w AS (PARTITION BY account_id, tier ORDER BY start_date, _line)"
+            ") WHERE prev_start IS NOT NULL AND (prev_end IS NULL OR prev_end > start_date) ORDER BY _line"
+        )
+        _fetch_issues(
+            con,
+            sql,
+            log,
+            lambda r, f=file, rl=rule: Issue(f, r[0], "start_date", f"{rl} ({r[2]} at line {r[3]})", r[1]),
+            file,
+            "start_date",
+            rule,
+        )
+
+
+def _after(spec: TableSpec, column: str, as_of: date) -> str:
+    """SQL condition: ``column`` of ``spec`` is after the point in time ``as_of``."""
+    kind, col, limit = spec.kind(column), ident(column), date_literal(as_of)
+    if kind == "month":
+        return f"{col} > date_trunc('month', {limit})"
+    if kind == "timestamp":
+        return f"CAST({col} AS DATE) > {limit}"
+    return f"{col} > {limit}"
+
+
+def point_in_time(con, as_of: date) -> dict[str, int]:
+    """Turn the loaded tables into the view as of the end of day ``as_of``; returns rows left out.
+
+    Rows dated after ``as_of`` (each table's ``dated_by`` column) are removed; facts recorded
+    later (``known_later``: a subscription's end, a ticket's resolution, a lead's conversion) are
+    blanked; rows of accounts created after ``as_of`` go with them. Counts are per table."""
+    loaded = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    left_out: dict[str, int] = {}
+    for name, spec in TABLES.items():
+        if name not in loaded or spec.dated_by is None:
+            continue
+        table = ident(name)
+        n = con.execute(f"DELETE FROM {table} WHERE {_after(spec, spec.dated_by, as_of)}").fetchone()[0]
+        if n:
+            left_out[name] = n
+        for column, with_it in spec.known_later.items():
+            sets = ", ".join(f"{ident(c)} = NULL" for c in (column, *with_it))
+            con.execute(f"UPDATE {table} SET {sets} WHERE {_after(spec, column, as_of)}")
+    for name, spec in TABLES.items():
+        if name in loaded and name != "accounts" and spec.account_ref and "accounts" in loaded:
+            n = con.execute(
+                f"DELETE FROM {ident(name)} t WHERE t.account_id IS NOT NULL "
+                "AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.account_id = t.account_id)"
+            ).fetchone()[0]
+            if n:
+                left_out[name] = left_out.get(name, 0) + n
+    return left_out
+
+
+def _load_events(con, events: list[dict], log: IssueLog) -> int:
+    """Append live events (rows of event tables) whose key is not already in the data files.
+
+    Events were validated when accepted; they are parsed and checked again here with the same
+    rules (file name ``events``, line = position in the event log). For one key, the last event
+    wins; the data files win over events (they are the system of record).
+    """
+    loaded = 0
+    groups: dict[str, list[tuple[int, dict]]] = {}
+    for i, event in enumerate(events, 1):
+        groups.setdefault(event.get("table"), []).append((i, event))
+    for table, items in groups.items():
+        spec = TABLES.get(table)
+        if spec is None:
+            log.add(Issue("events", items[0][0], "table", f"unknown table {table!r}"))
+            continue
+        frame = check_records(items, spec, "events", log).reset_index().rename(columns={"line": "_line"})
+        frame["_line"] = -frame["_line"]  # negative: from the event log, not the table's file
+        if spec.key:
+            frame = frame.drop_duplicates(list(spec.key), keep="last")
+        con.register("_events", frame)
+        on = " AND ".join(f"t.{ident(k)} = e.{ident(k)}" for k in spec.key) or "FALSE"
+        before = con.execute(f"SELECT count(*) FROM {ident(table)}").fetchall()[0][0]
+        con.execute(
+            f"INSERT INTO {ident(table)} BY NAME SELECT e.* FROM _events e "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {ident(table)} t WHERE {on})"
+        )
+        loaded += con.execute(f"SELECT count(*) FROM {ident(table)}").fetchall()[0][0] - before
+        con.unregister("_events")
+    return loaded
+
+
+def ingest(
+    data_dir: Path,
+    warehouse: Path,
+    as_of: date | None = None,
+    progress: Progress | None = None,
+    events: list[dict] | None = None,
+) -> IngestResult:
+    """Validate every table of ``data_dir`` and load it into ``warehouse``, all or nothing.
+
+    Dates after today are refused. ``as_of`` (default: none) makes the warehouse a point-in-time
+    view: rows dated after it are left out and counted (see :func:`point_in_time`), not refused.
+    ``events`` (live events accepted by the service) are added after the files (see
+    :func:`_load_events`).
+    Raises :class:`~cfxlib.contract.issues.InputError` listing the problems; the existing warehouse file is
+    then untouched.
+    """
+    today = date.today()
+    log = IssueLog()
+    if as_of is not None and as_of > today:
+        log.add(Issue("--as-of", None, None, f"as-of date {as_of.isoformat()} is after today ({today.isoformat()})"))
+        raise InputError(log, "cannot ingest")
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        log.add(Issue(str(data_dir), None, None, "data directory does not exist"))
+        raise InputError(log, "cannot ingest")
+    found: dict[str, Path] = {}
+    for name in TABLES:
+        path = table_file(data_dir, name)
+        if path is None:
+            log.add(
+                Issue(
+                    f"{name}.csv",
+                    None,
+                    None,
+                    f"missing table: no {name}.csv or {name}.parquet in {data_dir}",
+                )
+            )
+        else:
+            found[name] = path
+    if log:
+        raise InputError(log, f"cannot ingest {data_dir}")
+
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    tmp = warehouse.parent / f".ingest-{uuid.uuid4().hex}.duckdb"
+    rows: dict[str, int] = {}
+    try:
+        con = duckdb.connect(
+            str(tmp), config={"memory_limit": INGEST_MEMORY_LIMIT, "temp_directory": str(tmp) + ".spill"}
+        )
+        try:
+            for name, path in found.items():
+                try:
+                    rows[name] = _load_table(con, TABLES[name], path, log, progress)
+                except FileProblem:
+                    continue
+            if events and not log:
+                rows["events"] = _load_events(con, events, log)
+            _cross_table_rules(con, {n: p.name for n, p in found.items()}, today, log)
+            if log:
+                raise InputError(log, f"{data_dir} is invalid; the warehouse was not changed")
+            left_out = point_in_time(con, as_of) if as_of is not None else {}
+            digest = data_hash(list(found.values()), events)
+            meta = {
+                "data_dir": str(data_dir.resolve()),
+                "data_hash": digest,
+                "as_of": as_of.isoformat() if as_of else None,
+                "left_out": left_out,
+                "loaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "rows": rows,
+                "events": len(events or []),
+                "files": {n: p.name for n, p in found.items()},
+            }
+            con.execute("CREATE TABLE _ingest (key VARCHAR, value VARCHAR)")
+            con.executemany("INSERT INTO _ingest VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        with tmp.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, warehouse)
+        fsync_dir(warehouse.parent)
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+        shutil.rmtree(str(tmp) + ".spill", ignore_errors=True)
+    return IngestResult(warehouse=warehouse, data_hash=digest, rows=rows, as_of=as_of, left_out=left_out)
+
+
+def connect(warehouse: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse. Raises FileNotFoundError with advice when there is none yet."""
+    if not warehouse.exists():
+        raise FileNotFoundError(f"no warehouse at {warehouse}: run `cfx ingest DATA_DIR` or `cfx run` first")
+    return duckdb.connect(str(warehouse), read_only=read_only)
+
+
+def ingest_metadata(con) -> dict:
+    return {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM _ingest").fetchall()}
