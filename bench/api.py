@@ -224,7 +224,7 @@ def main() -> None:
         "",
         f"Summary throughput / trivial throughput = **{ratio:.2f}** (target at least 0.8: {'met' if ratio >= 0.8 else 'missed'}).",
         "",
-        f"WebSocket: {args.ws_clients} clients, {ws['events']:,} events posted at {ws['events_per_s']:.0f}/s for {args.ws_seconds:g} s; "
+        f"WebSocket: {args.ws_clients} clients, {ws['events']:,} events posted at {ws['events_per_s']:.0f}/s for {args.ws_seconds:g} s (NPS answers dated the day of the run, after the publication's month end: the real case); "
         f"{ws['updates_reported']:,} health changes x {args.ws_clients} clients = {ws['expected_messages']:,} messages expected, "
         f"{ws['received']:,} received ({ws['lost']:,} lost or cut by the slow-client rule). Time from POST to arrival: "
         f"p50 {ws['p50_ms']:.0f} ms, **p99 {ws['p99_ms']:.0f} ms** (target under 100 ms: {'met' if ws['p99_ms'] < 100 else 'missed'}), "

@@ -7,6 +7,7 @@ non-zero exit code, never a traceback.
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import date
 from pathlib import Path
@@ -29,8 +30,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=False)
-err = Console(stderr=True)
+console = Console(stderr=False, soft_wrap=True)  # paths and sentences are never cut by line wrapping
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -300,7 +301,15 @@ def report_finance(
             f"Backtest of the total ARR forecast: MAPE {bt['mape']:.1f}% over {bt['points']} points from {bt['origins']} origins; "
             f"coverage 80%: {100 * bt['coverage_80']:.0f}%, 95%: {100 * bt['coverage_95']:.0f}%"
         )
-    console.print(f"Wrote {len(files)} files to {target}")
+    _print_files(files, target)
+
+
+def _print_files(files: dict, target: Path) -> None:
+    """Name every file a report wrote (the folder alone does not say what is in it)."""
+    paths = sorted({Path(p) for p in files.values()})
+    console.print(f"Wrote {len(paths)} files to {target}:", markup=False)
+    for path in paths:
+        console.print(f"  {path}", markup=False)
 
 
 @report_app.command("customer-success")
@@ -308,7 +317,13 @@ def report_customer_success(
     format: Annotated[
         list[str] | None, typer.Option("--format", help="json and/or md (repeat the option for both; default both).")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Folder (default: $CFX_HOME/reports/customer-success).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder to write into (default: $CFX_HOME/reports/customer-success). With one --format and "
+            "no --out, the report goes to standard output instead."
+        ),
+    ] = None,
     as_of: Annotated[str | None, typer.Option(help="Month YYYY-MM (default: the data's last month).")] = None,
 ) -> None:
     """KPI summary, at-risk accounts with recommendations, and the churn model card."""
@@ -332,15 +347,25 @@ def report_customer_success(
             )
     finally:
         con.close()
-    files = customer_report.write(results, target, formats=tuple(format))
     k, card = results.kpis, results.card or {}
-    console.print(
+    headline = (
         f"{k['accounts_at_risk']:,} accounts at risk; ARR at risk {k['arr_at_risk']:,.0f} USD; "
         f"churn model ROC AUC {card.get('roc_auc', float('nan')):.3f} out of time"
-        + (f" ({card['oracle_ratio']:.3f} of the oracle)" if "oracle_ratio" in card else ""),
-        markup=False,
+        + (f" ({card['oracle_ratio']:.3f} of the oracle)" if "oracle_ratio" in card else "")
     )
-    console.print(f"Wrote {len(files)} files to {target}")
+    if out is None and format in (["md"], ["json"]):
+        # one format and no folder: the report itself goes to standard output (pipe it, page it)
+        text = (
+            customer_report.markdown(results)
+            if format == ["md"]
+            else json.dumps(customer_results.payload(results), indent=1)
+        )
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        err.print(headline, markup=False)
+        return
+    files = customer_report.write(results, target, formats=tuple(format))
+    console.print(headline, markup=False)
+    _print_files(files, target)
 
 
 churn_app = typer.Typer(help="Churn prediction.", no_args_is_help=True)
@@ -352,7 +377,12 @@ def churn_score(
     as_of: Annotated[
         str, typer.Option(help="Month YYYY-MM: train on outcomes known at its end, score accounts active then.")
     ],
-    out: Annotated[Path, typer.Option(help="CSV file to write (account_id, p_churn_3m).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="CSV file to write: account_id, p_churn_3m, tier, arr, health_score, band, reasons (riskiest first)."
+        ),
+    ],
 ) -> None:
     """Churn probability within 3 months for every account active at the end of a month."""
     from cfxlib.core.outputs import write_csv
@@ -367,11 +397,40 @@ def churn_score(
             result = scoring.churn_scores(con, month)
     finally:
         con.close()
-    scores = result.scores[["account_id", "p_churn_3m"]].sort_values("account_id")
+    scores = _churn_table(result, con_path=Home(settings.home).warehouse, month=month)
     write_csv(scores, out, float_format="%.6f")
     console.print(
         f"Scored {len(scores):,} accounts active at the end of {month} (trained on {result.training_rows:,} snapshots); wrote {out}"
     )
+
+
+def _churn_table(result, con_path: Path, month: str):
+    """The contract's ``account_id, p_churn_3m``, then tier, ARR, health band and the reasons in
+    words, riskiest first."""
+    import pandas as pd
+
+    from cfxlib.customers import health
+    from cfxlib.store import warehouse
+
+    s = result.scores
+    explained = result.drivers.explain(s)
+    table = pd.DataFrame(
+        {
+            "account_id": s["account_id"].to_numpy(),
+            "p_churn_3m": s["p_churn_3m"].to_numpy(),
+            "tier": s["tier"].to_numpy(),
+            "arr": (12 * s["mrr"]).round(2).to_numpy(),
+            "reasons": ["; ".join(r) for r in explained["reasons"]],
+        }
+    )
+    con = warehouse.connect(con_path)
+    try:
+        bands = health.health_scores(con, pd.Period(month, freq="M").end_time.date(), changes=False)
+    finally:
+        con.close()
+    table = table.merge(bands[["account_id", "health_score", "band"]], on="account_id", how="left")
+    table = table[["account_id", "p_churn_3m", "tier", "arr", "health_score", "band", "reasons"]]
+    return table.sort_values(["p_churn_3m", "account_id"], ascending=[False, True]).reset_index(drop=True)
 
 
 def _parse_month(value: str | None) -> str | None:
@@ -394,7 +453,13 @@ def serve_cmd(
 
     settings = load_settings()
     home = Home(settings.home).ensure()
-    serve(home, host or settings.service.host, port or settings.service.port, settings.service.feed_buffer_bytes)
+    serve(
+        home,
+        host or settings.service.host,
+        port or settings.service.port,
+        settings.service.feed_buffer_bytes,
+        access_log=settings.service.access_log,
+    )
 
 
 token_app = typer.Typer(help="API tokens (stored hashed under $CFX_HOME; shown once).", no_args_is_help=True)

@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -43,10 +46,12 @@ class Server:
             "CFX_HOME": str(self.home),
             **self.env,
         }
+        # output to a file: a pipe nobody reads fills up with access-log lines and blocks the server
+        self.log = tempfile.NamedTemporaryFile(prefix="cfx-serve-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc = subprocess.Popen(
             [str(CFX), "serve", "--port", str(self.port)],
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=self.log,
             stderr=subprocess.STDOUT,
             text=True,
         )
@@ -57,9 +62,10 @@ class Server:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.3)
-        raise RuntimeError(
-            "server did not start:\n" + self.proc.stdout.read() if self.proc.poll() is not None else "timeout"
-        )
+        raise RuntimeError("server did not start:\n" + self.output() if self.proc.poll() is not None else "timeout")
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(encoding="utf-8", errors="replace")
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc and self.proc.poll() is None:
@@ -522,5 +528,27 @@ def test_a_stored_event_that_cannot_be_replayed_is_logged(published, tmp_path):
     log.close()
     srv = Server(home).start()
     srv.stop()
-    output = srv.proc.stdout.read()
+    output = srv.output()
     assert "stored event 1 (usage_daily) could not be replayed into live health" in output, output[-3000:]
+
+
+def test_serve_prints_its_url_and_a_token_free_access_log(server, published):
+    analyst = token(published, "analyst")
+    httpx.get(server.url + "/api/finance/summary", headers={"Authorization": f"Bearer {analyst}"})
+    httpx.get(server.url + f"/api/finance/mrr?from=2025-01&token={analyst}")  # a token in a query string
+
+    async def feed():
+        url = f"ws://127.0.0.1:{server.port}/ws/customer-health?token={analyst}&tier=Starter"
+        async with websockets.connect(url, max_size=2**24) as ws:
+            await ws.recv()
+
+    asyncio.run(feed())
+    deadline = time.time() + 5
+    while time.time() < deadline and "/ws/customer-health" not in server.output():
+        time.sleep(0.1)
+    out = server.output()
+    assert f"listening on http://127.0.0.1:{server.port}" in out
+    assert re.search(r"127\.0\.0\.1 GET /api/finance/summary 200 [\d.]+ms", out), out[-2000:]
+    assert "GET /api/finance/mrr?from=2025-01&token=*** 401" in out
+    assert "WS /ws/customer-health?token=***&tier=Starter 101 open" in out
+    assert analyst not in out

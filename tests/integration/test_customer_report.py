@@ -14,8 +14,13 @@ def test_churn_score_writes_every_active_account(demo_home, tmp_path):
     result = run_cfx("churn", "score", "--as-of", "2025-09", "--out", str(out), home=demo_home)
     assert result.returncode == 0, result.stderr
     scores = pd.read_csv(out)
-    assert list(scores.columns) == ["account_id", "p_churn_3m"]
+    # the contract's two columns first, then what a reader needs to act, riskiest first
+    assert list(scores.columns) == ["account_id", "p_churn_3m", "tier", "arr", "health_score", "band", "reasons"]
     assert scores["p_churn_3m"].between(0, 1).all() and scores["account_id"].is_unique
+    assert scores["p_churn_3m"].is_monotonic_decreasing
+    assert set(scores["tier"]) <= {"Starter", "Professional", "Enterprise"} and (scores["arr"] > 0).all()
+    assert set(scores["band"].dropna()) <= {"red", "yellow", "green"}
+    assert scores["reasons"].fillna("").str.len().gt(0).mean() > 0.5
     from cfxlib.metrics import revenue
     from cfxlib.store import warehouse
 
@@ -74,3 +79,18 @@ def test_customer_success_report(demo_home, tmp_path):
     assert "## Churn model card" in md and "ROC AUC" in md and "## At-risk accounts" in md
     for png in ("churn_calibration.png", "retention_km.png", "health_by_tier.png"):
         assert (out / "figures" / png).stat().st_size > 10_000
+
+
+def test_customer_success_markdown_goes_to_stdout_without_out(demo_home):
+    result = run_cfx("report", "customer-success", "--format", "md", home=demo_home)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("# Customer success report") and "## At-risk accounts" in result.stdout
+    assert "accounts at risk" in result.stderr  # the headline goes to stderr, leaving stdout clean
+    assert not (demo_home / "reports" / "customer-success" / "customer_success.md").exists()
+
+
+def test_customer_success_names_the_files_it_wrote(demo_home, tmp_path):
+    result = run_cfx("report", "customer-success", "--out", str(tmp_path / "cs"), home=demo_home)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in ("customer_success.json", "customer_success.md", "at_risk.csv", "churn_calibration.png"):
+        assert str(tmp_path / "cs") in result.stdout and name in result.stdout, name

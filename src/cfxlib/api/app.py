@@ -30,6 +30,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from cfxlib import __version__
+from cfxlib.api.access_log import AccessLog
+from cfxlib.api.access_log import configure as configure_access_log
 from cfxlib.api.auth import PERMISSIONS, TokenGate, TokenStore, bearer_token
 from cfxlib.api.events import events_json_schema, example_events, validate_batch
 from cfxlib.api.feed import MAX_BUFFER_BYTES, ExposeServerSend, Feed
@@ -528,7 +530,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
     return app
 
 
-def server_config(app: FastAPI, host: str, port: int):
+def server_config(app, host: str, port: int):
     """How ``cfx serve`` runs the app under uvicorn.
 
     The sans-I/O websockets protocol lets the feed write frames straight to each connection
@@ -547,10 +549,22 @@ def server_config(app: FastAPI, host: str, port: int):
     )
 
 
-def serve(home: Home, host: str, port: int, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> None:
+def serve(home: Home, host: str, port: int, feed_buffer_bytes: int = MAX_BUFFER_BYTES, access_log: bool = True) -> None:
+    """Run the service until interrupted; print where it listens, then one access-log line per
+    request on standard output (tokens redacted; ``access_log=False`` for none)."""
     import uvicorn
 
-    logging.getLogger("uvicorn.access").disabled = True  # request lines can carry ?token=
+    logging.getLogger("uvicorn.access").disabled = True  # request lines can carry ?token=: ours redacts
+    if access_log:
+        configure_access_log()
+    else:
+        logging.getLogger("cfx.access").disabled = True
     app = create_app(home, feed_buffer_bytes)
     app.state.service.events.open()  # before uvicorn: a second writer is a user error, not a startup traceback
-    uvicorn.Server(server_config(app, host, port)).run()
+    shown = f"[{host}]" if ":" in host else host
+    print(
+        f"cfx serve: listening on http://{shown}:{port} (API docs http://{shown}:{port}/docs; "
+        f"WebSocket ws://{shown}:{port}/ws/customer-health); state {home.root}; Ctrl-C stops",
+        flush=True,
+    )
+    uvicorn.Server(server_config(AccessLog(app), host, port)).run()

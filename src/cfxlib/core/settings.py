@@ -72,6 +72,7 @@ class ServiceSettings(_Section):
         ge=10_000,
         description="Unsent bytes a WebSocket feed client may fall behind before it is told and disconnected.",
     )
+    access_log: bool = Field(True, description="One line per request on standard output (tokens redacted).")
 
 
 class PipelineSettings(_Section):
