@@ -462,6 +462,22 @@ def serve_cmd(
     )
 
 
+@app.command("dashboards")
+def dashboards_cmd(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8002).")] = None,
+    api: Annotated[str | None, typer.Option(help="Base URL of `cfx serve` (default from settings).")] = None,
+) -> None:
+    """The Voilà dashboards (customer success, reporting portal) behind cfx tokens (?token=...)."""
+    from cfxlib.dashboards.server import run
+
+    settings = load_settings()
+    home = Home(settings.home).ensure()
+    d, svc = settings.dashboards, settings.service
+    api_url = api or d.api or f"http://{svc.host}:{svc.port}"
+    run(home, host or d.host, port or d.port, api_url, max_kernels=d.max_kernels, cull_idle_s=d.cull_idle_s)
+
+
 token_app = typer.Typer(help="API tokens (stored hashed under $CFX_HOME; shown once).", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 

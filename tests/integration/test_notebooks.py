@@ -15,7 +15,7 @@ from tests.conftest import REPO
 
 
 def test_notebooks_are_thin_and_committed_without_outputs():
-    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+    for path in sorted([*(REPO / "notebooks").glob("*.ipynb"), *(REPO / "dashboards").glob("*.ipynb")]):
         nb = json.loads(path.read_text())
         tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
         assert len(tagged) == 1, f"{path.name}: exactly one parameters cell"

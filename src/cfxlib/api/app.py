@@ -48,6 +48,7 @@ from cfxlib.api.models import (
     Healthz,
     Movements,
     MrrSeries,
+    Ops,
     Retention,
     Tier,
     UnitEconomics,
@@ -70,6 +71,7 @@ part's last event for that account."""
 SECURED = {"security": [{"bearer": []}]}
 """OpenAPI: the route needs ``Authorization: Bearer TOKEN`` (checked by :class:`~cfxlib.api.auth.TokenGate`)."""
 ACCESS = (
+    ("/api/ops", "finance.public"),
     ("/api/finance/summary", "finance.public"),
     ("/api/finance/forecast", "finance.public"),
     ("/api/finance/unit-economics", "finance.public"),
@@ -387,6 +389,21 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         pub = service.publication()
         return service.cached(
             pub, "retention", lambda: Retention(as_of=pub.as_of, run_id=pub.run_id, **pub.finance["retention"])
+        )
+
+    @app.get("/api/ops", response_model=Ops, openapi_extra=SECURED, responses=responses(401, 403, 503))
+    async def ops():
+        """Service operations by month and, per service, in every month: uptime, latency, errors, AI calls."""
+        pub = service.publication()
+        return service.cached(
+            pub,
+            "ops",
+            lambda: Ops(
+                as_of=pub.as_of,
+                run_id=pub.run_id,
+                monthly=pub.ops.get("monthly", []),
+                by_service=pub.ops.get("by_service", []),
+            ),
         )
 
     @app.get(

@@ -251,6 +251,25 @@ class EventsAccepted(BaseModel):
     health_updates: int = Field(description="Accounts whose score changed (each sent to the WebSocket feed).")
 
 
+class OpsMonth(BaseModel):
+    month: str
+    uptime_pct: float | None = Field(description="Mean daily uptime over all services, %.")
+    worst_service_uptime_pct: float | None = Field(None, description="The lowest service's mean uptime, %.")
+    p95_latency_ms: float | None = None
+    requests: float | None = None
+    error_rate: float | None = Field(None, description="Failed requests / requests.")
+    ai_calls: float | None = None
+
+
+class OpsService(OpsMonth):
+    service: str
+
+
+class Ops(Published):
+    monthly: list[OpsMonth]
+    by_service: list[OpsService]
+
+
 class ErrorDetail(BaseModel):
     """Every error answer of the service but a rejected batch: what went wrong and what to do."""
 

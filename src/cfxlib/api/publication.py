@@ -40,6 +40,8 @@ class Publication:
     at_risk: list[dict]
     risk_by_id: dict[str, dict]
     accounts: set[str] = field(default_factory=set)
+    ops: dict = field(default_factory=dict)
+    """Service operations: ``monthly`` (all services) and ``by_service`` rows, from the run's tables."""
     responses: dict[str, bytes] = field(default_factory=dict)
     """Encoded API answers fixed by this publication (filled on first use)."""
 
@@ -70,6 +72,11 @@ class Publication:
         for col in ("drivers", "reasons"):
             risk[col] = risk[col].map(lambda v: [x for x in str(v).split("; ") if x])
         rrows = records(risk.drop(columns=[c for c in health.COMPONENTS if c in risk.columns]))
+        ops = {
+            name: records(pd.read_parquet(art / f"{file}.parquet"))
+            for name, file in (("monthly", "ops_monthly"), ("by_service", "ops_by_service"))
+            if (art / f"{file}.parquet").exists()
+        }
         return cls(
             target=target,
             run=read("run.json"),
@@ -81,6 +88,7 @@ class Publication:
             at_risk=[r for r in rrows if r.get("at_risk")],
             risk_by_id={r["account_id"]: r for r in rrows},
             accounts={r["account_id"] for r in hrows},
+            ops=ops,
         )
 
 

@@ -75,6 +75,14 @@ class ServiceSettings(_Section):
     access_log: bool = Field(True, description="One line per request on standard output (tokens redacted).")
 
 
+class DashboardSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8002, ge=1, le=65535)
+    api: str | None = Field(None, description="Base URL of `cfx serve`; default http://SERVICE_HOST:SERVICE_PORT.")
+    max_kernels: int = Field(20, ge=1, description="Dashboard kernels (open page views) at most; more get 503.")
+    cull_idle_s: int = Field(300, ge=30, description="Seconds before an idle dashboard kernel is stopped.")
+
+
 class PipelineSettings(_Section):
     notebook_timeout_s: int = Field(900, ge=10, description="Time limit per notebook cell, seconds.")
     notebook_dir: Path | None = Field(None, description="Notebooks to execute; default: the repository's notebooks/.")
@@ -94,6 +102,7 @@ class Settings(BaseSettings):
     thresholds: Thresholds = Thresholds()
     costs: CostAssumptions = CostAssumptions()
     service: ServiceSettings = ServiceSettings()
+    dashboards: DashboardSettings = DashboardSettings()
     pipeline: PipelineSettings = PipelineSettings()
 
     @field_validator("home", mode="after")

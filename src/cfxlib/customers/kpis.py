@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from cfxlib.contract.rules import account_month_sql
+from cfxlib.customers.roi import downtime_value_usd, roi_multiple
 from cfxlib.store.sqltext import date_literal
 
 
@@ -70,8 +71,8 @@ def kpis(con, as_of_month: str, health_frame: pd.DataFrame, risk: pd.DataFrame, 
         GROUP BY d.month ORDER BY d.month
         """
     ).df()
-    roi["value_usd"] = roi["hours_avoided"] * downtime_cost_per_hour
-    roi["roi"] = roi["value_usd"] / roi["subscription_cost"]
+    roi["value_usd"] = downtime_value_usd(roi["hours_avoided"], downtime_cost_per_hour)
+    roi["roi"] = roi_multiple(roi["value_usd"], roi["subscription_cost"])
     last_users = users[users["month"] == as_of_month]
     last_nps = nps[nps["month"] == as_of_month]
     recent_nps = nps_total.tail(3)

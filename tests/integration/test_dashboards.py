@@ -1,0 +1,181 @@
+"""The Voilà dashboards against a real `cfx serve` and `cfx dashboards`, in headless Chromium."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cfxlib.customers.roi import customer_roi
+from tests.conftest import CFX, REPO
+from tests.integration.test_api import Server, _free_port, token
+
+pytestmark = pytest.mark.xdist_group("pipeline")
+
+CHROMIUM = os.environ.get("CFX_CHROMIUM", "/usr/bin/chromium")
+SHOTS = Path(os.environ.get("CFX_TEST_ARTIFACTS", REPO / "test-artifacts")) / "dashboards"
+
+
+class Dashboards:
+    def __init__(self, home, api: str):
+        self.home, self.port = home, _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("CFX_")}, "CFX_HOME": str(home)}
+        self.log = tempfile.NamedTemporaryFile(prefix="cfx-dash-", suffix=".log", delete=False)  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [str(CFX), "dashboards", "--port", str(self.port), "--api", api],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                httpx.get(self.url + "/login", timeout=1)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise RuntimeError("dashboards did not start:\n" + Path(self.log.name).read_text())
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def stack(published, tmp_path_factory):
+    import shutil
+
+    home = tmp_path_factory.mktemp("dash") / "home"
+    shutil.copytree(published, home, symlinks=True, ignore=shutil.ignore_patterns("events"))
+    service = Server(home).start()
+    dash = Dashboards(home, service.url)
+    yield home, service, dash
+    dash.stop()
+    service.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+def open_page(browser, url: str):
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    outside: list[str] = []
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:")) else outside.append(r.url),
+    )
+    response = page.goto(url)
+    return page, response, outside
+
+
+def test_missing_unknown_and_investor_tokens_are_refused(stack, browser):
+    home, _, dash = stack
+    investor = token(home, "investor")
+    for suffix in ("", "?token=not-a-token"):
+        page, response, _ = open_page(browser, dash.url + "/voila/render/customer_success.ipynb" + suffix)
+        assert response.status == 401 and "A cfx API token is needed" in page.inner_text("body")
+        assert page.query_selector(".cfx-health-gauge") is None
+        page.close()
+    page, response, _ = open_page(browser, dash.url + f"/voila/render/customer_success.ipynb?token={investor}")
+    assert response.status == 403 and "may not open the customer_success dashboard" in page.inner_text("body")
+    assert page.query_selector(".cfx-health-gauge") is None
+    page.close()
+    # the investor may open the portal, whose customer data stays closed to the role
+    page, response, outside = open_page(browser, dash.url + f"/voila/render/reporting_portal.ipynb?token={investor}")
+    assert response.status == 200
+    page.wait_for_selector(".lm-TabBar-tab", timeout=60_000)
+    page.click(".lm-TabBar-tab >> text=Customer Health")
+    assert page.is_visible("text=Customer health is not available for your role")
+    assert not outside
+    page.close()
+
+
+def test_customer_success_live_filters_and_calculator(stack, browser):
+    home, service, dash = stack
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    analyst, ingest = token(home, "analyst"), token(home, "ingest")
+    auth = {"Authorization": f"Bearer {analyst}"}
+    health = httpx.get(service.url + "/api/customers/health?page_size=1000", headers=auth).json()
+    scores = [r["health_score"] for r in health["accounts"]]
+    assert health["total"] == len(scores)
+    page, response, outside = open_page(browser, dash.url + f"/voila/render/customer_success.ipynb?token={analyst}")
+    assert response.status == 200
+    page.wait_for_selector(".cfx-health-gauge", timeout=60_000)
+    assert f"{sum(scores) / len(scores):.1f}" in page.inner_text(".cfx-health-gauge")
+    page.wait_for_selector(".cfx-feed-status:has-text('live')", timeout=30_000)
+    at_risk = httpx.get(service.url + "/api/customers/at-risk?limit=10000", headers=auth).json()["rows"]
+    table = page.inner_text(".cfx-at-risk")
+    assert all(r["account_id"] in table for r in at_risk)
+    page.screenshot(path=str(SHOTS / "customer_success.png"), full_page=True)
+    # filters change the table
+    page.select_option(".widget-dropdown:has-text('Tier') select", "Enterprise")
+    page.wait_for_function("!document.querySelector('.cfx-at-risk').innerText.includes('Starter')", timeout=10_000)
+    shown = [r["account_id"] for r in at_risk if r["account_id"] in page.inner_text(".cfx-at-risk")]
+    assert shown and all(next(x for x in at_risk if x["account_id"] == a)["tier"] == "Enterprise" for a in shown)
+    page.select_option(".widget-dropdown:has-text('Tier') select", "All")
+    # the ROI calculator shows the formula's values
+    expected = customer_roi(40.0, 25.0, 500.0, round(at_risk[0]["arr"] / 12, 2))
+    roi = page.inner_text(".cfx-roi")
+    assert f"{expected.roi_multiple:.1f}x" in roi and f"{expected.payback_months:.1f} months" in roi
+    # an event dated today changes the account's row, the gauge and the last-update line live
+    account = at_risk[0]["account_id"]
+    event = {
+        "table": "nps_responses",
+        "response_id": f"dash-{time.time()}",
+        "account_id": account,
+        "date": datetime.date.today().isoformat(),
+        "score": 0,
+    }
+    gauge_before = page.inner_text(".cfx-health-gauge")
+    r = httpx.post(service.url + "/api/events", json={"events": [event]}, headers={"Authorization": f"Bearer {ingest}"})
+    assert r.status_code == 202 and r.json()["health_updates"] == 1
+    page.wait_for_selector(f".cfx-last-update:has-text('{account}')", timeout=5_000)
+    new = httpx.get(service.url + f"/api/customers/{account}", headers=auth).json()["health"]["health_score"]
+    assert f"{new:.1f}" in page.inner_text(".cfx-last-update")
+    assert re.search(rf"{account}.*?{new:.0f} \(", page.inner_text(".cfx-at-risk"), re.S)
+    assert page.inner_text(".cfx-health-gauge") != gauge_before
+    page.screenshot(path=str(SHOTS / "customer_success_after_event.png"), full_page=True)
+    assert not outside, outside
+    page.close()
+
+
+def test_reporting_portal_tabs_agree_with_the_publication(stack, browser):
+    home, service, dash = stack
+    import json
+
+    executive = token(home, "executive")
+    page, response, outside = open_page(browser, dash.url + f"/voila/render/reporting_portal.ipynb?token={executive}")
+    assert response.status == 200
+    page.wait_for_selector(".lm-TabBar-tab", timeout=60_000)
+    titles = page.eval_on_selector_all(".lm-TabBar-tabLabel", "els => els.map(e => e.textContent)")
+    assert titles == ["Financial", "Customer Health", "System Performance"]
+    summary = json.loads((home / "published" / "finance.json").read_text())["summary"]
+    arr = f"${summary['arr'] / 1e6:,.2f}M" if summary["arr"] >= 1e6 else f"${summary['arr']:,.0f}"
+    assert (
+        arr in page.inner_text("body") and arr in (home / "published" / "site" / "reports" / "index.html").read_text()
+    )
+    page.screenshot(path=str(SHOTS / "reporting_portal_financial.png"), full_page=True)
+    page.click(".lm-TabBar-tab >> text=System Performance")
+    assert page.is_visible("text=Uptime, latency and AI usage")
+    page.screenshot(path=str(SHOTS / "reporting_portal_system.png"), full_page=True)
+    assert not outside, outside
+    page.close()

@@ -1,0 +1,72 @@
+"""Dashboard pieces without a browser: rendering, filters, the ROI formula, the offline template."""
+
+from __future__ import annotations
+
+import pytest
+
+from cfxlib.customers.roi import customer_roi, downtime_value_usd, roi_multiple
+from cfxlib.dashboards.server import dashboard_of, make_template
+from cfxlib.dashboards.widgets import filter_rows, render_at_risk, render_gauge
+
+ROWS = [
+    {"account_id": "A", "tier": "Starter", "health_score": 40.0, "band": "red"},
+    {"account_id": "B", "tier": "Enterprise", "health_score": 80.0, "band": "green"},
+    {"account_id": "C", "tier": "Enterprise", "health_score": 60.0, "band": "yellow"},
+]
+
+
+def test_gauge_shows_the_average_and_band_shares():
+    text = render_gauge(ROWS, updates=2)
+    assert "60.0" in text and "red 1 (33%)" in text and "green 1 (33%)" in text and "2 live updates" in text
+
+
+def test_at_risk_table_escapes_values_and_uses_live_scores():
+    rows = [
+        {
+            "account_id": '<img src=x onerror="alert(1)">',
+            "tier": "Starter",
+            "arr": 1200.0,
+            "health_score": 40.0,
+            "band": "red",
+            "p_churn_3m": 0.5,
+            "arr_at_risk": 600.0,
+            "reasons": ["<b>x</b>"],
+            "action": "call",
+            "owner": "CSM",
+            "due_days": 7,
+        }
+    ]
+    html = render_at_risk(rows, {'<img src=x onerror="alert(1)">': {"health_score": 33.0, "band": "red"}})
+    assert "<img" not in html and "&lt;img src=x" in html and "&lt;b&gt;x&lt;/b&gt;" in html
+    assert "33 (red)" in html
+
+
+def test_filters_by_tier_band_and_owner_with_live_bands():
+    rows = [dict(r, owner="CSM" if r["account_id"] != "C" else "AE") for r in ROWS]
+    live = {"B": {"band": "yellow"}}
+    assert [r["account_id"] for r in filter_rows(rows, live, "Enterprise", "All", "All")] == ["B", "C"]
+    assert [r["account_id"] for r in filter_rows(rows, live, "All", "yellow", "All")] == ["B", "C"]
+    assert [r["account_id"] for r in filter_rows(rows, live, "All", "All", "AE")] == ["C"]
+
+
+def test_roi_is_the_kpi_formula():
+    r = customer_roi(40, 25, 500, 1000)
+    assert r.value_per_month_usd == downtime_value_usd(15, 500) == 7500
+    assert r.roi_multiple == roi_multiple(7500, 1000) == 7.5
+    assert r.payback_months == pytest.approx(12 * 1000 / 7500)
+    assert customer_roi(10, 10, 500, 1000).payback_months is None
+    with pytest.raises(ValueError, match="downtime hours must be a number >= 0"):
+        customer_roi(10, -1, 500, 1000)
+
+
+def test_offline_template_has_no_cdn_link(tmp_path):
+    share = make_template(tmp_path)
+    index = (share / "voila" / "templates" / "cfx" / "index.html.j2").read_text()
+    assert "https://" not in index.split("{#")[0] or "cdn.jsdelivr" not in index
+    assert "cdn.jsdelivr.net" not in index and "extends" in index
+
+
+def test_which_dashboard_a_path_opens():
+    assert dashboard_of("/voila/render/customer_success.ipynb") == "customer_success"
+    assert dashboard_of("/voila/render/reporting_portal.ipynb") == "reporting_portal"
+    assert dashboard_of("/voila/static/main.js") is None
