@@ -151,10 +151,14 @@ def test_openapi_has_a_model_for_every_answer(server):
     assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     for path, methods in schema["paths"].items():
         for method, op in methods.items():
-            ok = op["responses"].get("200") or op["responses"].get("202")
+            ok = next(v for k, v in op["responses"].items() if k.startswith("2"))
             ref = ok["content"]["application/json"]["schema"].get("$ref", "")
             assert ref.startswith("#/components/schemas/"), (method, path, ok)
             assert path == "/healthz" or op.get("security") == [{"bearer": []}], path
+            # every error answer the route gives is documented with its model
+            for code, answer in op["responses"].items():
+                if code.startswith(("4", "5")):
+                    assert answer["content"]["application/json"]["schema"], (method, path, code)
 
 
 def test_bad_events_get_field_errors_and_store_nothing(server, published):
@@ -552,3 +556,26 @@ def test_serve_prints_its_url_and_a_token_free_access_log(server, published):
     assert "GET /api/finance/mrr?from=2025-01&token=*** 401" in out
     assert "WS /ws/customer-health?token=***&tier=Starter 101 open" in out
     assert analyst not in out
+
+
+def test_pilots_are_validated_with_field_errors_and_stored_durably(server, published):
+    analyst, investor = token(published, "analyst"), token(published, "investor")
+    auth = {"Authorization": f"Bearer {analyst}"}
+    good = {
+        "company": "Northwind Mills",
+        "contact_email": "ops@northwind.example",
+        "tier": "Enterprise",
+        "seats": 40,
+        "start_date": "2026-12-01",
+        "success_criteria": "Work orders closed 15% faster",
+    }
+    bad = {**good, "contact_email": "nope", "seats": 0, "tier": "Gold"}
+    r = httpx.post(server.url + "/api/pilots", json=bad, headers=auth)
+    assert r.status_code == 422
+    assert {e["loc"][-1] for e in r.json()["detail"]} == {"contact_email", "seats", "tier"}
+    r = httpx.post(server.url + "/api/pilots", json=good, headers=auth)
+    assert r.status_code == 201 and r.json()["pilot_id"].startswith("PILOT-") and r.json()["status"] == "proposed"
+    listed = httpx.get(server.url + "/api/pilots", headers=auth).json()["pilots"]
+    assert listed[-1]["pilot_id"] == r.json()["pilot_id"]
+    assert (published / "pilots" / "pilots.jsonl").read_text().count(r.json()["pilot_id"]) == 1
+    assert httpx.get(server.url + "/api/pilots", headers={"Authorization": f"Bearer {investor}"}).status_code == 403

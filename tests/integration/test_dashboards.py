@@ -179,3 +179,29 @@ def test_reporting_portal_tabs_agree_with_the_publication(stack, browser):
     page.screenshot(path=str(SHOTS / "reporting_portal_system.png"), full_page=True)
     assert not outside, outside
     page.close()
+
+
+def test_pilot_form_refuses_bad_input_with_field_errors_and_lists_a_good_pilot(stack, browser):
+    home, service, dash = stack
+    analyst = token(home, "analyst")
+    page, response, outside = open_page(browser, dash.url + f"/voila/render/customer_success.ipynb?token={analyst}")
+    page.wait_for_selector(".cfx-pilots", timeout=60_000)
+
+    def fill(label: str, value: str) -> None:
+        page.fill(f".widget-text:has-text('{label}') input, .widget-textarea:has-text('{label}') textarea", value)
+
+    fill("Company", "Acme <Plant> & Co")
+    fill("Contact email", "not-an-email")
+    fill("Success criteria", "Cut unplanned downtime by 20% in 60 days")
+    page.click("button:has-text('Record pilot')")
+    page.wait_for_selector(".cfx-errors", timeout=10_000)
+    assert "contact_email" in page.inner_text(".cfx-errors")
+    fill("Contact email", "maria@acme.example")
+    page.click("button:has-text('Record pilot')")
+    page.wait_for_selector(".cfx-pilots:has-text('Acme <Plant> & Co')", timeout=10_000)
+    assert "Recorded PILOT-" in page.inner_text(".cfx-pilot-message")
+    stored = httpx.get(service.url + "/api/pilots", headers={"Authorization": f"Bearer {analyst}"}).json()["pilots"]
+    assert stored[-1]["company"] == "Acme <Plant> & Co" and stored[-1]["contact_email"] == "maria@acme.example"
+    page.screenshot(path=str(SHOTS / "pilots.png"), full_page=True)
+    assert not outside
+    page.close()

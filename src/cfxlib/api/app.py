@@ -49,6 +49,9 @@ from cfxlib.api.models import (
     Movements,
     MrrSeries,
     Ops,
+    Pilot,
+    PilotIn,
+    Pilots,
     Retention,
     Tier,
     UnitEconomics,
@@ -60,6 +63,7 @@ from cfxlib.core.home import Home
 from cfxlib.customers import health
 from cfxlib.store import warehouse
 from cfxlib.store.eventlog import EventLog
+from cfxlib.store.pilots import PilotStore
 
 log = logging.getLogger("cfx.api")
 MAX_BODY_BYTES = 1_000_000
@@ -72,6 +76,7 @@ SECURED = {"security": [{"bearer": []}]}
 """OpenAPI: the route needs ``Authorization: Bearer TOKEN`` (checked by :class:`~cfxlib.api.auth.TokenGate`)."""
 ACCESS = (
     ("/api/ops", "finance.public"),
+    ("/api/pilots", "customers"),
     ("/api/finance/summary", "finance.public"),
     ("/api/finance/forecast", "finance.public"),
     ("/api/finance/unit-economics", "finance.public"),
@@ -88,8 +93,8 @@ FromMonth = Annotated[str | None, Query(alias="from", pattern=MONTH_PATTERN, des
 ToMonth = Annotated[str | None, Query(pattern=MONTH_PATTERN, description="last month, YYYY-MM")]
 
 
-def _json(model: BaseModel) -> Response:
-    return Response(model.model_dump_json().encode(), media_type="application/json")
+def _json(model: BaseModel, status_code: int = 200) -> Response:
+    return Response(model.model_dump_json().encode(), media_type="application/json", status_code=status_code)
 
 
 class Service:
@@ -101,6 +106,7 @@ class Service:
         self.watcher = PublicationWatcher(home.published)
         self.watcher.listeners.append(self.on_publication)
         self.events = EventLog(home.events)
+        self.pilots = PilotStore(home.pilots)
         self.scorer: health.HealthScorer | None = None
         self.scorer_target: str | None = None
         self.live: dict[str, dict] = {}  # account -> health after live events, for ``scorer_target``
@@ -405,6 +411,23 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
                 by_service=pub.ops.get("by_service", []),
             ),
         )
+
+    @app.post(
+        "/api/pilots",
+        status_code=201,
+        response_model=Pilot,
+        openapi_extra=SECURED,
+        responses=responses(400, 401, 403, 422),
+    )
+    async def create_pilot(body: PilotIn):
+        """Record a pilot for a prospect (on disk before the answer); invalid fields get 422 naming them."""
+        record = await run_in_threadpool(service.pilots.add, body.model_dump(mode="json"))
+        return _json(Pilot(**record), status_code=201)
+
+    @app.get("/api/pilots", response_model=Pilots, openapi_extra=SECURED, responses=responses(401, 403))
+    async def list_pilots():
+        """Every recorded pilot, oldest first."""
+        return _json(Pilots(pilots=await run_in_threadpool(service.pilots.list)))
 
     @app.get(
         "/api/customers/health",

@@ -8,6 +8,7 @@ the publication is loaded, not on a request.
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 from typing import Any
 
@@ -268,6 +269,31 @@ class OpsService(OpsMonth):
 class Ops(Published):
     monthly: list[OpsMonth]
     by_service: list[OpsService]
+
+
+EMAIL = r"^[^@\s<>\"]+@[^@\s<>\"]+\.[A-Za-z]{2,}$"
+
+
+class PilotIn(BaseModel):
+    """A pilot for a prospect, as the pilot launcher records it."""
+
+    model_config = {"extra": "forbid"}
+    company: str = Field(min_length=1, max_length=200, description="The prospect's company name.")
+    contact_email: str = Field(pattern=EMAIL, max_length=254, description="Who runs the pilot on their side.")
+    tier: Tier
+    seats: int = Field(ge=1, le=100_000, description="Seats in the pilot.")
+    start_date: date = Field(description="First day of the pilot, YYYY-MM-DD.")
+    success_criteria: str = Field(min_length=1, max_length=2000, description="What the pilot must show, in words.")
+
+
+class Pilot(PilotIn):
+    pilot_id: str
+    status: str = Field(description="proposed, running, won or lost.")
+    created_at: str
+
+
+class Pilots(BaseModel):
+    pilots: list[Pilot]
 
 
 class ErrorDetail(BaseModel):

@@ -48,6 +48,10 @@ class Home:
         return self.root / "events"
 
     @property
+    def pilots(self) -> Path:
+        return self.root / "pilots"
+
+    @property
     def keys(self) -> Path:
         return self.root / "keys"
 

@@ -218,6 +218,7 @@ class CustomerSuccess:
             control.observe(lambda _change: self.refresh_table(), names="value")
         self.account.observe(lambda _change: self.refresh_detail(), names="value")
         self.roi_form = self._roi_form(cost_per_downtime_hour_usd)
+        self.pilots = PilotLauncher(client)
         self.refresh_table()
         self.refresh_detail()
         header = w.HTML(
@@ -237,6 +238,8 @@ class CustomerSuccess:
                 self.detail,
                 w.HTML("<h3>ROI calculator</h3>"),
                 self.roi_form,
+                w.HTML("<h3>Pilots</h3>"),
+                self.pilots.view,
             ]
         )
 
@@ -307,6 +310,94 @@ class CustomerSuccess:
         listener = FeedListener(self.client, self.apply, self.set_status)
         listener.start()
         return listener
+
+
+def render_pilots(pilots: list[dict]) -> str:
+    if not pilots:
+        return '<div class="cfx-card">No pilot recorded yet.</div>'
+    rows = [
+        [
+            esc(p["pilot_id"]),
+            esc(p["company"]),
+            esc(p["tier"]),
+            f"{p['seats']:,}",
+            esc(p["start_date"]),
+            esc(p["status"]),
+            esc(p["contact_email"]),
+        ]
+        for p in reversed(pilots)
+    ]
+    return table(["pilot", "company", "tier", "seats", "start", "status", "contact"], rows, {3})
+
+
+def render_field_errors(detail) -> str:
+    """FastAPI's 422 ``detail`` as one line per field: ``contact_email: String should match ...``."""
+    if not isinstance(detail, list):
+        return f"<div class='cfx-card'>{esc(detail)}</div>"
+    lines = [f"<li><b>{esc(e['loc'][-1])}</b>: {esc(e.get('msg'))}</li>" for e in detail if e.get("loc")]
+    return f"<div class='cfx-card cfx-errors'>Please correct:<ul>{''.join(lines)}</ul></div>"
+
+
+class PilotLauncher:
+    """A form that records a pilot through ``POST /api/pilots`` and lists ``GET /api/pilots``."""
+
+    def __init__(self, client: ServiceClient):
+        import datetime
+
+        self.client = client
+        style = {"description_width": "130px"}
+        self.company = w.Text(description="Company", style=style)
+        self.email = w.Text(description="Contact email", style=style)
+        self.tier = w.Dropdown(options=list(TIERS), value="Professional", description="Tier", style=style)
+        self.seats = w.IntText(value=25, description="Seats", style=style)
+        self.start = w.Text(value=datetime.date.today().isoformat(), description="Start date", style=style)
+        self.criteria = w.Textarea(description="Success criteria", style=style, layout=w.Layout(width="520px"))
+        self.submit = w.Button(description="Record pilot", button_style="primary")
+        self.message = w.HTML()
+        self.message.add_class("cfx-pilot-message")
+        self.table = w.HTML()
+        self.table.add_class("cfx-pilots")
+        self.submit.on_click(lambda _b: self.record())
+        self.refresh()
+        self.view = w.VBox(
+            [
+                self.company,
+                self.email,
+                self.tier,
+                self.seats,
+                self.start,
+                self.criteria,
+                self.submit,
+                self.message,
+                self.table,
+            ]
+        )
+
+    def refresh(self) -> None:
+        try:
+            self.table.value = render_pilots(self.client.get("/api/pilots")["pilots"])
+        except AccessDenied:
+            self.table.value = '<div class="cfx-card">Pilots are not available for your role.</div>'
+
+    def record(self) -> None:
+        body = {
+            "company": self.company.value.strip(),
+            "contact_email": self.email.value.strip(),
+            "tier": self.tier.value,
+            "seats": self.seats.value,
+            "start_date": self.start.value.strip(),
+            "success_criteria": self.criteria.value.strip(),
+        }
+        r = self.client.post("/api/pilots", body)
+        if r.status_code == 201:
+            self.message.value = f"Recorded {esc(r.json()['pilot_id'])} for {esc(body['company'])}."
+            self.refresh()
+        elif r.status_code == 422:
+            self.message.value = render_field_errors(r.json().get("detail"))
+        else:
+            self.message.value = (
+                f"<div class='cfx-card'>The service answered {r.status_code}: {esc(r.text[:300])}</div>"
+            )
 
 
 # --------------------------------------------------------------------------- reporting portal
