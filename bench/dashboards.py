@@ -68,10 +68,12 @@ async def viewers(dash: str, service: str, analyst: str, ingest: str, n: int, ev
 
         async def open_one(page):
             start = time.perf_counter()
-            await page.goto(f"{dash}/voila/render/customer_success.ipynb?token={analyst}")
-            await page.wait_for_selector(".cfx-health-gauge", timeout=120_000)
+            await page.goto(
+                f"{dash}/voila/render/customer_success.ipynb?token={analyst}", wait_until="commit", timeout=300_000
+            )
+            await page.wait_for_selector(".cfx-health-gauge", timeout=300_000)
             visible = time.perf_counter() - start
-            await page.wait_for_selector(".cfx-feed-status:has-text('live')", timeout=120_000)
+            await page.wait_for_selector(".cfx-feed-status:has-text('live')", timeout=300_000)
             return visible, time.perf_counter() - start
 
         opened = await asyncio.gather(*(open_one(pg) for pg in pages))

@@ -22,6 +22,8 @@ from cfxlib.customers.roi import customer_roi
 from cfxlib.dashboards.client import AccessDenied, FeedListener, ServiceClient
 
 BANDS = ("red", "yellow", "green")
+TABLE_ROWS = 50
+"""At-risk rows shown at once (the filters narrow the list); the rest is counted below the table."""
 BAND_COLOURS = {"red": "#d1495b", "yellow": "#edae49", "green": "#4c9f70"}
 TIERS = ("Starter", "Professional", "Enterprise")
 ALL = "All"
@@ -198,6 +200,7 @@ class CustomerSuccess:
         self.as_of, self.run_id = risk["as_of"], risk["run_id"]
         self.at_risk: list[dict] = risk["rows"]
         self.updates = 0
+        self.shown: set[str] = set()
         self.gauge = w.HTML(render_gauge(list(self.health.values()), updates=0))
         self.gauge.add_class("cfx-health-gauge")
         owners = sorted({r.get("owner") for r in self.at_risk if r.get("owner")})
@@ -246,7 +249,10 @@ class CustomerSuccess:
     # -- rendering
     def refresh_table(self) -> None:
         rows = filter_rows(self.at_risk, self.health, self.tier.value, self.band.value, self.owner.value)
-        self.table.value = render_at_risk(rows, self.health)
+        shown = rows[:TABLE_ROWS]
+        self.shown = {r["account_id"] for r in shown}
+        more = f'<p class="cfx-muted">{len(shown)} of {len(rows):,} accounts, most ARR at risk first</p>'
+        self.table.value = render_at_risk(shown, self.health) + (more if len(rows) > len(shown) else "")
 
     def refresh_detail(self) -> None:
         acc = self.account.value
@@ -299,8 +305,11 @@ class CustomerSuccess:
                 f" · {esc(cause)} · {time.strftime('%H:%M:%S')}"
             )
         self.gauge.value = render_gauge(list(self.health.values()), updates=self.updates)
-        self.refresh_table()
-        self.refresh_detail()
+        # re-render only what shows the changed account (a snapshot changes everything)
+        if message["type"] == "snapshot" or message["account_id"] in self.shown:
+            self.refresh_table()
+        if message["type"] == "snapshot" or message["account_id"] == self.account.value:
+            self.refresh_detail()
 
     def set_status(self, state: str) -> None:
         colour = {"live": "#4c9f70", "connecting": "#edae49"}.get(state, "#d1495b")
