@@ -579,3 +579,20 @@ def test_pilots_are_validated_with_field_errors_and_stored_durably(server, publi
     assert listed[-1]["pilot_id"] == r.json()["pilot_id"]
     assert (published / "pilots" / "pilots.jsonl").read_text().count(r.json()["pilot_id"]) == 1
     assert httpx.get(server.url + "/api/pilots", headers={"Authorization": f"Bearer {investor}"}).status_code == 403
+
+
+def test_churn_distribution_and_names_of_at_risk_accounts(server, published):
+    analyst, investor = token(published, "analyst"), token(published, "investor")
+    auth = {"Authorization": f"Bearer {analyst}"}
+    bins = httpx.get(server.url + "/api/customers/churn-distribution", headers=auth).json()["bins"]
+    active = httpx.get(server.url + "/api/customers/health?page_size=1", headers=auth).json()["total"]
+    assert sum(b["accounts"] for b in bins) == active and {b["tier"] for b in bins} == {
+        "Starter",
+        "Professional",
+        "Enterprise",
+    }
+    assert all(0 <= b["low"] < b["high"] <= 1 for b in bins)
+    rows = httpx.get(server.url + "/api/customers/at-risk", headers=auth).json()["rows"]
+    assert rows and all(r["account_name"] for r in rows)
+    r = httpx.get(server.url + "/api/customers/churn-distribution", headers={"Authorization": f"Bearer {investor}"})
+    assert r.status_code == 403

@@ -38,6 +38,7 @@ from cfxlib.api.feed import MAX_BUFFER_BYTES, ExposeServerSend, Feed
 from cfxlib.api.models import (
     AtRisk,
     Band,
+    ChurnDistribution,
     CustomerDetail,
     EventsAccepted,
     EventsIn,
@@ -243,6 +244,23 @@ class Service:
     def all_health(self, pub: Publication) -> list[dict]:
         live = self._live(pub)
         return [live.get(r["account_id"], r) for r in pub.health] if live else pub.health
+
+
+def churn_bins(rows, width: float = 0.1) -> list[dict]:
+    """Accounts and ARR per tier and churn-probability bin of ``width``."""
+    edges = [round(i * width, 10) for i in range(int(round(1 / width)))]
+    out = {(t, e): {"accounts": 0, "arr": 0.0} for t in ("Starter", "Professional", "Enterprise") for e in edges}
+    for r in rows:
+        p, tier = r.get("p_churn_3m"), r.get("tier")
+        if p is None or (tier, 0.0) not in out:
+            continue
+        edge = edges[min(int(p / width), len(edges) - 1)]
+        out[(tier, edge)]["accounts"] += 1
+        out[(tier, edge)]["arr"] += r.get("arr") or 0.0
+    return [
+        {"tier": t, "low": e, "high": round(e + width, 10), "accounts": v["accounts"], "arr": round(v["arr"], 2)}
+        for (t, e), v in out.items()
+    ]
 
 
 def server_timing(timing: dict[str, float]) -> str:
@@ -465,6 +483,21 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
     async def customers_at_risk(limit: int = Query(100, ge=1, le=10_000)):
         pub = service.publication()
         return _json(AtRisk(as_of=pub.as_of, run_id=pub.run_id, rows=pub.at_risk[:limit]))
+
+    @app.get(
+        "/api/customers/churn-distribution",
+        response_model=ChurnDistribution,
+        openapi_extra=SECURED,
+        responses=responses(401, 403, 503),
+    )
+    async def churn_distribution():
+        """Accounts and ARR per tier and 10-point band of 3-month churn probability."""
+        pub = service.publication()
+        return service.cached(
+            pub,
+            "churn_distribution",
+            lambda: ChurnDistribution(as_of=pub.as_of, run_id=pub.run_id, bins=churn_bins(pub.risk_by_id.values())),
+        )
 
     @app.get(
         "/api/customers/{account_id}",

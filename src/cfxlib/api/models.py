@@ -206,6 +206,7 @@ class HealthPage(Published):
 
 class AtRiskRow(_Row):
     account_id: str
+    account_name: str | None = Field(None, description="The customer's name (accounts.account_name).")
     tier: str | None
     arr: float | None
     health_score: float | None
@@ -221,6 +222,20 @@ class AtRiskRow(_Row):
 
 class AtRisk(Published):
     rows: list[AtRiskRow]
+
+
+class ChurnBin(BaseModel):
+    tier: str
+    low: float = Field(description="Lower edge of the probability bin (inclusive).")
+    high: float = Field(description="Upper edge (exclusive; 1.0 inclusive).")
+    accounts: int
+    arr: float = Field(description="ARR of the accounts in the bin, USD.")
+
+
+class ChurnDistribution(Published):
+    """3-month churn probability of every active account, binned by tier."""
+
+    bins: list[ChurnBin]
 
 
 class Recommendation(BaseModel):

@@ -40,6 +40,8 @@ def compute(
     health_frame = health.health_scores(con, as_of)
     result = scoring.churn_scores(con, as_of_month)
     risk = playbooks.at_risk(result, health_frame)
+    names = con.execute("SELECT account_id, account_name FROM accounts").df()
+    risk.insert(1, "account_name", risk["account_id"].map(names.set_index("account_id")["account_name"]))
     try:
         card = scoring.model_card(con, as_of_month, truth=truth)
     except scoring.UsageError as exc:

@@ -107,7 +107,7 @@ def render_account(row: dict | None, risk: dict | None) -> str:
     action = (risk or {}).get("action") or "no playbook action"
     reasons = "; ".join((risk or {}).get("reasons") or []) or "none"
     return (
-        f'<div class="cfx-card"><h3>{esc(row["account_id"])} · {esc(row.get("tier"))}</h3>'
+        f'<div class="cfx-card"><h3>{esc((risk or {}).get("account_name") or "")} {esc(row["account_id"])} · {esc(row.get("tier"))}</h3>'
         f'<div class="cfx-big">{row.get("health_score") or 0:.1f}<span class="cfx-muted"> {esc(row.get("band"))}'
         f", as of {esc(row.get('as_of'))}</span></div>"
         + table(["component", "score (0-100)"], cells, {1})
@@ -124,7 +124,7 @@ def render_at_risk(rows: list[dict], health: dict[str, dict]) -> str:
         score, band = live.get("health_score", r.get("health_score")), live.get("band", r.get("band"))
         out.append(
             [
-                esc(r["account_id"]),
+                f"<b>{esc(r.get('account_name') or '')}</b><br><span class='cfx-muted'>{esc(r['account_id'])}</span>",
                 esc(r.get("tier")),
                 usd(r.get("arr")),
                 f"{score:.0f} ({esc(band)})" if score is not None else "n/a",
@@ -210,7 +210,9 @@ class CustomerSuccess:
         self.table = w.HTML()
         self.table.add_class("cfx-at-risk")
         self.account = w.Dropdown(
-            options=[r["account_id"] for r in self.at_risk], description="Account", layout=w.Layout(width="360px")
+            options=[(f"{r.get('account_name') or ''} ({r['account_id']})", r["account_id"]) for r in self.at_risk],
+            description="Account",
+            layout=w.Layout(width="480px"),
         )
         self.detail = w.HTML()
         self.status = w.HTML("feed: not started")
@@ -222,6 +224,8 @@ class CustomerSuccess:
         self.account.observe(lambda _change: self.refresh_detail(), names="value")
         self.roi_form = self._roi_form(cost_per_downtime_hour_usd)
         self.pilots = PilotLauncher(client)
+        self.churn = w.HTML(render_churn_distribution(client.get("/api/customers/churn-distribution")["bins"]))
+        self.churn.add_class("cfx-churn-distribution")
         self.refresh_table()
         self.refresh_detail()
         header = w.HTML(
@@ -233,6 +237,7 @@ class CustomerSuccess:
                 header,
                 w.HBox([self.status, self.last]),
                 self.gauge,
+                self.churn,
                 w.HTML("<h3>At-risk accounts</h3>"),
                 w.HBox([self.tier, self.band, self.owner]),
                 self.table,
@@ -319,6 +324,30 @@ class CustomerSuccess:
         listener = FeedListener(self.client, self.apply, self.set_status)
         listener.start()
         return listener
+
+
+def render_churn_distribution(bins: list[dict]) -> str:
+    """Accounts per tier and 10-point churn-probability band, as horizontal bars per tier."""
+    if not bins:
+        return '<div class="cfx-card">No churn scores.</div>'
+    top = max(b["accounts"] for b in bins) or 1
+    rows = []
+    for tier in TIERS:
+        cells = []
+        for b in (x for x in bins if x["tier"] == tier):
+            width = 100 * b["accounts"] / top
+            cells.append(
+                f'<div title="{esc(tier)} {b["low"]:.0%}-{b["high"]:.0%}: {b["accounts"]} accounts, {usd(b["arr"])} ARR"'
+                f' style="display:flex;align-items:center;gap:6px;font-size:11px">'
+                f'<span style="width:64px;color:#5b6b7c">{b["low"]:.0%}-{b["high"]:.0%}</span>'
+                f'<span style="display:inline-block;height:9px;width:{width:.1f}%;max-width:260px;background:#2f6db5"></span>'
+                f"{b['accounts']}</div>"
+            )
+        rows.append(f'<div style="flex:1;min-width:260px"><b>{esc(tier)}</b>{"".join(cells)}</div>')
+    return (
+        '<div class="cfx-card"><h3>3-month churn probability by tier (accounts)</h3>'
+        f'<div style="display:flex;gap:18px;flex-wrap:wrap">{"".join(rows)}</div></div>'
+    )
 
 
 def render_pilots(pilots: list[dict]) -> str:

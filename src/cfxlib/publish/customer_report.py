@@ -68,7 +68,7 @@ def markdown(res: CustomerResults, top: int = 25) -> str:
     for r in res.risk[res.risk["at_risk"]].head(top).to_dict("records"):
         reasons = "; ".join(md(x) for x in r["reasons"]) or "-"
         lines.append(
-            f"| {md(r['account_id'])} | {md(r['tier'])} | ${r['arr']:,.0f} | {r['health_score']:.0f} ({r['band']}) | {_pct(r['p_churn_3m'])} | "
+            f"| {md(r.get('account_name') or '')} ({md(r['account_id'])}) | {md(r['tier'])} | ${r['arr']:,.0f} | {r['health_score']:.0f} ({r['band']}) | {_pct(r['p_churn_3m'])} | "
             f"${r['arr_at_risk']:,.0f} | {reasons} | {md(r['action'])} | {md(r['owner'])} | {r['due_days']} |"
         )
     card_md = pages.model_card(payload(res)).replace("_artifacts/figures/", "figures/")

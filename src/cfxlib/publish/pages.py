@@ -207,7 +207,7 @@ def customer_health(customer: dict) -> str:
     ]
     for r in customer["at_risk"][:15]:
         lines.append(
-            f"| {md(r['account_id'])} | {md(r['tier'])} | {usd(r['arr'])} | {num(r['health_score'], 0)} ({r['band']}) | {pct(r['p_churn_3m'])} | "
+            f"| {md(r.get('account_name') or '')} ({md(r['account_id'])}) | {md(r['tier'])} | {usd(r['arr'])} | {num(r['health_score'], 0)} ({r['band']}) | {pct(r['p_churn_3m'])} | "
             f"{usd(r['arr_at_risk'])} | {'; '.join(md(x) for x in r['reasons']) or '-'} | {md(r['playbook'])} | {md(r['owner'])} |"
         )
     lines += ["", "![Customer retention by tier](_artifacts/figures/retention_km.png)"]
