@@ -596,3 +596,18 @@ def test_churn_distribution_and_names_of_at_risk_accounts(server, published):
     assert rows and all(r["account_name"] for r in rows)
     r = httpx.get(server.url + "/api/customers/churn-distribution", headers={"Authorization": f"Bearer {investor}"})
     assert r.status_code == 403
+
+
+def test_health_history_per_account_and_for_the_book(server, published):
+    analyst = token(published, "analyst")
+    auth = {"Authorization": f"Bearer {analyst}"}
+    trend = httpx.get(server.url + "/api/customers/health-trend", headers=auth).json()["points"]
+    assert len(trend) == 13 and trend[-1]["as_of"] == "2025-12-31"
+    assert [p["as_of"] for p in trend] == sorted(p["as_of"] for p in trend)
+    current = httpx.get(server.url + "/api/customers/health?page_size=1000", headers=auth).json()["accounts"]
+    published_rows = {r["account_id"]: r for r in current}
+    account = current[0]["account_id"]
+    hist = httpx.get(server.url + f"/api/customers/{account}/history", headers=auth).json()
+    assert hist["account_id"] == account and len(hist["points"]) >= 2
+    assert hist["points"][-1]["health_score"] == published_rows[account]["health_score"]
+    assert httpx.get(server.url + "/api/customers/nope/history", headers=auth).status_code == 404

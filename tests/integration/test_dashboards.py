@@ -121,6 +121,8 @@ def test_customer_success_live_filters_and_calculator(stack, browser):
     assert response.status == 200
     page.wait_for_selector(".cfx-health-gauge", timeout=60_000)
     assert f"{sum(scores) / len(scores):.1f}" in page.inner_text(".cfx-health-gauge")
+    assert "Average health" in page.inner_text(".cfx-book-trend") and page.query_selector(".cfx-book-trend svg")
+    assert "Enterprise" in page.inner_text(".cfx-churn-distribution")
     page.wait_for_selector(".cfx-feed-status:has-text('live')", timeout=30_000)
     at_risk = httpx.get(service.url + "/api/customers/at-risk?limit=10000", headers=auth).json()["rows"]
     table = page.inner_text(".cfx-at-risk")

@@ -38,6 +38,7 @@ from cfxlib.api.feed import MAX_BUFFER_BYTES, ExposeServerSend, Feed
 from cfxlib.api.models import (
     AtRisk,
     Band,
+    BookHistory,
     ChurnDistribution,
     CustomerDetail,
     EventsAccepted,
@@ -45,6 +46,7 @@ from cfxlib.api.models import (
     EventsRejected,
     FinanceSummary,
     Forecast,
+    HealthHistory,
     HealthPage,
     Healthz,
     Movements,
@@ -498,6 +500,40 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
             "churn_distribution",
             lambda: ChurnDistribution(as_of=pub.as_of, run_id=pub.run_id, bins=churn_bins(pub.risk_by_id.values())),
         )
+
+    @app.get(
+        "/api/customers/health-trend",
+        response_model=BookHistory,
+        openapi_extra=SECURED,
+        responses=responses(401, 403, 503),
+    )
+    async def health_trend():
+        """Weekly mean health and accounts per band over the 90 days to the publication."""
+        pub = service.publication()
+        return service.cached(
+            pub, "health_trend", lambda: BookHistory(as_of=pub.as_of, run_id=pub.run_id, points=pub.book_history)
+        )
+
+    @app.get(
+        "/api/customers/{account_id}/history",
+        response_model=HealthHistory,
+        openapi_extra=SECURED,
+        responses=responses(401, 403, 404, 422, 503),
+    )
+    async def customer_history(account_id: str = PathParam(max_length=200)):
+        """The account's weekly health over 90 days, then its current (live) score."""
+        pub = service.publication()
+        row = service.health_row(pub, account_id)
+        if row is None:
+            raise HTTPException(404, f"no active account {account_id!r} in run {pub.run_id}")
+        points = list(pub.history.get(account_id, []))
+        if (
+            not points
+            or points[-1]["as_of"] != row.get("as_of")
+            or points[-1]["health_score"] != row.get("health_score")
+        ):
+            points.append({"as_of": row.get("as_of"), "health_score": row.get("health_score"), "band": row.get("band")})
+        return _json(HealthHistory(as_of=pub.as_of, run_id=pub.run_id, account_id=account_id, points=points))
 
     @app.get(
         "/api/customers/{account_id}",

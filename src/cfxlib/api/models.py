@@ -224,6 +224,33 @@ class AtRisk(Published):
     rows: list[AtRiskRow]
 
 
+class HealthPoint(BaseModel):
+    as_of: str = Field(description="Day of the score, YYYY-MM-DD.")
+    health_score: float | None
+    band: str | None
+
+
+class HealthHistory(Published):
+    """An account's weekly health over the 90 days to the publication, then its live score."""
+
+    account_id: str
+    points: list[HealthPoint]
+
+
+class BookPoint(BaseModel):
+    as_of: str
+    mean_health: float
+    red: int
+    yellow: int
+    green: int
+
+
+class BookHistory(Published):
+    """Weekly mean health and accounts per band over the 90 days to the publication."""
+
+    points: list[BookPoint]
+
+
 class ChurnBin(BaseModel):
     tier: str
     low: float = Field(description="Lower edge of the probability bin (inclusive).")

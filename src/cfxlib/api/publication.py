@@ -41,6 +41,10 @@ class Publication:
     risk_by_id: dict[str, dict]
     accounts: set[str] = field(default_factory=set)
     ops: dict = field(default_factory=dict)
+    history: dict[str, list[dict]] = field(default_factory=dict)
+    """Per account, its weekly health over the 90 days to the publication's month end."""
+    book_history: list[dict] = field(default_factory=list)
+    """Per week: mean health and accounts per band over all active accounts."""
     """Service operations: ``monthly`` (all services) and ``by_service`` rows, from the run's tables."""
     responses: dict[str, bytes] = field(default_factory=dict)
     """Encoded API answers fixed by this publication (filled on first use)."""
@@ -77,6 +81,22 @@ class Publication:
             for name, file in (("monthly", "ops_monthly"), ("by_service", "ops_by_service"))
             if (art / f"{file}.parquet").exists()
         }
+        history: dict[str, list[dict]] = {}
+        book: list[dict] = []
+        if (art / "health_history.parquet").exists():
+            hist = pd.read_parquet(art / "health_history.parquet")
+            hist["as_of"] = hist["as_of"].astype(str).str[:10]
+            for account_id, part in hist.groupby("account_id", sort=False):
+                history[account_id] = records(part[["as_of", "health_score", "band"]])
+            for day, part in hist.groupby("as_of"):
+                bands = part["band"].value_counts()
+                book.append(
+                    {
+                        "as_of": day,
+                        "mean_health": round(float(part["health_score"].mean()), 2),
+                        **{b: int(bands.get(b, 0)) for b in ("red", "yellow", "green")},
+                    }
+                )
         return cls(
             target=target,
             run=read("run.json"),
@@ -89,6 +109,8 @@ class Publication:
             risk_by_id={r["account_id"]: r for r in rrows},
             accounts={r["account_id"] for r in hrows},
             ops=ops,
+            history=history,
+            book_history=book,
         )
 
 

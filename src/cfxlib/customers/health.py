@@ -271,6 +271,18 @@ def health_scores(con, as_of: date, config: HealthConfig | None = None, changes:
     return out
 
 
+def health_history(
+    con, as_of: date, days: int = 90, step_days: int = 7, config: HealthConfig | None = None
+) -> pd.DataFrame:
+    """Health of every account active at each of the dates ``as_of``, ``as_of - step_days``, ...
+    back ``days`` days (oldest first): ``account_id, tier, as_of, health_score, band``. Each point
+    is the batch score at that date, from data up to that date only."""
+    points = [as_of - timedelta(days=k) for k in range(0, days + 1, step_days)][::-1]
+    frames = [health_scores(con, d, config, changes=False) for d in points]
+    cols = ["account_id", "tier", "as_of", "health_score", "band"]
+    return pd.concat([f[cols] for f in frames], ignore_index=True) if frames else pd.DataFrame(columns=cols)
+
+
 # --------------------------------------------------------------------------- incremental
 
 

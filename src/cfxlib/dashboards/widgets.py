@@ -98,7 +98,34 @@ def render_gauge(rows: list[dict], title: str = "Book health", updates: int | No
     )
 
 
-def render_account(row: dict | None, risk: dict | None) -> str:
+def sparkline(values: list[float], width: int = 320, height: int = 60, colour: str = "#2f6db5") -> str:
+    """An inline SVG line of ``values`` (no axes), scaled to its own range."""
+    pts = [v for v in values if v is not None]
+    if len(pts) < 2:
+        return ""
+    lo, hi = min(pts), max(pts)
+    span = (hi - lo) or 1.0
+    step = width / (len(pts) - 1)
+    path = " ".join(f"{i * step:.1f},{height - 4 - (v - lo) / span * (height - 8):.1f}" for i, v in enumerate(pts))
+    return (
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
+        f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/></svg>'
+    )
+
+
+def render_trend(points: list[dict], key: str, label: str, colour: str = "#2f6db5", digits: int = 1) -> str:
+    """A titled sparkline of ``key`` over ``points`` with its first and last values."""
+    values = [p.get(key) for p in points]
+    known = [v for v in values if v is not None]
+    if len(known) < 2:
+        return f'<p class="cfx-muted">{esc(label)}: not enough history.</p>'
+    return (
+        f'<div class="cfx-trend"><div class="cfx-muted">{esc(label)}: {known[0]:.{digits}f} on {esc(points[0]["as_of"])} '
+        f"→ {known[-1]:.{digits}f} on {esc(points[-1]['as_of'])}</div>{sparkline(values, colour=colour)}</div>"
+    )
+
+
+def render_account(row: dict | None, risk: dict | None, history: list[dict] | None = None) -> str:
     """One account: its score, band, five components, churn probability and recommended action."""
     if row is None:
         return '<div class="cfx-card">Select an account.</div>'
@@ -111,6 +138,7 @@ def render_account(row: dict | None, risk: dict | None) -> str:
         f'<div class="cfx-big">{row.get("health_score") or 0:.1f}<span class="cfx-muted"> {esc(row.get("band"))}'
         f", as of {esc(row.get('as_of'))}</span></div>"
         + table(["component", "score (0-100)"], cells, {1})
+        + render_trend(history or [], "health_score", "Health, weekly over 90 days then live")
         + f'<p class="cfx-muted">p(churn, 3 months) {pct((risk or {}).get("p_churn_3m"))}; reasons: {esc(reasons)}; '
         f"action: {esc(action)} ({esc((risk or {}).get('owner'))}, due in {esc((risk or {}).get('due_days'))} days)</p></div>"
     )
@@ -226,6 +254,14 @@ class CustomerSuccess:
         self.pilots = PilotLauncher(client)
         self.churn = w.HTML(render_churn_distribution(client.get("/api/customers/churn-distribution")["bins"]))
         self.churn.add_class("cfx-churn-distribution")
+        book = client.get("/api/customers/health-trend")["points"]
+        self.trend = w.HTML(
+            '<div class="cfx-card"><h3>The book over 90 days (weekly)</h3>'
+            + render_trend(book, "mean_health", "Average health")
+            + render_trend(book, "red", "Accounts in the red band (at risk by health)", colour="#d1495b", digits=0)
+            + "</div>"
+        )
+        self.trend.add_class("cfx-book-trend")
         self.refresh_table()
         self.refresh_detail()
         header = w.HTML(
@@ -237,6 +273,7 @@ class CustomerSuccess:
                 header,
                 w.HBox([self.status, self.last]),
                 self.gauge,
+                self.trend,
                 self.churn,
                 w.HTML("<h3>At-risk accounts</h3>"),
                 w.HBox([self.tier, self.band, self.owner]),
@@ -262,7 +299,13 @@ class CustomerSuccess:
     def refresh_detail(self) -> None:
         acc = self.account.value
         risk = next((r for r in self.at_risk if r["account_id"] == acc), None)
-        self.detail.value = render_account(self.health.get(acc), risk)
+        history = []
+        if acc:
+            try:
+                history = self.client.get(f"/api/customers/{acc}/history")["points"]
+            except Exception:  # noqa: BLE001 - the detail still shows without its trend
+                history = []
+        self.detail.value = render_account(self.health.get(acc), risk, history)
 
     def _roi_form(self, cost_per_hour: float) -> w.Widget:
         first = self.at_risk[0] if self.at_risk else {}

@@ -142,12 +142,15 @@ def customer_health(ctx: Context) -> pd.DataFrame:
     """Health scores of every active account at the as-of month end -> ``health.parquet``."""
     con = ctx.connect()
     try:
-        frame = health.health_scores(con, pd.Period(ctx.as_of_month, freq="M").end_time.date())
+        month_end = pd.Period(ctx.as_of_month, freq="M").end_time.date()
+        frame = health.health_scores(con, month_end)
+        history = health.health_history(con, month_end)
         ops_total, ops_by_service = ops.monthly_ops_total(con), ops.monthly_ops(con)
         leads = ops.lead_conversion(con)
     finally:
         con.close()
     frame.to_parquet(ctx.artifacts / "health.parquet", index=False)
+    history.to_parquet(ctx.artifacts / "health_history.parquet", index=False)
     ops_total.to_parquet(ctx.artifacts / "ops_monthly.parquet", index=False)
     ops_by_service.to_parquet(ctx.artifacts / "ops_by_service.parquet", index=False)
     leads.to_parquet(ctx.artifacts / "lead_conversion.parquet", index=False)
