@@ -501,6 +501,14 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
             lambda: ChurnDistribution(as_of=pub.as_of, run_id=pub.run_id, bins=churn_bins(pub.risk_by_id.values())),
         )
 
+    def active_account(account_id: str) -> tuple[Publication, dict]:
+        """The publication and the account's current health row, or 404."""
+        pub = service.publication()
+        row = service.health_row(pub, account_id)
+        if row is None:
+            raise HTTPException(404, f"no active account {account_id!r} in run {pub.run_id}")
+        return pub, row
+
     @app.get(
         "/api/customers/health-trend",
         response_model=BookHistory,
@@ -522,10 +530,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
     )
     async def customer_history(account_id: str = PathParam(max_length=200)):
         """The account's weekly health over 90 days, then its current (live) score."""
-        pub = service.publication()
-        row = service.health_row(pub, account_id)
-        if row is None:
-            raise HTTPException(404, f"no active account {account_id!r} in run {pub.run_id}")
+        pub, row = active_account(account_id)
         points = list(pub.history.get(account_id, []))
         if (
             not points
@@ -542,10 +547,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         responses=responses(401, 403, 404, 422, 503),
     )
     async def customer(account_id: str = PathParam(max_length=200)):
-        pub = service.publication()
-        row = service.health_row(pub, account_id)
-        if row is None:
-            raise HTTPException(404, f"no active account {account_id!r} in run {pub.run_id}")
+        pub, row = active_account(account_id)
         risk = pub.risk_by_id.get(account_id, {})
         return _json(
             CustomerDetail(

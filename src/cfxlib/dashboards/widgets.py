@@ -20,6 +20,7 @@ import ipywidgets as w
 
 from cfxlib.customers.roi import customer_roi
 from cfxlib.dashboards.client import AccessDenied, FeedListener, ServiceClient
+from cfxlib.publish.pages import pct, usd  # the site's number formats
 
 BANDS = ("red", "yellow", "green")
 TABLE_ROWS = 50
@@ -47,19 +48,6 @@ STYLE = """
 
 def esc(value) -> str:
     return html.escape("" if value is None else str(value))
-
-
-def usd(x) -> str:
-    if x is None:
-        return "n/a"
-    for div, suffix in ((1e9, "B"), (1e6, "M")):
-        if abs(x) >= div:
-            return f"${x / div:,.2f}{suffix}"
-    return f"${x:,.0f}"
-
-
-def pct(x, digits: int = 1) -> str:
-    return "n/a" if x is None else f"{100 * x:.{digits}f}%"
 
 
 def table(headers: list[str], rows: Iterable[list[str]], numeric: set[int] = frozenset()) -> str:
