@@ -37,6 +37,7 @@ from cfxlib.contract.validate import (
     table_file,
 )
 from cfxlib.core.outputs import fsync_dir
+from cfxlib.store.eventarchive import canonical
 from cfxlib.store.sqltext import date_literal, ident, idents
 
 DUCKDB_TYPES = {
@@ -87,7 +88,7 @@ def data_hash(files: list[Path], events: list[dict] | None = None) -> str:
     if events:
         digest.update(b"\0events\0")
         for event in events:
-            digest.update(json.dumps(event, sort_keys=True, separators=(",", ":"), default=str).encode() + b"\n")
+            digest.update(canonical(event).encode() + b"\n")
     return digest.hexdigest()
 
 
