@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -136,6 +137,14 @@ def test_site_is_offline_and_navigable_in_chromium(published, tmp_path):
             assert page.inner_text("h1") or page.inner_text("main")
         images = page.eval_on_selector_all("img", "els => els.map(e => e.naturalWidth)")
         assert all(w > 0 for w in images)
+        # the overview links every report of the run, and every link resolves to a published file
+        page.click("nav >> text=Overview")
+        hrefs = page.eval_on_selector_all("main a[href]", "els => els.map(e => e.href)")
+        reports = [h for h in hrefs if h.startswith("file://") and not h.endswith(".html")]
+        assert len(reports) == 5, hrefs
+        for href in reports:
+            assert Path(href.removeprefix("file://")).is_file(), href
+        assert "Generated " in page.inner_text("main")
         browser.close()
     assert not failed, failed
     assert (shots / "overview.png").stat().st_size > 50_000

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -190,7 +191,8 @@ def investor_snapshot(ctx: Context, commit: str = "unknown") -> dict:
     )
     data = json.loads(snap.model_dump_json())
     ctx.write_json("metrics_snapshot.json", data)
-    (ctx.artifacts / "overview.md").write_text(pages.overview(data, fin, cust), encoding="utf-8")
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    (ctx.artifacts / "overview.md").write_text(pages.overview(data, fin, cust, generated), encoding="utf-8")
     reports = ctx.run_dir / "reports"
     reports.mkdir(exist_ok=True)
     footer = f"ChatterFix · cfx run {ctx.run_id} · data {quality['data_hash'][:12]}"

@@ -108,10 +108,24 @@ def alerts_block(snapshot: dict) -> str:
     return "\n".join(f"- **Alert:** {md(a['message'])}." for a in snapshot["alerts"])
 
 
-def overview(snapshot: dict, finance: dict, customer: dict | None) -> str:
+REPORT_LINKS = (
+    ("Investor metrics (PDF)", "reports/investor_metrics.pdf"),
+    ("Enterprise launch report (PDF)", "reports/enterprise_launch_report.pdf"),
+    ("Enterprise launch report (Markdown)", "reports/enterprise_launch_report.md"),
+    ("Customer success report (Markdown)", "customer_success.md"),
+    ("Metrics snapshot (JSON)", "metrics_snapshot.json"),
+)
+"""The published files the overview links to, relative to the publication folder (the site
+lives in its ``site/`` folder, the overview page in ``site/reports/``)."""
+
+
+def overview(snapshot: dict, finance: dict, customer: dict | None, generated_at: str | None = None) -> str:
+    links = " · ".join(f"[{label}](../../{path})" for label, path in REPORT_LINKS)
+    when = f" Generated {generated_at}." if generated_at else ""
     return "\n\n".join(
         [
-            f"Figures as of the end of **{snapshot['as_of']}** — run `{snapshot['run_id']}`, data `{snapshot['data_hash'][:12]}`, code `{snapshot['code_commit'][:12]}`.",
+            f"Figures as of the end of **{snapshot['as_of']}** — run `{snapshot['run_id']}`, data `{snapshot['data_hash'][:12]}`, code `{snapshot['code_commit'][:12]}`.{when}",
+            f"Reports of this run: {links}.",
             alerts_block(snapshot),
             "## Key figures",
             kpi_table(snapshot, finance, customer),
