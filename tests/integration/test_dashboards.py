@@ -207,3 +207,33 @@ def test_pilot_form_refuses_bad_input_with_field_errors_and_lists_a_good_pilot(s
     page.screenshot(path=str(SHOTS / "pilots.png"), full_page=True)
     assert not outside
     page.close()
+
+
+def test_feed_reconnects_after_the_service_restarts(stack, browser):
+    """The service goes down: the page says so; it comes back on the same address: the page is
+    live again by itself and keeps taking updates."""
+    home, service, dash = stack
+    analyst, ingest = token(home, "analyst"), token(home, "ingest")
+    page, _, outside = open_page(browser, dash.url + f"/voila/render/customer_success.ipynb?token={analyst}")
+    page.wait_for_selector(".cfx-feed-status:has-text('live')", timeout=60_000)
+    service.stop()
+    page.wait_for_selector(
+        ".cfx-feed-status:has-text('offline'), .cfx-feed-status:has-text('connecting')", timeout=15_000
+    )
+    service.start()  # same port, same home
+    page.wait_for_selector(".cfx-feed-status:has-text('live')", timeout=60_000)
+    account = httpx.get(
+        service.url + "/api/customers/at-risk?limit=1", headers={"Authorization": f"Bearer {analyst}"}
+    ).json()["rows"][0]["account_id"]
+    event = {
+        "table": "nps_responses",
+        "response_id": f"dash-reconnect-{time.time()}",
+        "account_id": account,
+        "date": datetime.date.today().isoformat(),
+        "score": 10,
+    }
+    r = httpx.post(service.url + "/api/events", json={"events": [event]}, headers={"Authorization": f"Bearer {ingest}"})
+    assert r.status_code == 202 and r.json()["health_updates"] == 1
+    page.wait_for_selector(f".cfx-last-update:has-text('{account}')", timeout=10_000)
+    assert not outside
+    page.close()
