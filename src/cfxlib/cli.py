@@ -395,22 +395,21 @@ def churn_score(
     try:
         with err.status(f"training on outcomes known at the end of {month}"):
             result = scoring.churn_scores(con, month)
+        scores = _churn_table(result, con, month)
     finally:
         con.close()
-    scores = _churn_table(result, con_path=Home(settings.home).warehouse, month=month)
     write_csv(scores, out, float_format="%.6f")
     console.print(
         f"Scored {len(scores):,} accounts active at the end of {month} (trained on {result.training_rows:,} snapshots); wrote {out}"
     )
 
 
-def _churn_table(result, con_path: Path, month: str):
+def _churn_table(result, con, month: str):
     """The contract's ``account_id, p_churn_3m``, then tier, ARR, health band and the reasons in
     words, riskiest first."""
     import pandas as pd
 
     from cfxlib.customers import health
-    from cfxlib.store import warehouse
 
     s = result.scores
     explained = result.drivers.explain(s)
@@ -423,11 +422,7 @@ def _churn_table(result, con_path: Path, month: str):
             "reasons": ["; ".join(r) for r in explained["reasons"]],
         }
     )
-    con = warehouse.connect(con_path)
-    try:
-        bands = health.health_scores(con, pd.Period(month, freq="M").end_time.date(), changes=False)
-    finally:
-        con.close()
+    bands = health.health_scores(con, pd.Period(month, freq="M").end_time.date(), changes=False)
     table = table.merge(bands[["account_id", "health_score", "band"]], on="account_id", how="left")
     table = table[["account_id", "p_churn_3m", "tier", "arr", "health_score", "band", "reasons"]]
     return table.sort_values(["p_churn_3m", "account_id"], ascending=[False, True]).reset_index(drop=True)

@@ -76,6 +76,20 @@ def browser():
         b.close()
 
 
+def post_nps_today(service, ingest: str, account: str, score: int, tag: str) -> httpx.Response:
+    """POST one NPS answer dated today for ``account`` (the real case: newer than the publication)."""
+    event = {
+        "table": "nps_responses",
+        "response_id": f"{tag}-{time.time()}",
+        "account_id": account,
+        "date": datetime.date.today().isoformat(),
+        "score": score,
+    }
+    return httpx.post(
+        service.url + "/api/events", json={"events": [event]}, headers={"Authorization": f"Bearer {ingest}"}
+    )
+
+
 def open_page(browser, url: str):
     page = browser.new_page(viewport={"width": 1366, "height": 900})
     outside: list[str] = []
@@ -140,15 +154,8 @@ def test_customer_success_live_filters_and_calculator(stack, browser):
     assert f"{expected.roi_multiple:.1f}x" in roi and f"{expected.payback_months:.1f} months" in roi
     # an event dated today changes the account's row, the gauge and the last-update line live
     account = at_risk[0]["account_id"]
-    event = {
-        "table": "nps_responses",
-        "response_id": f"dash-{time.time()}",
-        "account_id": account,
-        "date": datetime.date.today().isoformat(),
-        "score": 0,
-    }
     gauge_before = page.inner_text(".cfx-health-gauge")
-    r = httpx.post(service.url + "/api/events", json={"events": [event]}, headers={"Authorization": f"Bearer {ingest}"})
+    r = post_nps_today(service, ingest, account, 0, "dash")
     assert r.status_code == 202 and r.json()["health_updates"] == 1
     page.wait_for_selector(f".cfx-last-update:has-text('{account}')", timeout=5_000)
     new = httpx.get(service.url + f"/api/customers/{account}", headers=auth).json()["health"]["health_score"]
@@ -225,14 +232,7 @@ def test_feed_reconnects_after_the_service_restarts(stack, browser):
     account = httpx.get(
         service.url + "/api/customers/at-risk?limit=1", headers={"Authorization": f"Bearer {analyst}"}
     ).json()["rows"][0]["account_id"]
-    event = {
-        "table": "nps_responses",
-        "response_id": f"dash-reconnect-{time.time()}",
-        "account_id": account,
-        "date": datetime.date.today().isoformat(),
-        "score": 10,
-    }
-    r = httpx.post(service.url + "/api/events", json={"events": [event]}, headers={"Authorization": f"Bearer {ingest}"})
+    r = post_nps_today(service, ingest, account, 10, "dash-reconnect")
     assert r.status_code == 202 and r.json()["health_updates"] == 1
     page.wait_for_selector(f".cfx-last-update:has-text('{account}')", timeout=10_000)
     assert not outside

@@ -11,7 +11,7 @@ import asyncio
 import json
 import os
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode
 
@@ -114,6 +114,3 @@ class FeedListener:
             self.on_status("offline")
             await asyncio.sleep(backoff * (1 + random.random() / 4))
             backoff = min(backoff * 2, self.max_backoff)
-
-
-Waiter = Callable[[], Awaitable[None]]

@@ -217,6 +217,7 @@ class CustomerSuccess:
         self.at_risk: list[dict] = risk["rows"]
         self.updates = 0
         self.shown: set[str] = set()
+        self.histories: dict[str, list[dict]] = {}
         self.gauge = w.HTML(render_gauge(list(self.health.values()), updates=0))
         self.gauge.add_class("cfx-health-gauge")
         owners = sorted({r.get("owner") for r in self.at_risk if r.get("owner")})
@@ -285,15 +286,28 @@ class CustomerSuccess:
         self.table.value = render_at_risk(shown, self.health) + (more if len(rows) > len(shown) else "")
 
     def refresh_detail(self) -> None:
+        """Show the selected account. Its 90-day history is fetched once per account (not on
+        every live update, which runs in the feed loop); the live score is its last point."""
         acc = self.account.value
         risk = next((r for r in self.at_risk if r["account_id"] == acc), None)
-        history = []
-        if acc:
+        if acc and acc not in self.histories:
             try:
-                history = self.client.get(f"/api/customers/{acc}/history")["points"]
+                self.histories[acc] = self.client.get(f"/api/customers/{acc}/history")["points"]
             except Exception:  # noqa: BLE001 - the detail still shows without its trend
-                history = []
-        self.detail.value = render_account(self.health.get(acc), risk, history)
+                self.histories[acc] = []
+        history = list(self.histories.get(acc, []))
+        live = self.health.get(acc)
+        if (
+            live
+            and history
+            and (history[-1]["as_of"], history[-1]["health_score"])
+            != (
+                live.get("as_of"),
+                live.get("health_score"),
+            )
+        ):
+            history.append({"as_of": live.get("as_of"), "health_score": live.get("health_score")})
+        self.detail.value = render_account(live, risk, history)
 
     def _roi_form(self, cost_per_hour: float) -> w.Widget:
         first = self.at_risk[0] if self.at_risk else {}
@@ -326,6 +340,7 @@ class CustomerSuccess:
         """Take one feed message: a snapshot replaces the book; an update changes one account."""
         if message["type"] == "snapshot":
             self.health = {r["account_id"]: r for r in message["accounts"]}
+            self.histories.clear()
             if message.get("run_id") and message["run_id"] != self.run_id:
                 self.run_id = message["run_id"]  # a new publication: refresh the at-risk list too
                 risk = self.client.get("/api/customers/at-risk", limit=10_000)
