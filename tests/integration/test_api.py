@@ -419,7 +419,7 @@ def test_schemathesis_finds_no_server_errors(server, published):
             "--max-examples",
             "30",
             "--phases",
-            "examples,fuzzing",
+            "examples,coverage,fuzzing",
         ],
         capture_output=True,
         text=True,

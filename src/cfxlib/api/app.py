@@ -270,6 +270,26 @@ def server_timing(timing: dict[str, float]) -> str:
     return ", ".join(f"{name};dur={ms:.2f}" for name, ms in timing.items())
 
 
+def _complete_allow_headers(app: FastAPI) -> None:
+    """A 405 names every method the path supports (RFC 9110), not only those of the first route
+    Starlette matched: ``GET`` and ``POST /api/pilots`` are two routes of one resource."""
+    from fastapi.exception_handlers import http_exception_handler
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.routing import Match
+
+    async def handler(request, exc: StarletteHTTPException):
+        response = await http_exception_handler(request, exc)
+        if exc.status_code == 405:
+            methods: set[str] = set()
+            for route in app.router.routes:
+                if route.matches(request.scope)[0] != Match.NONE and getattr(route, "methods", None):
+                    methods |= set(route.methods)
+            response.headers["Allow"] = ", ".join(sorted(methods))
+        return response
+
+    app.add_exception_handler(StarletteHTTPException, handler)
+
+
 DOCS_ASSETS = "/docs/assets"
 
 
@@ -320,6 +340,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         redoc_url=None,
     )
     _local_docs(app)
+    _complete_allow_headers(app)
     app.state.service = service
     app.add_middleware(TokenGate, tokens=service.tokens, access=ACCESS)
     base_openapi = app.openapi
@@ -329,10 +350,11 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
             schema = base_openapi()
             schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
             schemes["bearer"] = {"type": "http", "scheme": "bearer", "description": "`cfx token create --role ROLE`"}
+            events = schema["components"]["schemas"]["EventsIn"]["properties"]["events"]
+            events["items"] = events_json_schema()  # typed from the contract; parsed by cfx's own validation
         # The documented example batch must be one the service accepts: its account and date
         # come from the current publication (an example account that does not exist is refused).
         events = app.openapi_schema["components"]["schemas"]["EventsIn"]["properties"]["events"]
-        events["items"] = events_json_schema()  # typed from the contract; parsed by cfx's own validation
         pub = service.watcher.current()
         if pub is not None and pub.health:
             events["examples"] = [example_events(pub.health[0]["account_id"], pub.as_of_date.isoformat())]

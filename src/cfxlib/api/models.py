@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from cfxlib.api.events import example_events
 
@@ -313,7 +313,27 @@ class Ops(Published):
     by_service: list[OpsService]
 
 
-EMAIL = r"^[^@\s<>\"]+@[^@\s<>\"]+\.[A-Za-z]{2,}$"
+EMAIL = r"^[^@<>\"\t\n\r ]+@[^@<>\"\t\n\r ]+\.[A-Za-z]{2,}$"
+"""An email address, loosely. No \\s: it means different characters to pydantic's regex engine
+and to the ECMAScript regex of JSON Schema (U+0085 is whitespace to one, not the other), and the
+schema must accept exactly what the service accepts."""
+
+
+def _iso_text(value):
+    """Dates come as ``YYYY-MM-DD`` text only (pydantic would also take a number as a Unix time,
+    which the schema does not allow)."""
+    if not isinstance(value, str):
+        raise ValueError("must be a date as text, YYYY-MM-DD")
+    return value
+
+
+def _whole_number(value):
+    """A JSON number with no fraction (``40`` or ``40.0``, as JSON Schema's integer), not text."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a whole number")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("must be a whole number")
+    return int(value)
 
 
 class PilotIn(BaseModel):
@@ -323,8 +343,8 @@ class PilotIn(BaseModel):
     company: str = Field(min_length=1, max_length=200, description="The prospect's company name.")
     contact_email: str = Field(pattern=EMAIL, max_length=254, description="Who runs the pilot on their side.")
     tier: Tier
-    seats: int = Field(ge=1, le=100_000, description="Seats in the pilot.")
-    start_date: date = Field(description="First day of the pilot, YYYY-MM-DD.")
+    seats: Annotated[int, BeforeValidator(_whole_number)] = Field(ge=1, le=100_000, description="Seats in the pilot.")
+    start_date: Annotated[date, BeforeValidator(_iso_text)] = Field(description="First day of the pilot, YYYY-MM-DD.")
     success_criteria: str = Field(min_length=1, max_length=2000, description="What the pilot must show, in words.")
 
 

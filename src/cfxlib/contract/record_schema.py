@@ -14,10 +14,13 @@ from typing import Any
 
 from cfxlib.contract.schemas import TableSpec
 
-_NUMERIC_TEXT = r"^\s*[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]{1,3})?\s*$"
+_WS = r"[\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+"""Exactly the characters Python's ``str.strip`` removes (validation trims with it). Not ``\\s``:
+that means other characters in JSON Schema's ECMAScript regex (no U+0085, but U+FEFF)."""
+_NUMERIC_TEXT = rf"^{_WS}*[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]{{1,3}})?{_WS}*$"
 _TEXT_PATTERNS = {
-    "date": r"^\s*[0-9]{4}-[0-9]{2}-[0-9]{2}\s*$",
-    "month": r"^\s*[0-9]{4}-[0-9]{2}\s*$",
+    "date": rf"^{_WS}*[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}{_WS}*$",
+    "month": rf"^{_WS}*[0-9]{{4}}-[0-9]{{2}}{_WS}*$",
 }
 _BOUNDS = {
     "greater_than_or_equal_to": ("minimum", "min_value"),
@@ -50,7 +53,7 @@ def column_schema(column) -> dict[str, Any]:
         schema["pattern"] = _TEXT_PATTERNS[kind]
     elif "isin" in checks:
         allowed = "|".join(str(v) for v in checks["isin"]["allowed_values"])
-        schema["pattern"] = rf"^\s*({allowed})\s*$"
+        schema["pattern"] = rf"^{_WS}*({allowed}){_WS}*$"
         schema["examples"] = list(checks["isin"]["allowed_values"])
     if "str_length" in checks and kind in ("id", "text") and checks["str_length"].get("max_value") is not None:
         schema["maxLength"] = checks["str_length"]["max_value"]
