@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cfx-installed
 
-.PHONY: install run test lint format lock docs bench clean system-deps
+.PHONY: install run test lint format lock docs bench clean system-deps preview
 
 install: $(STAMP)
 
@@ -52,3 +52,11 @@ lock:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# Edit the site's prose with the latest run's numbers: copies its artifacts and _variables.yml
+# into the repository (both git-ignored), then `quarto preview` when Quarto is installed.
+preview:
+	@pub=$$(readlink -f "$${CFX_HOME:-$$HOME/.cfx}/published") && test -d "$$pub" || { echo "no publication yet: run 'make run' first"; exit 1; }; \
+	run=$$(dirname "$$pub"); rm -rf reports/_artifacts; cp -r "$$run/artifacts" reports/_artifacts; \
+	cp "$$run/artifacts/variables.yml" _variables.yml; \
+	if command -v quarto >/dev/null; then quarto preview; else echo "reports/_artifacts and _variables.yml are ready; install Quarto (conda: environment.yml) for 'quarto preview'"; fi

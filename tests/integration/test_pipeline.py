@@ -34,6 +34,8 @@ def test_run_publishes_everything(published):
         "site/reports/forecast-backtest.html",
         "site/reports/data-dictionary.html",
         "site/reports/launch-report.html",
+        "site/reports/investor-summary.html",
+        "reports/investor_metrics.md",
         "reports/enterprise_launch_report.md",
         "reports/enterprise_launch_report.html",
         "reports/enterprise_launch_report.pdf",
@@ -94,7 +96,8 @@ def test_snapshot_site_pdf_and_library_agree(published):
         assert text in pdf, f"{name} {text} not in the investor PDF"
         assert text.replace("$", "\\$") in launch or text in launch, f"{name} {text} not in the launch report"
     assert snap.run_id in site and snap.as_of in pdf
-    assert "Enterprise Acquisition → Operational Intelligence → Global Scaling" in launch
+    assert "enterprise acquisition, operational intelligence, global scaling" in launch
+    assert "{{<" not in launch  # every shortcode resolved
 
 
 def test_site_is_offline_and_navigable_in_chromium(published, tmp_path):
@@ -103,7 +106,8 @@ def test_site_is_offline_and_navigable_in_chromium(published, tmp_path):
     site = published / "published" / "site"
     for page in site.rglob("*.html"):
         text = page.read_text()
-        assert not re.search(r"(src|href)=\"https?://", text), f"external link in {page.name}"
+        # nothing is loaded from the network (citations of sources may link out; nothing loads them)
+        assert not re.search(r"src=\"https?://|<link[^>]+href=\"https?://", text), f"external resource in {page.name}"
     shots = tmp_path / "shots"
     shots.mkdir()
     with sync_playwright() as p:
@@ -141,7 +145,7 @@ def test_site_is_offline_and_navigable_in_chromium(published, tmp_path):
         page.click("nav >> text=Overview")
         hrefs = page.eval_on_selector_all("main a[href]", "els => els.map(e => e.href)")
         reports = [h for h in hrefs if h.startswith("file://") and not h.endswith(".html")]
-        assert len(reports) == 5, hrefs
+        assert len(reports) == 6, hrefs
         for href in reports:
             assert Path(href.removeprefix("file://")).is_file(), href
         assert "Generated " in page.inner_text("main")
@@ -150,10 +154,75 @@ def test_site_is_offline_and_navigable_in_chromium(published, tmp_path):
     assert (shots / "overview.png").stat().st_size > 50_000
 
 
-def test_pdf_pages_render_to_images(published, tmp_path):
-    pdf = published / "published" / "reports" / "enterprise_launch_report.pdf"
-    pages = render_pages(pdf, tmp_path)
+def test_every_page_reads_at_1366_px(published, tmp_path):
+    """Each navbar page in Chromium at a laptop's width: nothing wider than the window, no table
+    that scrolls sideways, every image loaded, every link resolving; screenshots kept."""
+    from playwright.sync_api import sync_playwright
+
+    site = published / "published" / "site"
+    shots = REPO / "test-artifacts" / "site"
+    shots.mkdir(parents=True, exist_ok=True)
+    pages = sorted((site / "reports").glob("*.html"))
+    assert len(pages) >= 7
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        for html_page in pages:
+            page.goto(html_page.as_uri())
+            for tab in page.query_selector_all(".tabset-nav button") or [None]:
+                if tab is not None:
+                    tab.click()
+                name = html_page.stem + ("-" + tab.inner_text().lower().replace(" ", "-") if tab else "")
+                page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+                width = page.evaluate("document.documentElement.scrollWidth")
+                assert width <= 1366, f"{name}: page {width} px wide"
+                wide_tables = page.eval_on_selector_all(
+                    "table", "ts => ts.filter(t => t.offsetParent && t.scrollWidth > t.clientWidth + 2).length"
+                )
+                assert wide_tables == 0, f"{name}: {wide_tables} table(s) scroll sideways"
+            broken = page.eval_on_selector_all(
+                "img", "els => els.filter(e => !e.complete || !e.naturalWidth).map(e => e.src)"
+            )
+            assert not broken, f"{html_page.name}: images not loaded {broken}"
+            for href in page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)"):
+                if href.startswith("file://"):
+                    target = Path(href.removeprefix("file://").split("#")[0])
+                    assert target.exists(), f"{html_page.name}: broken link {href}"
+        browser.close()
+
+
+def _ink_bottom(png: Path) -> float:
+    """Where the last ink is on a page image, as a share of its height (the footer line left out)."""
+    import numpy as np
+    from PIL import Image
+
+    grey = np.asarray(Image.open(png).convert("L"))
+    body = grey[: int(grey.shape[0] * 0.93)]  # the footer sits in the bottom margin
+    rows = np.where((body < 235).sum(axis=1) > 3)[0]
+    return (rows.max() + 1) / grey.shape[0] if len(rows) else 0.0
+
+
+@pytest.mark.parametrize("name", ["enterprise_launch_report", "investor_metrics"])
+def test_pdfs_fill_their_pages_and_carry_funding_and_charts(published, tmp_path, name):
+    import pypdfium2 as pdfium
+
+    pdf = published / "published" / "reports" / f"{name}.pdf"
+    out = REPO / "test-artifacts" / "pdf"
+    out.mkdir(parents=True, exist_ok=True)
+    pages = render_pages(pdf, out)
     assert pages and pages[0].stat().st_size > 30_000
+    for number, png in enumerate(pages[:-1], start=1):
+        assert _ink_bottom(png) > 0.5, f"{name} page {number} is more than half empty"
+    doc = pdfium.PdfDocument(str(pdf))
+    try:
+        images = sum(len(list(doc[i].get_objects(filter=[pdfium.raw.FPDF_PAGEOBJ_IMAGE]))) for i in range(len(doc)))
+    finally:
+        doc.close()
+    assert images >= 4, f"{name} has {images} charts"
+    text = pdf_text(pdf)
+    assert "unding status" in text and "Use of funds" in text and "not provided" in text
+    assert "Burn multiple" in text and "Rule of 40" in text
+    assert "DynamicOptimizedTheta" not in text.split("Forecast models chosen")[0]  # no model names in the body
 
 
 def test_failed_step_keeps_the_previous_publication(published, tmp_path):

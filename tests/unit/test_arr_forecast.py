@@ -57,3 +57,48 @@ def test_backtest_report_scores_past_forecasts():
     assert overall["mape"] < 1.0  # a straight line is easy
     assert set(report["by_horizon"]["horizon"]) == set(range(1, 7))
     assert report["points"]["origin"].tolist()[0] == "2024-12"
+
+
+def _tiered_history(months: int = 30) -> pd.DataFrame:
+    ds = pd.date_range("2023-01-01", periods=months, freq="MS")
+    rng = np.random.default_rng(5)
+    tiers = {
+        "Starter": 2e5 * 1.02 ** np.arange(months) * rng.lognormal(0, 0.02, months),
+        "Professional": 8e5 * 1.03 ** np.arange(months) * rng.lognormal(0, 0.02, months),
+        "Enterprise": 2e6 * 1.04 ** np.arange(months) * rng.lognormal(0, 0.02, months),
+    }
+    rows = [pd.DataFrame({"unique_id": t, "ds": ds, "y": y}) for t, y in tiers.items()]
+    rows.append(pd.DataFrame({"unique_id": "Total", "ds": ds, "y": sum(tiers.values())}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_reconciled_tiers_sum_to_the_total_at_every_horizon():
+    history = _tiered_history()
+    base = arr_forecast.top_down(history, h=12, models=["AutoETS", "SeasonalNaive"]).predict()
+    wide_base = base.pivot(index="ds", columns="unique_id", values="yhat")
+    tiers = ["Starter", "Professional", "Enterprise"]
+    rec = arr_forecast.reconcile(base)
+    wide = rec.pivot(index="ds", columns="unique_id", values="yhat")
+    assert len(wide) == 12
+    assert ((wide[tiers].sum(axis=1) / wide["Total"] - 1).abs() < 0.001).all()
+    assert (wide["Total"] == wide_base["Total"]).all()  # top-down keeps the total's forecast
+    for band in ("lo_80", "hi_80", "lo_95", "hi_95"):  # intervals move with their point forecast
+        assert ((rec[f"yhat_{band}"] <= rec["yhat"]) == band.startswith("lo")).all()
+    assert "yhat_base" in rec and set(rec.columns) >= set(base.columns)
+
+
+def test_hierarchical_backtest_reports_reconciled_beside_base_and_flags_thin_horizons():
+    history = _tiered_history()
+    report = arr_forecast.backtest_report(
+        history, h=6, origins=3, step=2, models=["AutoETS", "SeasonalNaive"], hierarchical=True
+    )
+    assert set(report["by_series"]) == {"Total", "Starter", "Professional", "Enterprise"}
+    for figures in report["by_series"].values():
+        assert set(figures) == {"reconciled", "base"} and figures["base"]["points"] == figures["reconciled"]["points"]
+    by_h = report["by_horizon"].set_index("horizon")
+    assert by_h.loc[1, "forecasts"] == 3 and by_h.loc[1, "coverage_stated"]
+    assert by_h.loc[6, "forecasts"] == 1 and not by_h.loc[6, "coverage_stated"]
+    points = report["points"]
+    summed = points[points["unique_id"] != "Total"].groupby(["origin", "ds"])["yhat"].sum()
+    total = points[points["unique_id"] == "Total"].set_index(["origin", "ds"])["yhat"]
+    assert ((summed / total - 1).abs() < 0.001).all()

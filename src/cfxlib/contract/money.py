@@ -35,6 +35,7 @@ MONEY_FIELDS = frozenset(
         *("arr_at_risk", "value_usd", "subscription_cost", "downtime_cost_per_hour_usd"),
         *("yhat", "yhat_lo_80", "yhat_hi_80", "yhat_lo_95", "yhat_hi_95", "lo_80", "hi_80", "lo_95", "hi_95"),
         *("arr_bottom_up", "gap_usd", "new_arr_per_month", "sm_spend", "cost_of_revenue_usd"),
+        *("actual", "yhat_base", "revenue", "cost_of_revenue", "other_opex", "operating_expenses", "net_burn"),
     }
 )
 """Fields of the JSON payloads that hold US dollars: written in whole cents."""

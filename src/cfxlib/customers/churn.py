@@ -403,6 +403,12 @@ MIN_CONTRIBUTION = 0.15
 """A driver must add at least this much to the account's log-odds of churn to be named."""
 
 
+def plural(n: float, word: str) -> str:
+    """``1 month``, ``3 months``, ``0 tickets`` (English plural with s)."""
+    n = round(float(n))
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
 def _describe(driver: str, row: pd.Series) -> str:
     v = row.get(DRIVER_FEATURES[driver][0])
     fmt = {
@@ -410,8 +416,12 @@ def _describe(driver: str, row: pd.Series) -> str:
         "low_utilisation": lambda: (
             f"Only {v * 100:.0f}% of {row.get('seats', 0):.0f} seats are active on an average day"
         ),
-        "ticket_backlog": lambda: f"{v:.0f} open support ticket(s) past their target time",
-        "slow_ticket_resolution": lambda: f"Only {v * 100:.0f}% of recent tickets were resolved on time",
+        "ticket_backlog": lambda: f"{plural(v, 'open support ticket')} past their target time",
+        "slow_ticket_resolution": lambda: (
+            "No recent ticket was resolved on time"
+            if v < 0.005
+            else f"Only {v * 100:.0f}% of recent tickets were resolved on time"
+        ),
         "weak_downtime_reduction": lambda: (
             f"Equipment downtime is only {v * 100:.0f}% below the pre-ChatterFix baseline"
             if v > 0.005
@@ -420,9 +430,15 @@ def _describe(driver: str, row: pd.Series) -> str:
             else "Equipment downtime is no lower than before ChatterFix"
         ),
         "low_nps": lambda: f"NPS answers average {v:.1f} out of 10",
-        "short_tenure": lambda: f"Customer for only {v:.0f} month(s)" if v >= 1 else "New customer (first month)",
-        "shrinking_revenue": lambda: f"Recurring revenue changed {v * 100:+.0f}% in 3 months",
-        "renewal_due": lambda: f"Annual renewal due in {v:.0f} month(s)",
+        "short_tenure": lambda: f"Customer for only {plural(v, 'month')}" if v >= 1 else "New customer (first month)",
+        "shrinking_revenue": lambda: (
+            "Recurring revenue has not grown in 3 months"
+            if abs(v) < 0.005
+            else f"Recurring revenue changed {v * 100:+.0f}% in 3 months"
+        ),
+        "renewal_due": lambda: (
+            "Annual renewal due this month" if round(v) == 0 else f"Annual renewal due in {plural(v, 'month')}"
+        ),
     }[driver]
     try:
         return fmt() if v is not None and not pd.isna(v) else driver.replace("_", " ")

@@ -46,7 +46,7 @@ def kpis(con, as_of_month: str, health_frame: pd.DataFrame, risk: pd.DataFrame, 
     nps = con.execute(
         f"""
         WITH am AS (SELECT * FROM {am})
-        SELECT strftime(date_trunc('month', n.date), '%Y-%m') AS month, coalesce(am.tier, 'Unknown') AS tier,
+        SELECT strftime(date_trunc('month', n.date), '%Y-%m') AS month, coalesce(am.tier, 'No active plan') AS tier,
                count(*) AS answers,
                100.0 * avg(CASE WHEN score >= 9 THEN 1 ELSE 0 END) - 100.0 * avg(CASE WHEN score <= 6 THEN 1 ELSE 0 END) AS nps
         FROM nps_responses n

@@ -31,6 +31,9 @@ class Playbook(BaseModel):
     name: str
     when: _When = _When()
     action: str
+    detail: str | None = Field(
+        None, description="Sentence with {facts} of the account (see FACTS) appended to the action when all are known."
+    )
     owner: str
     due_days: int = Field(ge=0)
 
@@ -66,21 +69,95 @@ def load_playbooks(path: Path | None = None) -> list[Playbook]:
     return books
 
 
+FACTS = {
+    "seats": "seats on the subscription",
+    "active_seats": "seats active on an average day",
+    "idle_seats": "seats not active on an average day",
+    "target_active_seats": "active seats that would reach 60% utilisation",
+    "open_overdue": "open support tickets past their target time",
+    "renewal_in": "when the annual renewal falls ('in 2 months', 'this month')",
+    "downtime_reduction_pct": "downtime reduction against the pre-ChatterFix baseline, %",
+    "nps": "mean NPS answer (0-10)",
+    "usage_change_pct": "change of usage against its earlier level, %",
+}
+"""Facts a playbook's ``detail`` may quote, computed from the account's churn features."""
+
+
+def facts(row: dict) -> dict:
+    """The :data:`FACTS` known for an account (missing features leave their facts out)."""
+
+    def known(name):
+        v = row.get(name)
+        return None if v is None or (isinstance(v, float) and pd.isna(v)) else v
+
+    out = {}
+    seats, util = known("seats"), known("utilisation")
+    if seats is not None and util is not None:
+        active = round(seats * util)
+        out.update(
+            seats=f"{seats:.0f}",
+            active_seats=f"{active:.0f}",
+            idle_seats=f"{seats - active:.0f}",
+            target_active_seats=f"{max(active + 1, round(0.6 * seats)):.0f}",
+        )
+    if known("open_overdue") is not None:
+        out["open_overdue"] = f"{row['open_overdue']:.0f}"
+    if known("months_to_renewal") is not None:
+        out["renewal_in"] = (
+            "this month"
+            if round(row["months_to_renewal"]) == 0
+            else "in " + churn.plural(row["months_to_renewal"], "month")
+        )
+    if known("downtime_reduction") is not None:
+        out["downtime_reduction_pct"] = f"{100 * row['downtime_reduction']:.0f}"
+    if known("nps_mean") is not None:
+        out["nps"] = f"{row['nps_mean']:.1f}"
+    if known("usage_trend") is not None:
+        out["usage_change_pct"] = f"{100 * (row['usage_trend'] - 1):+.0f}"
+    return out
+
+
 def recommend(row: dict, books: list[Playbook]) -> dict:
     """The playbook for the account's most important driver that has one (catalogue order breaks
-    ties); without such a match, the first general entry (no driver condition) that matches."""
+    ties); without such a match, the first general entry (no driver condition) that matches.
 
-    def pick(book: Playbook) -> dict:
-        return {"playbook": book.name, "action": book.action, "owner": book.owner, "due_days": book.due_days}
+    The action is made specific to the account: the playbook's ``detail`` filled with the
+    account's :func:`facts`, and, when another of its drivers calls for a different playbook,
+    that playbook as the next step."""
+    known = facts(row)
 
+    def detail(book: Playbook) -> str | None:
+        try:
+            return book.detail.format_map(known) if book.detail else None
+        except (KeyError, ValueError):
+            return None
+
+    def pick(book: Playbook, then: Playbook | None = None) -> dict:
+        specific = detail(book)
+        step = f"Next: {then.name} ({then.owner}, within {then.due_days} days)." if then else None
+        action = " ".join(x for x in (book.action, specific, step) if x)
+        return {
+            "playbook": book.name,
+            "action": action,
+            "detail": specific,
+            "next_step": step,
+            "owner": book.owner,
+            "due_days": book.due_days,
+        }
+
+    matched = []
     for driver in row.get("drivers", []):
         for book in books:
             if book.when.driver == driver and book.matches(row):
-                return pick(book)
+                if book not in matched:
+                    matched.append(book)
+                break
+    if matched:
+        return pick(matched[0], matched[1] if len(matched) > 1 else None)
     for book in books:
         if book.when.driver is None and book.matches(row):
             return pick(book)
-    return {"playbook": None, "action": None, "owner": None, "due_days": None}
+    return {"playbook": None, "action": None, "detail": None, "next_step": None, "owner": None, "due_days": None}
 
 
 def at_risk(
@@ -104,7 +181,9 @@ def at_risk(
     frame["drivers"] = explained["drivers"].to_numpy()
     frame["reasons"] = explained["reasons"].to_numpy()
     frame["arr_at_risk"] = frame["p_churn_3m"] * frame["arr"]
-    recs = pd.DataFrame([recommend(r, books) for r in frame.to_dict("records")], index=frame.index)
+    features = s.drop(columns=[c for c in ("tier", "mrr", "p_churn_3m") if c in s.columns])
+    rows = frame.merge(features, on="account_id", how="left", suffixes=("", "_feature")).to_dict("records")
+    recs = pd.DataFrame([recommend(r, books) for r in rows], index=frame.index)
     frame = pd.concat([frame, recs], axis=1)
     frame["at_risk"] = (frame["p_churn_3m"] >= min_probability) | (frame["band"] == "red")
     cols = [
@@ -119,6 +198,8 @@ def at_risk(
         "reasons",
         "playbook",
         "action",
+        "detail",
+        "next_step",
         "owner",
         "due_days",
         "at_risk",

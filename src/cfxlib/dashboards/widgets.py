@@ -21,11 +21,12 @@ import ipywidgets as w
 from cfxlib.customers.roi import customer_roi
 from cfxlib.dashboards.client import AccessDenied, FeedListener, ServiceClient
 from cfxlib.publish.pages import pct, usd  # the site's number formats
+from cfxlib.publish.theme import ACCENT, BAND_COLOURS, NEGATIVE, POSITIVE
 
 BANDS = ("red", "yellow", "green")
 TABLE_ROWS = 50
 """At-risk rows shown at once (the filters narrow the list); the rest is counted below the table."""
-BAND_COLOURS = {"red": "#d1495b", "yellow": "#edae49", "green": "#4c9f70"}
+
 TIERS = ("Starter", "Professional", "Enterprise")
 ALL = "All"
 
@@ -86,7 +87,7 @@ def render_gauge(rows: list[dict], title: str = "Book health", updates: int | No
     )
 
 
-def sparkline(values: list[float], width: int = 320, height: int = 60, colour: str = "#2f6db5") -> str:
+def sparkline(values: list[float], width: int = 320, height: int = 60, colour: str = ACCENT) -> str:
     """An inline SVG line of ``values`` (no axes), scaled to its own range."""
     pts = [v for v in values if v is not None]
     if len(pts) < 2:
@@ -101,7 +102,7 @@ def sparkline(values: list[float], width: int = 320, height: int = 60, colour: s
     )
 
 
-def render_trend(points: list[dict], key: str, label: str, colour: str = "#2f6db5", digits: int = 1) -> str:
+def render_trend(points: list[dict], key: str, label: str, colour: str = ACCENT, digits: int = 1) -> str:
     """A titled sparkline of ``key`` over ``points`` with its first and last values."""
     values = [p.get(key) for p in points]
     known = [v for v in values if v is not None]
@@ -247,7 +248,7 @@ class CustomerSuccess:
         self.trend = w.HTML(
             '<div class="cfx-card"><h3>The book over 90 days (weekly)</h3>'
             + render_trend(book, "mean_health", "Average health")
-            + render_trend(book, "red", "Accounts in the red band (at risk by health)", colour="#d1495b", digits=0)
+            + render_trend(book, "red", "Accounts in the red band (at risk by health)", colour=NEGATIVE, digits=0)
             + "</div>"
         )
         self.trend.add_class("cfx-book-trend")
@@ -363,7 +364,7 @@ class CustomerSuccess:
             self.refresh_detail()
 
     def set_status(self, state: str) -> None:
-        colour = {"live": "#4c9f70", "connecting": "#edae49"}.get(state, "#d1495b")
+        colour = {"live": POSITIVE, "connecting": BAND_COLOURS["yellow"]}.get(state, NEGATIVE)
         self.status.value = f'<span style="color:{colour}">●</span> feed: {esc(state)}'
 
     def start_live(self) -> FeedListener:

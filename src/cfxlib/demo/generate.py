@@ -18,12 +18,13 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from cfxlib.contract.fundraising import FILE_NAME as FUNDRAISING_FILE
 from cfxlib.contract.schemas import PRIORITIES, TABLES, TIERS
 from cfxlib.core.errors import UserError
 from cfxlib.demo import behaviour as bh
@@ -730,4 +731,25 @@ def generate(
     finally:
         for sink in sinks.values():
             sink.close()
+    _fundraising_file(out_dir, cal, float(mrr[-1]), today or date.today())
     return {name: sink.rows for name, sink in sinks.items()}
+
+
+def _fundraising_file(out_dir: Path, cal: Calendar, last_mrr: float, today: date) -> Path:
+    """The demo company's ``fundraising.yaml``: the packaged example, with cash and the expenses
+    outside ``spend_monthly`` scaled to the generated company and dates around its last month."""
+    end = pd.Timestamp(cal.end).date()  # first day after the data
+    template = (Path(__file__).parent / FUNDRAISING_FILE).read_text(encoding="utf-8")
+    text = template.format(
+        updated=min(end + timedelta(days=9), today).isoformat(),
+        data_room=(end + timedelta(days=1)).isoformat(),
+        partners=(end + timedelta(days=30)).isoformat(),
+        term_sheet=(end + timedelta(days=75)).isoformat(),
+        close=(end + timedelta(days=120)).isoformat(),
+        cash=f"{round(6 * last_mrr, -4):.0f}",
+        cash_as_of=(end - timedelta(days=1)).isoformat(),
+        other_opex=f"{round(0.55 * last_mrr, -3):.0f}",
+    )
+    path = out_dir / FUNDRAISING_FILE
+    path.write_text(text, encoding="utf-8")
+    return path

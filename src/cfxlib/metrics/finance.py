@@ -13,7 +13,8 @@ import pandas as pd
 
 from cfxlib.contract.money import round_money_fields
 from cfxlib.core.records import jsonable, records
-from cfxlib.metrics import arr_forecast, revenue
+from cfxlib.metrics import arr_forecast, efficiency, revenue
+from cfxlib.store.warehouse import ingest_metadata
 
 
 @dataclass
@@ -31,6 +32,8 @@ class FinanceResults:
     bottom_up: pd.DataFrame
     comparison: pd.DataFrame
     backtest: dict
+    efficiency: dict
+    fundraising: dict | None
 
 
 def compute(
@@ -41,9 +44,10 @@ def compute(
     ``as_of`` (``YYYY-MM``; default the data's last month) is the last month of every table and
     the forecast's origin."""
     monthly = revenue.monthly_metrics(con=con, as_of=as_of)
+    fundraising = ingest_metadata(con).get("fundraising")
     history = arr_forecast.arr_history(con=con, as_of=as_of)
     forecaster = arr_forecast.top_down(history, h=h, models=models)
-    top = forecaster.predict()
+    top = arr_forecast.reconcile(forecaster.predict())
     bottom = arr_forecast.bottom_up(con=con, h=h, as_of=as_of)
     return FinanceResults(
         as_of_month=monthly["month"].iloc[-1],
@@ -59,14 +63,25 @@ def compute(
         bottom_up=bottom,
         comparison=arr_forecast.compare(top, bottom),
         backtest=arr_forecast.backtest_report(
-            history, h=h, origins=backtest_origins, step=backtest_step, models=models
+            history, h=h, origins=backtest_origins, step=backtest_step, models=models, hierarchical=True
         ),
+        efficiency=efficiency.efficiency(con, fundraising, as_of=as_of),
+        fundraising=fundraising,
     )
 
 
 def _last(frame: pd.DataFrame, column: str):
     values = frame[column].dropna()
     return values.iloc[-1] if len(values) else None
+
+
+def _backtest_points(points: pd.DataFrame) -> pd.DataFrame:
+    if points.empty:
+        return points
+    cols = ["unique_id", "origin", "horizon", "ds", "y", "yhat", "yhat_lo_80", "yhat_hi_80", "yhat_lo_95", "yhat_hi_95"]
+    frame = points[[c for c in cols if c in points] + (["yhat_base"] if "yhat_base" in points else [])].copy()
+    frame["ds"] = frame["ds"].dt.strftime("%Y-%m")
+    return frame.rename(columns={"ds": "month", "y": "actual"})
 
 
 def payloads(res: FinanceResults) -> dict:
@@ -130,8 +145,15 @@ def payloads(res: FinanceResults) -> dict:
                 "as_of": res.as_of_month,
                 "models": res.forecast_models,
                 "points": records(fc.rename(columns={"ds": "month"})),
+                "reconciliation": arr_forecast.RECONCILER,
                 "backtest": jsonable(res.backtest["overall"]),
+                "backtest_by_series": jsonable(res.backtest["by_series"]),
+                "backtest_by_horizon": records(res.backtest["by_horizon"]),
+                "backtest_points": records(_backtest_points(res.backtest["points"])),
             },
+            "efficiency": jsonable({k: v for k, v in res.efficiency.items() if k != "months"}),
+            "cash_by_month": records(pd.DataFrame(res.efficiency["months"])),
+            "fundraising": res.fundraising,
             "unit_economics": records(
                 ue[
                     [

@@ -14,16 +14,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
 
 from cfxlib.core.outputs import write_csv  # noqa: E402
+from cfxlib.customers import health as health_config  # noqa: E402
 from cfxlib.customers import survival  # noqa: E402
 from cfxlib.customers.report import CustomerResults, payload  # noqa: E402
-from cfxlib.publish import pages  # noqa: E402
+from cfxlib.publish import figures, pages, theme  # noqa: E402
 from cfxlib.publish.escape import md  # noqa: E402
-from cfxlib.publish.figures import DPI, PALETTE  # noqa: E402
-
-BAND_COLOURS = {"red": "#d1495b", "yellow": "#edae49", "green": "#4c9f70"}
+from cfxlib.publish.theme import BAND_COLOURS, PALETTE  # noqa: E402
 
 
 def _pct(x) -> str:
@@ -85,15 +83,11 @@ def markdown(res: CustomerResults, top: int = 25) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+_save = theme.save
 
 
 def _figures(res: CustomerResults, folder: Path) -> dict[str, Path]:
-    sns.set_theme(style="whitegrid", context="notebook")
+    theme.apply()
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
     card = res.card or {}
@@ -115,8 +109,8 @@ def _figures(res: CustomerResults, folder: Path) -> dict[str, Path]:
         ax.plot(cal["predicted"], cal["observed"], marker="o", color=PALETTE["Total"], lw=2, label="model (deciles)")
         ax.set_xlabel("predicted probability of churn in 3 months")
         ax.set_ylabel("observed churn rate")
-        ax.set_title("Calibration (out-of-time test)", loc="left", fontweight="bold")
-        ax.legend(frameon=False)
+        ax.set_title("Calibration (out-of-time test)")
+        ax.legend()
     out["calibration"] = _save(fig, folder / "churn_calibration.png")
     fig, ax = plt.subplots(figsize=(7, 4.4))
     for tier, g in res.curves.groupby("tier"):
@@ -127,8 +121,8 @@ def _figures(res: CustomerResults, folder: Path) -> dict[str, Path]:
     ax.set_xlabel("months since becoming a customer")
     ax.set_ylabel("share still a customer")
     ax.set_ylim(0, 1.02)
-    ax.set_title("Customer retention by tier (Kaplan-Meier, 95% band)", loc="left", fontweight="bold")
-    ax.legend(frameon=False)
+    ax.set_title("Customer retention by tier (Kaplan-Meier, 95% band)")
+    ax.legend()
     out["retention"] = _save(fig, folder / "retention_km.png")
     dist = (
         res.health.groupby(["tier", "band"])
@@ -142,9 +136,13 @@ def _figures(res: CustomerResults, folder: Path) -> dict[str, Path]:
         ax.barh(dist.index, dist[band], left=left, color=BAND_COLOURS[band], label=band)
         left += dist[band]
     ax.set_xlabel("accounts")
-    ax.set_title("Health bands by tier", loc="left", fontweight="bold")
-    ax.legend(frameon=False, ncol=3, loc="lower right")
+    ax.set_title("Health bands by tier")
+    ax.legend(ncol=3, loc="lower right")
     out["health"] = _save(fig, folder / "health_by_tier.png")
+    bands = health_config.load_config().bands
+    out["health_distribution"] = figures.health_distribution_figure(
+        res.health, folder / "health_distribution.png", red_below=bands.red, green_from=bands.yellow
+    )
     return out
 
 

@@ -34,7 +34,18 @@ def write(res: FinanceResults, out_dir: Path, payload: dict | None = None) -> di
     files["arr_forecast_png"] = figures.forecast_figure(
         res.arr_history, res.forecast, out_dir / "figures" / "arr_forecast.png"
     )
-    files["mrr_movements_png"] = figures.movements_figure(res.monthly, out_dir / "figures" / "mrr_movements.png")
+    fig = out_dir / "figures"
+    files["mrr_movements_png"] = figures.movements_figure(res.monthly, fig / "mrr_movements.png")
+    files["mrr_bridge_png"] = figures.bridge_figure(res.monthly, fig / "mrr_bridge.png")
+    files["mrr_by_tier_png"] = figures.mrr_by_tier_figure(res.monthly_by_tier, fig / "mrr_by_tier.png")
+    files["cohorts_png"] = figures.cohort_heatmap(res.cohorts, fig / "cohort_retention.png")
+    files["retention_png"] = figures.retention_trends_figure(res.retention, res.monthly, fig / "retention_trends.png")
+    if not res.backtest["points"].empty:
+        files["backtest_png"] = figures.backtest_figure(res.arr_history, res.backtest["points"], fig / "backtest.png")
+    if res.fundraising:
+        funds = figures.use_of_funds_figure(res.fundraising, fig / "use_of_funds.png")
+        if funds:
+            files["use_of_funds_png"] = funds
     path = out_dir / "finance.json"
     path.write_text(json.dumps(payload if payload is not None else payloads(res), indent=1), encoding="utf-8")
     files["finance_json"] = path

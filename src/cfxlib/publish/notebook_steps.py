@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ from cfxlib.core.settings import Settings, load_settings
 from cfxlib.customers import health, scoring
 from cfxlib.customers import report as customer_results
 from cfxlib.metrics import finance, ops
-from cfxlib.publish import customer_report, figures, finance_report, pages, render, snapshot
+from cfxlib.publish import customer_report, figures, finance_report, pages, render, snapshot, variables
 from cfxlib.store import warehouse
 from cfxlib.store.sqltext import date_literal
 
@@ -133,9 +134,7 @@ def forecast(ctx: Context) -> finance.FinanceResults:
     payload = finance.payloads(res)
     finance_report.write(res, ctx.artifacts, payload)
     (ctx.artifacts / "financial.md").write_text(pages.financial(payload), encoding="utf-8")
-    (ctx.artifacts / "forecast_backtest.md").write_text(
-        pages.forecast_backtest(payload, res.backtest["by_horizon"]), encoding="utf-8"
-    )
+    (ctx.artifacts / "forecast_backtest.md").write_text(pages.forecast_backtest(payload), encoding="utf-8")
     return res
 
 
@@ -193,34 +192,32 @@ def investor_snapshot(ctx: Context, commit: str = "unknown") -> dict:
     ctx.write_json("metrics_snapshot.json", data)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     (ctx.artifacts / "overview.md").write_text(pages.overview(data, fin, cust, generated), encoding="utf-8")
+    for name, text in pages.report_fragments(data, fin, cust).items():
+        (ctx.artifacts / name).write_text(text + "\n", encoding="utf-8")
+    values = variables.build(data, fin, cust, ops_total, generated)
+    variables.write(values, ctx.artifacts / "variables.yml")
     reports = ctx.run_dir / "reports"
     reports.mkdir(exist_ok=True)
     footer = f"ChatterFix · cfx run {ctx.run_id} · data {quality['data_hash'][:12]}"
-    launch = pages.launch_report(data, fin, cust, ops_total)
-    (ctx.artifacts / "launch_report.md").write_text(launch.split("\n", 1)[1], encoding="utf-8")
-    (reports / "enterprise_launch_report.md").write_text(
-        launch.replace("_artifacts/", "../artifacts/"), encoding="utf-8"
-    )
-    render.render_html_report(
-        launch.replace("_artifacts/", "figures/"),
-        reports / "enterprise_launch_report.html",
-        "Enterprise launch report",
-        footer,
-    )
+    # The reports are the site's .qmd pages, rendered from a folder laid out like the site's
+    # (the page beside _artifacts/), so includes and figures resolve the same way.
     pdf_base = ctx.run_dir / "pdf-build"
-    (pdf_base / "_artifacts").mkdir(parents=True, exist_ok=True)
-    import shutil
-
-    shutil.copytree(ctx.artifacts / "figures", pdf_base / "_artifacts" / "figures", dirs_exist_ok=True)
+    shutil.rmtree(pdf_base, ignore_errors=True)
+    shutil.copytree(ctx.artifacts, pdf_base / "_artifacts", ignore=shutil.ignore_patterns("*.parquet", "*.csv"))
     shutil.copytree(ctx.artifacts / "figures", reports / "figures", dirs_exist_ok=True)
-    render.render_pdf(
-        launch, pdf_base, reports / "enterprise_launch_report.pdf", "ChatterFix enterprise launch report", footer
-    )
-    render.render_pdf(
-        pages.investor_summary(data, fin, cust),
-        pdf_base,
-        reports / "investor_metrics.pdf",
-        "ChatterFix investor metrics",
-        footer,
-    )
+    for page, stem in REPORTS:
+        shutil.copy2(REPORT_PAGES / page, pdf_base / page)
+        heading, body = render.report_markdown(pdf_base / page, values)
+        text = f"# ChatterFix {heading[0].lower() + heading[1:]} — {data['as_of']}\n\n{body.strip()}\n"
+        (reports / f"{stem}.md").write_text(text.replace("_artifacts/figures/", "figures/"), encoding="utf-8")
+        render.render_html_report(
+            text.replace("_artifacts/figures/", "figures/"), reports / f"{stem}.html", heading, footer
+        )
+        render.render_pdf(text, pdf_base, reports / f"{stem}.pdf", f"ChatterFix {heading.lower()}", footer)
     return data
+
+
+REPORT_PAGES = Path(__file__).resolve().parents[3] / "reports"
+"""The site's pages in the repository (prose of the reports; see docs/reports.md)."""
+REPORTS = (("launch-report.qmd", "enterprise_launch_report"), ("investor-summary.qmd", "investor_metrics"))
+"""Reports rendered as Markdown, HTML and PDF: (page, file stem)."""

@@ -65,7 +65,13 @@ def kpi_table(snapshot: dict, finance: dict, customer: dict | None) -> str:
             else pct(s["ltv_to_cac"] / ltv_cac_prev - 1, signed=True),
         ),
         ("CAC payback", f"{num(s['cac_payback_months'])} months", ""),
-        ("Uptime (month)", "n/a" if snapshot.get("uptime_pct") is None else f"{snapshot['uptime_pct']:.3f}%", ""),
+        (
+            "Uptime (month; mean of services)",
+            "n/a" if snapshot.get("uptime_pct") is None else f"{snapshot['uptime_pct']:.3f}%",
+            ""
+            if snapshot.get("worst_service_uptime_pct") is None
+            else f"worst service {snapshot['worst_service_uptime_pct']:.3f}%",
+        ),
         ("AI calls (month)", "n/a" if snapshot.get("ai_calls") is None else f"{snapshot['ai_calls']:,}", ""),
         (
             "Lead conversion within 90 days",
@@ -81,7 +87,7 @@ def kpi_table(snapshot: dict, finance: dict, customer: dict | None) -> str:
                 pct(customer["kpis"]["arr_at_risk_share"]) + " of ARR",
             )
         )
-    out = [f"| KPI ({month}) | value | change vs previous month |", "|---|---:|---:|"]
+    out = [f"| KPI ({month}) | value | change vs previous month |", "|:---|---:|---:|"]
     out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(out)
 
@@ -92,7 +98,7 @@ def forecast_sentence(snapshot: dict) -> str:
         return "No ARR forecast (not enough history)."
     text = (
         f"ARR in {fc['month']} is forecast at **{usd(fc['arr'])}** (80% interval {usd(fc['lo_80'])} to {usd(fc['hi_80'])}; "
-        f"95% interval {usd(fc['lo_95'])} to {usd(fc['hi_95'])}; model {fc['model']})."
+        f"95% interval {usd(fc['lo_95'])} to {usd(fc['hi_95'])})."
     )
     if fc.get("backtest_mape_pct") is not None:
         text += (
@@ -110,6 +116,7 @@ def alerts_block(snapshot: dict) -> str:
 
 REPORT_LINKS = (
     ("Investor metrics (PDF)", "reports/investor_metrics.pdf"),
+    ("Investor metrics (Markdown)", "reports/investor_metrics.md"),
     ("Enterprise launch report (PDF)", "reports/enterprise_launch_report.pdf"),
     ("Enterprise launch report (Markdown)", "reports/enterprise_launch_report.md"),
     ("Customer success report (Markdown)", "customer_success.md"),
@@ -132,6 +139,9 @@ def overview(snapshot: dict, finance: dict, customer: dict | None, generated_at:
             "## 12-month ARR forecast",
             forecast_sentence(snapshot),
             "![ARR history and forecast, total and by tier](_artifacts/figures/arr_forecast.png)",
+            "## Revenue",
+            "![MRR bridge over the last 12 months](_artifacts/figures/mrr_bridge.png)",
+            "![Revenue retention and logo churn](_artifacts/figures/retention_trends.png)",
         ]
     )
 
@@ -148,7 +158,9 @@ def financial(finance: dict) -> str:
         lines.append(
             f"| {md(t['tier'])} | {t['customers']:,} | {usd(t['mrr'])} | {usd(t['arr'])} | {usd(t['arpa'])} | {pct(t['logo_churn_rate'], 2)} |"
         )
-    lines += ["", "### MRR movements", "", "![MRR bridge by month](_artifacts/figures/mrr_movements.png)", ""]
+    lines += ["", "![MRR by tier](_artifacts/figures/mrr_by_tier.png)", ""]
+    lines += ["", "### MRR movements", "", "![MRR bridge over 12 months](_artifacts/figures/mrr_bridge.png)", ""]
+    lines += ["![MRR movements by month](_artifacts/figures/mrr_movements.png)", ""]
     lines += [
         "| month | MRR at start | new | expansion | reactivation | contraction | churn | MRR at end |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -159,8 +171,12 @@ def financial(finance: dict) -> str:
             f"{usd(m['contraction'])} | {usd(m['churn'])} | {usd(m['mrr_end'])} |"
         )
     lines += ["", "### ARR forecast", "", "![ARR forecast](_artifacts/figures/arr_forecast.png)", ""]
+    lines += [forecast_gap_sentence(finance), ""]
     pts = [p for p in finance["forecast"]["points"] if p["unique_id"] == "Total"]
-    lines += ["| month | forecast | 80% interval | 95% interval | bottom-up | gap |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [
+        "| month | forecast | 80% interval | 95% interval | bottom-up | gap |",
+        "|:---|---:|---:|---:|---:|---:|",
+    ]
     for p in pts[2::3]:
         lines.append(
             f"| {p['month']} | {usd(p['yhat'])} | {usd(p['yhat_lo_80'])} – {usd(p['yhat_hi_80'])} | {usd(p['yhat_lo_95'])} – {usd(p['yhat_hi_95'])} | "
@@ -186,7 +202,51 @@ def financial(finance: dict) -> str:
             "### Retention",
             "",
             f"Net revenue retention over 12 months: **{pct(ret[-1]['nrr'])}**; gross: **{pct(ret[-1]['grr'])}** (cohort of {ret[-1]['cohort_customers']:,} customers).",
+            "",
+            "![Revenue retention and logo churn](_artifacts/figures/retention_trends.png)",
+            "",
+            "![Cohort net MRR retention](_artifacts/figures/cohort_retention.png)",
         ]
+    return "\n".join(lines)
+
+
+def forecast_gap_sentence(finance: dict) -> str:
+    """Why the bottom-up projection differs from the forecast, in one sentence with its figures."""
+    pts = [p for p in finance["forecast"]["points"] if p["unique_id"] == "Total" and p.get("arr_bottom_up") is not None]
+    if not pts:
+        return ""
+    last = pts[-1]
+    return (
+        f"Tier forecasts are reconciled so that they add up to the total every month ({md(finance['forecast'].get('reconciliation') or 'none')}). "
+        f"The bottom-up projection ({usd(last['arr_bottom_up'])} in {last['month']}, {pct(last['gap_pct'] / 100, 1, signed=True)} against the forecast) "
+        "is a cross-check, not a forecast: it assumes each tier keeps its trailing 12-month net revenue retention and adds new ARR "
+        "at its average of the last 6 months, so it leaves out the growth of new business that the time-series forecast carries forward."
+    )
+
+
+def at_risk_table(customer: dict, top: int = 15) -> str:
+    """The riskiest accounts by ARR at risk: who, how much, why, what to do, who and by when."""
+    as_of_end = pd.Period(customer["as_of"], freq="M").end_time.normalize()
+    lines = [
+        "| account | ARR at risk | why | action | owner, due |",
+        "|:-----------------|-------------:|:---------------------------|:-----------------------------------|:-----------|",
+    ]
+    for r in customer["at_risk"][:top]:
+        who = f"**{md(r.get('account_name') or r['account_id'])}** ({md(r['account_id'])}), {md(r['tier'])}"
+        risk = (
+            f"{usd(r['arr_at_risk'])} of {usd(r['arr'])} — p(churn) {pct(r['p_churn_3m'], 0)}, "
+            f"health {num(r['health_score'], 0)} ({r['band']})"
+        )
+        why = " · ".join(md(x) for x in r["reasons"]) or "-"
+        due = (
+            (as_of_end + pd.Timedelta(days=int(r["due_days"]))).date().isoformat()
+            if r.get("due_days") is not None
+            else "-"
+        )
+        play = r.get("playbook")
+        steps = [md(r.get("detail") or r.get("action") or ""), md(r.get("next_step") or "")]
+        action = " ".join([f"**{md(play[:1].upper() + play[1:])}**:", *[x for x in steps if x]]) if play else "-"
+        lines.append(f"| {who} | {risk} | {why} | {action} | {md(r.get('owner') or '-')}, by {due} |")
     return "\n".join(lines)
 
 
@@ -194,7 +254,7 @@ def customer_health(customer: dict) -> str:
     k = customer["kpis"]
     lines = [
         "| KPI | value |",
-        "|---|---:|",
+        "|:---|---:|",
         f"| Daily active users (mean over the month) | {k['active_users']['dau']:,.0f} |",
         f"| Monthly active users (lower bound) | {k['active_users']['mau_lower_bound']:,.0f} |",
         f"| NPS (last 3 months) | {num(k['nps']['last_3_months'], 0)} |",
@@ -203,27 +263,19 @@ def customer_health(customer: dict) -> str:
         f"| Accounts at risk | {k['accounts_at_risk']:,} |",
         f"| ARR at risk | {usd(k['arr_at_risk'])} |",
         "",
+        "![Health score distribution](_artifacts/figures/health_distribution.png)",
+        "",
         "![Health bands by tier](_artifacts/figures/health_by_tier.png)",
         "",
         "### NPS by tier (this month)",
         "",
         "| tier | NPS | answers |",
-        "|---|---:|---:|",
+        "|:---|---:|---:|",
     ]
     for r in k["nps"]["by_tier"]:
-        lines.append(f"| {md(r['tier'])} | {num(r['nps'], 0)} | {r['answers']} |")
-    lines += [
-        "",
-        "### At-risk accounts (top 15 by ARR at risk)",
-        "",
-        "| account | tier | ARR | health | p(churn, 3 months) | ARR at risk | top reasons | action | owner |",
-        "|---|---|---:|---:|---:|---:|---|---|---|",
-    ]
-    for r in customer["at_risk"][:15]:
-        lines.append(
-            f"| {md(r.get('account_name') or '')} ({md(r['account_id'])}) | {md(r['tier'])} | {usd(r['arr'])} | {num(r['health_score'], 0)} ({r['band']}) | {pct(r['p_churn_3m'])} | "
-            f"{usd(r['arr_at_risk'])} | {'; '.join(md(x) for x in r['reasons']) or '-'} | {md(r['playbook'])} | {md(r['owner'])} |"
-        )
+        note = " (too few answers to read)" if r["answers"] < 5 else ""
+        lines.append(f"| {md(r['tier'])} | {num(r['nps'], 0)}{note} | {r['answers']:,} |")
+    lines += ["", "### At-risk accounts (top 15 by ARR at risk)", "", at_risk_table(customer)]
     lines += ["", "![Customer retention by tier](_artifacts/figures/retention_km.png)"]
     return "\n".join(lines)
 
@@ -309,118 +361,98 @@ def model_card(customer: dict) -> str:
     return "\n".join(lines)
 
 
-def forecast_backtest(finance: dict, by_horizon: pd.DataFrame) -> str:
-    bt = finance["forecast"]["backtest"]
+def forecast_backtest(finance: dict, by_horizon: pd.DataFrame | None = None) -> str:
+    """Past forecasts against actuals: overall, by horizon (coverage only where enough forecasts),
+    per origin, and reconciled against base per series."""
+    fc = finance["forecast"]
+    bt = fc["backtest"]
     if not bt:
         return "Not enough history for a backtest."
+    by_h = pd.DataFrame(fc.get("backtest_by_horizon") or []) if by_horizon is None else by_horizon
+    floor = bt.get("min_forecasts_for_coverage", 3)
     lines = [
-        f"The total ARR forecast was re-run at {bt['origins']} past months with the same procedure, using only the history up to each month, "
-        f"and compared with what happened ({bt['points']} forecast points).",
+        f"The forecast procedure (model choice, intervals and reconciliation) was re-run at {bt['origins']} past months, "
+        f"using only the history up to each month, and compared with what happened ({bt['points']} forecasts of total ARR).",
         "",
-        f"Overall MAPE **{bt['mape']:.1f}%**; share of actual values inside the 80% interval **{pct(bt['coverage_80'], 0)}**, inside the 95% interval **{pct(bt['coverage_95'], 0)}**.",
+        "![Past forecasts against actuals](_artifacts/figures/backtest.png)",
+        "",
+        f"Total ARR: MAPE **{bt['mape']:.1f}%**; actual values inside the 80% interval **{pct(bt['coverage_80'], 0)}** of the time, "
+        f"inside the 95% interval **{pct(bt['coverage_95'], 0)}**.",
+        "",
+        "### By months ahead",
+        "",
+        f"Coverage is shown only where at least {floor} past forecasts reach that far; below that, one hit or miss moves it by a third or more.",
         "",
         "| months ahead | MAPE | inside 80% | inside 95% | forecasts |",
         "|---:|---:|---:|---:|---:|",
     ]
-    for r in by_horizon.to_dict("records"):
-        lines.append(
-            f"| {r['horizon']} | {r['mape']:.1f}% | {pct(r['coverage_80'], 0)} | {pct(r['coverage_95'], 0)} | {r['forecasts']} |"
-        )
-    models = ", ".join(f"{md(k)}: {md(v)}" for k, v in finance["forecast"]["models"].items())
+    for r in by_h.to_dict("records"):
+        stated = r.get("coverage_stated", r["forecasts"] >= floor)
+        c80 = pct(r["coverage_80"], 0) if stated else "too few"
+        c95 = pct(r["coverage_95"], 0) if stated else "too few"
+        lines.append(f"| {r['horizon']} | {r['mape']:.1f}% | {c80} | {c95} | {r['forecasts']} |")
+    points = pd.DataFrame(fc.get("backtest_points") or [])
+    if not points.empty:
+        total = points[points["unique_id"] == "Total"]
+        lines += [
+            "",
+            "### Each past forecast",
+            "",
+            "| made at | months scored | actual at the last month | forecast | error | inside 80% |",
+            "|:---|---:|---:|---:|---:|:---|",
+        ]
+        for origin, g in total.groupby("origin"):
+            end = g.sort_values("horizon").iloc[-1]
+            inside = end["yhat_lo_80"] <= end["actual"] <= end["yhat_hi_80"]
+            lines.append(
+                f"| {origin} | {len(g)} | {usd(end['actual'])} ({end['month']}) | {usd(end['yhat'])} | "
+                f"{pct(end['yhat'] / end['actual'] - 1, 1, signed=True)} | {'yes' if inside else 'no'} |"
+            )
+    by_series = fc.get("backtest_by_series") or {}
+    if by_series:
+        lines += [
+            "",
+            "### Reconciled against base forecasts",
+            "",
+            f"Reconciliation: {md(fc.get('reconciliation') or 'none')} — the tiers then add up to the total at every month.",
+            "",
+            "| series | MAPE base | MAPE reconciled | inside 80% base | inside 80% reconciled | inside 95% base | inside 95% reconciled |",
+            "|:---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name in ("Total", "Starter", "Professional", "Enterprise"):
+            if name in by_series:
+                b, r = by_series[name]["base"], by_series[name]["reconciled"]
+                lines.append(
+                    f"| {name} | {b['mape']:.1f}% | {r['mape']:.1f}% | {pct(b['coverage_80'], 0)} | {pct(r['coverage_80'], 0)} | "
+                    f"{pct(b['coverage_95'], 0)} | {pct(r['coverage_95'], 0)} |"
+                )
+    models = ", ".join(f"{md(k)}: {md(v)}" for k, v in fc["models"].items())
     lines += ["", f"Models chosen this run by backtest (per series): {models}."]
     return "\n".join(lines)
 
 
-def launch_report(snapshot: dict, finance: dict, customer: dict | None, ops_total: pd.DataFrame) -> str:
-    s = finance["summary"]
-    movements = finance["movements"][-12:]
-    churn_trend = [m for m in movements if m.get("logo_churn_rate") is not None]
-    ret = finance["retention"]["nrr_grr"][-12:]
-    k = (customer or {}).get("kpis", {})
-    roi = (k.get("customer_roi") or {}).get("month") or {}
-    lines = [
-        f"# ChatterFix enterprise launch report — {snapshot['as_of']}",
-        "",
-        f"*Generated by cfx run `{snapshot['run_id']}` from data `{snapshot['data_hash'][:12]}`; every figure is computed from the data, none typed by hand.*",
-        "",
-        "## Executive summary: Enterprise Acquisition → Operational Intelligence → Global Scaling",
-        "",
-        f"**Enterprise acquisition.** ARR reached **{usd(s['arr'])}** ({pct(s['arr_growth_mom'], signed=True)} month over month) across "
-        f"**{s['customers']:,}** customers; Enterprise accounts carry {usd(next((t['arr'] for t in s['by_tier'] if t['tier'] == 'Enterprise'), None))} of it.",
-        "",
-        f"**Operational intelligence.** Customers avoided downtime worth {usd(roi.get('value_usd'))} this month, "
-        f"{num(roi.get('roi'))}x what they paid; {k.get('accounts_at_risk', 'n/a')} accounts are flagged at risk with {usd(k.get('arr_at_risk'))} of ARR at risk.",
-        "",
-        f"**Global scaling.** {forecast_sentence(snapshot)}",
-        "",
-        alerts_block(snapshot),
-        "",
-        "## KPIs",
-        "",
-        kpi_table(snapshot, finance, customer),
-        "",
-        "## 12-month ARR forecast",
-        "",
-        "![ARR history and forecast](_artifacts/figures/arr_forecast.png){width=100%}",
-        "",
-        "## Churn and retention trends",
-        "",
-        "| month | logo churn | gross MRR churn | quick ratio |",
-        "|---|---:|---:|---:|",
-    ]
-    for m in churn_trend[-6:]:
-        lines.append(
-            f"| {m['month']} | {pct(m['logo_churn_rate'], 2)} | {pct((m['churn'] + m['contraction']) / m['mrr_start'] if m['mrr_start'] else None, 2)} | {num(m['quick_ratio'])} |"
-        )
-    lines += ["", "| month | NRR (12 months) | GRR (12 months) |", "|---|---:|---:|"]
-    for r in ret[-6:]:
-        lines.append(f"| {r['month']} | {pct(r['nrr'])} | {pct(r['grr'])} |")
-    lines += [
-        "",
-        "## Customer ROI",
-        "",
-        f"Value of downtime avoided this month: {usd(roi.get('value_usd'))} ({num(roi.get('hours_avoided'), 0)} hours at "
-        f"{usd((k.get('customer_roi') or {}).get('downtime_cost_per_hour_usd'))} per hour) against {usd(roi.get('subscription_cost'))} of subscriptions: "
-        f"**{num(roi.get('roi'))}x**.",
-        "",
-        "## Unit economics",
-        "",
-    ]
+def unit_economics_table(finance: dict) -> str:
     ue = [r for r in finance["unit_economics"] if r.get("ltv") is not None]
-    if ue:
-        u = ue[-1]
-        lines += [
+    if not ue:
+        return "Not enough history for unit economics."
+    u = ue[-1]
+    return "\n".join(
+        [
             "| CAC | gross margin | LTV | LTV : CAC | CAC payback |",
             "|---:|---:|---:|---:|---:|",
             f"| {usd(u['cac'])} | {pct(u['gross_margin'])} | {usd(u['ltv'])} | {num(u['ltv_to_cac'])} | {num(u['cac_payback_months'])} months |",
         ]
-    up = ops_total.tail(1).to_dict("records")
-    if up:
-        lines += [
-            "",
-            "## Service operations",
-            "",
-            f"Uptime {up[0]['uptime_pct']:.3f}% (worst service {up[0]['worst_service_uptime_pct']:.3f}%), p95 latency {up[0]['p95_latency_ms']:,.0f} ms, {up[0]['ai_calls']:,.0f} AI calls in {up[0]['month']}.",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def investor_summary(snapshot: dict, finance: dict, customer: dict | None) -> str:
-    return "\n".join(
-        [
-            f"# ChatterFix investor metrics — {snapshot['as_of']}",
-            "",
-            f"*Run `{snapshot['run_id']}` · data `{snapshot['data_hash'][:12]}` · schema {snapshot['schema_version']}*",
-            "",
-            alerts_block(snapshot),
-            "",
-            kpi_table(snapshot, finance, customer),
-            "",
-            "## 12-month ARR forecast",
-            "",
-            forecast_sentence(snapshot),
-            "",
-            "![ARR history and forecast](_artifacts/figures/arr_forecast.png){width=100%}",
-            "",
-        ]
     )
+
+
+def report_fragments(snapshot: dict, finance: dict, customer: dict | None) -> dict[str, str]:
+    """Generated tables the launch report and investor summary include (``_artifacts/NAME.md``)."""
+    from cfxlib.publish import funding
+
+    return {
+        "alerts.md": alerts_block(snapshot),
+        "kpi_table.md": kpi_table(snapshot, finance, customer),
+        "funding_status.md": funding.section(finance),
+        "unit_economics.md": unit_economics_table(finance),
+        "at_risk_top.md": at_risk_table(customer, top=10) if customer else "No customer results in this run.",
+    }

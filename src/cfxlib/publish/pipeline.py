@@ -220,6 +220,7 @@ def _render_site(run_dir: Path, repo: Path, footer: str) -> str:
         shutil.rmtree(src)
     src.mkdir()
     shutil.copy2(repo / "_quarto.yml", src / "_quarto.yml")
+    shutil.copy2(run_dir / "artifacts" / "variables.yml", src / render.VARIABLES_FILE)
     shutil.copytree(repo / "reports", src / "reports", ignore=shutil.ignore_patterns("_artifacts", "*.md"))
     shutil.copytree(
         run_dir / "artifacts",

@@ -18,8 +18,11 @@ from pathlib import Path
 import yaml
 
 from cfxlib.publish.escape import typst_string
+from cfxlib.publish.variables import lookup
 
 INCLUDE = re.compile(r"\{\{<\s*include\s+(\S+)\s*>\}\}")
+VAR = re.compile(r"\{\{<\s*var\s+([A-Za-z0-9_.-]+)\s*>\}\}")
+VARIABLES_FILE = "_variables.yml"
 FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
 
 
@@ -42,6 +45,38 @@ def resolve_includes(text: str, base: Path, depth: int = 0) -> str:
         return resolve_includes(path.read_text(encoding="utf-8"), path.parent, depth + 1)
 
     return INCLUDE.sub(sub, text)
+
+
+def resolve_vars(text: str, variables: dict, where: str = "page") -> str:
+    """Replace ``{{< var a.b >}}`` with the value of ``a.b`` (as Quarto does); unknown -> RenderError."""
+
+    def sub(match: re.Match) -> str:
+        try:
+            value = lookup(variables, match.group(1))
+        except KeyError:
+            raise RenderError(
+                f"{where}: unknown variable {match.group(1)!r} (not in {VARIABLES_FILE}; see docs/reports.md)"
+            ) from None
+        return str(value)
+
+    return VAR.sub(sub, text)
+
+
+def resolve_shortcodes(text: str, base: Path, variables: dict, where: str = "page") -> str:
+    """Includes first (their text may quote variables), then variables."""
+    return resolve_vars(resolve_includes(text, base), variables, where)
+
+
+def load_variables(project: Path) -> dict:
+    path = project / VARIABLES_FILE
+    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
+
+
+def report_markdown(page: Path, variables: dict) -> tuple[str, str]:
+    """A ``.qmd`` page as plain Markdown (title, body with shortcodes resolved) for a PDF or ``.md``."""
+    meta, body = split_front_matter(page.read_text(encoding="utf-8"))
+    title = meta.get("title", page.stem)
+    return title, resolve_shortcodes(body, page.parent, variables, page.name)
 
 
 def split_front_matter(text: str) -> tuple[dict, str]:
@@ -144,11 +179,12 @@ def render_site_builtin(project: Path, out_dir: Path, footer: str = "") -> list[
     for pattern in config.get("project", {}).get("render", ["*.qmd"]):
         pages += sorted(project.glob(pattern))
     out_dir.mkdir(parents=True, exist_ok=True)
+    variables = load_variables(project)
     written = []
     for page in pages:
         rel = page.relative_to(project)
         meta, body = split_front_matter(page.read_text(encoding="utf-8"))
-        body = resolve_includes(body, page.parent)
+        body = resolve_shortcodes(body, page.parent, variables, str(rel))
         target = out_dir / rel.with_suffix(".html")
         target.parent.mkdir(parents=True, exist_ok=True)
         depth = len(rel.parts) - 1
@@ -210,6 +246,7 @@ TYPST_PREAMBLE = """
 #show table: set text(size: 7.8pt)
 #set table(stroke: (x, y) => if y == 0 {{ (bottom: 0.8pt + rgb("#1f3b57")) }} else {{ (bottom: 0.3pt + rgb("#d5dde8")) }}, inset: (x: 4pt, y: 3.2pt), fill: (x, y) => if y == 0 {{ rgb("#eef3f9") }})
 #show figure: set block(breakable: false)
+#show figure.where(kind: table): set block(breakable: true)
 #show figure.caption: none
 """
 
@@ -220,6 +257,8 @@ def render_pdf(markdown: str, base: Path, pdf: Path, title: str, footer: str = "
     import typst
 
     body = pypandoc.convert_text(markdown, "typst", format="markdown+pipe_tables")
+    # pandoc centres every table; labels and tables read better from the left margin
+    body = body.replace("align(center)[#table(", "align(left)[#table(")
     source = base / (pdf.stem + ".typ")
     source.write_text(
         TYPST_PREAMBLE.format(title=typst_string(title), footer=typst_string(footer)) + body, encoding="utf-8"

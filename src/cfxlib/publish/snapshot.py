@@ -55,6 +55,9 @@ class MetricsSnapshot(BaseModel):
     ltv_to_cac: float | None = Field(description="LTV (6-month window) / CAC (3-month window).")
     cac_payback_months: float | None = Field(description="CAC / (ARPA x gross margin), months.")
     uptime_pct: float | None = Field(description="Mean daily service uptime over all services in the month, %.")
+    worst_service_uptime_pct: float | None = Field(
+        None, description="Uptime of the service with the lowest mean daily uptime in the month, %."
+    )
     ai_calls: int | None = Field(description="Calls to AI models in the month.")
     lead_conversion_90d: float | None = Field(
         description="Share of leads converted within 90 days, latest mature month."
@@ -93,6 +96,7 @@ def build(
         ltv_to_cac=s["ltv_to_cac"],
         cac_payback_months=s["cac_payback_months"],
         uptime_pct=float(ops_row["uptime_pct"].iloc[0]) if len(ops_row) else None,
+        worst_service_uptime_pct=float(ops_row["worst_service_uptime_pct"].iloc[0]) if len(ops_row) else None,
         ai_calls=int(ops_row["ai_calls"].iloc[0]) if len(ops_row) else None,
         lead_conversion_90d=float(lead_row["conversion_90d"]) if lead_row is not None else None,
         lead_conversion_month=str(lead_row["month"]) if lead_row is not None else None,

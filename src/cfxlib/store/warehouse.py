@@ -24,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 
+from cfxlib.contract import fundraising
 from cfxlib.contract.issues import InputError, Issue, IssueLog
 from cfxlib.contract.rules import MONEY_SQL_TYPE
 from cfxlib.contract.schemas import TABLES, TableSpec
@@ -333,6 +334,8 @@ def ingest(
             found[name] = path
     if log:
         raise InputError(log, f"cannot ingest {data_dir}")
+    profile_path = data_dir / fundraising.FILE_NAME
+    profile = fundraising.load(profile_path) if profile_path.exists() else None
 
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     tmp = warehouse.parent / f".ingest-{uuid.uuid4().hex}.duckdb"
@@ -353,7 +356,7 @@ def ingest(
             if log:
                 raise InputError(log, f"{data_dir} is invalid; the warehouse was not changed")
             left_out = point_in_time(con, as_of) if as_of is not None else {}
-            digest = data_hash(list(found.values()), events)
+            digest = data_hash(list(found.values()) + ([profile_path] if profile else []), events)
             meta = {
                 "data_dir": str(data_dir.resolve()),
                 "data_hash": digest,
@@ -363,6 +366,7 @@ def ingest(
                 "rows": rows,
                 "events": len(events or []),
                 "files": {n: p.name for n, p in found.items()},
+                "fundraising": profile.model_dump(mode="json") if profile else None,
             }
             con.execute("CREATE TABLE _ingest (key VARCHAR, value VARCHAR)")
             con.executemany("INSERT INTO _ingest VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
@@ -389,4 +393,6 @@ def connect(warehouse: Path, read_only: bool = True) -> duckdb.DuckDBPyConnectio
 
 
 def ingest_metadata(con) -> dict:
+    """What :func:`ingest` recorded: data_dir, data_hash, as_of, rows, files, ``fundraising`` (the
+    validated fundraising file as JSON, or None when the data directory has none)."""
     return {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM _ingest").fetchall()}
