@@ -26,26 +26,19 @@ from __future__ import annotations
 import pandas as pd
 
 from cfxlib.metrics import revenue
-from cfxlib.store.engine import frames_connection
 
 QUARTER = 3
 
 
-def _spend(con) -> pd.DataFrame:
-    with frames_connection(con) as c:
-        return c.execute(
-            "SELECT strftime(month, '%Y-%m') AS month, sales_usd + marketing_usd AS sm_spend, "
-            "cost_of_revenue_usd AS cost_of_revenue FROM spend_monthly ORDER BY month"
-        ).df()
-
-
-def monthly_cash(con, fundraising: dict | None, as_of: str | None = None) -> pd.DataFrame:
+def monthly_cash(con, fundraising: dict | None, monthly: pd.DataFrame) -> pd.DataFrame:
     """Per month: ``revenue, sm_spend, cost_of_revenue, other_opex, operating_expenses, net_burn``.
 
+    ``monthly`` is :func:`cfxlib.metrics.revenue.monthly_metrics` up to the month reported.
     ``other_opex`` (and so ``operating_expenses`` and ``net_burn``) is NaN when the fundraising
     file does not give the monthly operating expenses outside ``spend_monthly``."""
-    m = revenue.monthly_metrics(con=con, as_of=as_of)[["month", "mrr", "arr"]].rename(columns={"mrr": "revenue"})
-    frame = m.merge(_spend(con), on="month", how="left")
+    m = monthly[["month", "mrr", "arr"]].rename(columns={"mrr": "revenue"})
+    spend = revenue.spend_by_month(con).rename(columns={"cost_of_revenue_usd": "cost_of_revenue"})
+    frame = m.merge(spend, on="month", how="left")
     other = ((fundraising or {}).get("finances") or {}).get("other_operating_expenses_usd_per_month")
     frame["other_opex"] = float("nan") if other is None else float(other)
     frame["operating_expenses"] = frame["sm_spend"] + frame["cost_of_revenue"] + frame["other_opex"]
@@ -57,10 +50,10 @@ def _missing(reason: str) -> dict:
     return {"value": None, "reason": reason}
 
 
-def efficiency(con, fundraising: dict | None, as_of: str | None = None) -> dict:
+def efficiency(con, fundraising: dict | None, monthly: pd.DataFrame) -> dict:
     """The measures of the module docstring as ``{name: {"value", "reason"}}`` plus ``months``
-    (the monthly table's last 12 rows) and ``as_of``."""
-    frame = monthly_cash(con, fundraising, as_of)
+    (the monthly table's last 12 rows) and ``as_of`` (``monthly`` as in :func:`monthly_cash`)."""
+    frame = monthly_cash(con, fundraising, monthly)
     q = frame.tail(QUARTER)
     before = frame.iloc[-2 * QUARTER : -QUARTER]
     finances = (fundraising or {}).get("finances") or {}

@@ -65,7 +65,7 @@ def compute(
         backtest=arr_forecast.backtest_report(
             history, h=h, origins=backtest_origins, step=backtest_step, models=models, hierarchical=True
         ),
-        efficiency=efficiency.efficiency(con, fundraising, as_of=as_of),
+        efficiency=efficiency.efficiency(con, fundraising, monthly),
         fundraising=fundraising,
     )
 

@@ -331,6 +331,15 @@ def cohorts(
     return frame
 
 
+def spend_by_month(con=None, spend: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``month`` (YYYY-MM), ``sm_spend`` (sales + marketing, USD), ``cost_of_revenue_usd``."""
+    with frames_connection(con, spend_monthly=spend) as c:
+        return c.execute(
+            "SELECT strftime(month, '%Y-%m') AS month, sales_usd + marketing_usd AS sm_spend, "
+            "cost_of_revenue_usd FROM spend_monthly ORDER BY month"
+        ).df()
+
+
 def unit_economics(
     subscriptions: pd.DataFrame | None = None,
     spend: pd.DataFrame | None = None,
@@ -356,11 +365,7 @@ def unit_economics(
     import numpy as np
 
     months = monthly_metrics(subscriptions, as_of=as_of, con=con)
-    with frames_connection(con, spend_monthly=spend) as c:
-        sm = c.execute(
-            "SELECT strftime(month, '%Y-%m') AS month, sales_usd + marketing_usd AS sm_spend, "
-            "cost_of_revenue_usd FROM spend_monthly"
-        ).df()
+    sm = spend_by_month(con, spend)
     frame = months[["month", "mrr", "customers", "start_customers", "new_customers", "churned_customers"]].merge(
         sm, on="month", how="left"
     )

@@ -83,9 +83,6 @@ def markdown(res: CustomerResults, top: int = 25) -> str:
     return "\n".join(lines) + "\n"
 
 
-_save = theme.save
-
-
 def _figures(res: CustomerResults, folder: Path) -> dict[str, Path]:
     theme.apply()
     folder.mkdir(parents=True, exist_ok=True)
@@ -111,7 +108,7 @@ def _figures(res: CustomerResults, folder: Path) -> dict[str, Path]:
         ax.set_ylabel("observed churn rate")
         ax.set_title("Calibration (out-of-time test)")
         ax.legend()
-    out["calibration"] = _save(fig, folder / "churn_calibration.png")
+    out["calibration"] = theme.save(fig, folder / "churn_calibration.png")
     fig, ax = plt.subplots(figsize=(7, 4.4))
     for tier, g in res.curves.groupby("tier"):
         ax.step(g["month"], g["survival"], where="post", color=PALETTE.get(tier), lw=2, label=tier)
@@ -123,7 +120,7 @@ def _figures(res: CustomerResults, folder: Path) -> dict[str, Path]:
     ax.set_ylim(0, 1.02)
     ax.set_title("Customer retention by tier (Kaplan-Meier, 95% band)")
     ax.legend()
-    out["retention"] = _save(fig, folder / "retention_km.png")
+    out["retention"] = theme.save(fig, folder / "retention_km.png")
     dist = (
         res.health.groupby(["tier", "band"])
         .size()
@@ -138,7 +135,7 @@ def _figures(res: CustomerResults, folder: Path) -> dict[str, Path]:
     ax.set_xlabel("accounts")
     ax.set_title("Health bands by tier")
     ax.legend(ncol=3, loc="lower right")
-    out["health"] = _save(fig, folder / "health_by_tier.png")
+    out["health"] = theme.save(fig, folder / "health_by_tier.png")
     bands = health_config.load_config().bands
     out["health_distribution"] = figures.health_distribution_figure(
         res.health, folder / "health_distribution.png", red_below=bands.red, green_from=bands.yellow

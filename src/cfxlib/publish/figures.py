@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd  # noqa: E402
 
 from cfxlib.publish import theme  # noqa: E402
-from cfxlib.publish.theme import BAND_COLOURS, DPI, MOVEMENT_COLOURS, PALETTE  # noqa: E402, F401  (re-exported)
+from cfxlib.publish.theme import BAND_COLOURS, MOVEMENT_COLOURS, PALETTE  # noqa: E402
 
 
 def forecast_figure(

@@ -24,6 +24,7 @@ from cfxlib.customers import health, scoring
 from cfxlib.customers import report as customer_results
 from cfxlib.metrics import finance, ops
 from cfxlib.publish import customer_report, figures, finance_report, pages, render, snapshot, variables
+from cfxlib.publish.pipeline import REPO
 from cfxlib.store import warehouse
 from cfxlib.store.sqltext import date_literal
 
@@ -217,7 +218,7 @@ def investor_snapshot(ctx: Context, commit: str = "unknown") -> dict:
     return data
 
 
-REPORT_PAGES = Path(__file__).resolve().parents[3] / "reports"
+REPORT_PAGES = REPO / "reports"
 """The site's pages in the repository (prose of the reports; see docs/reports.md)."""
 REPORTS = (("launch-report.qmd", "enterprise_launch_report"), ("investor-summary.qmd", "investor_metrics"))
 """Reports rendered as Markdown, HTML and PDF: (page, file stem)."""

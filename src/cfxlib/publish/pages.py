@@ -361,14 +361,14 @@ def model_card(customer: dict) -> str:
     return "\n".join(lines)
 
 
-def forecast_backtest(finance: dict, by_horizon: pd.DataFrame | None = None) -> str:
+def forecast_backtest(finance: dict) -> str:
     """Past forecasts against actuals: overall, by horizon (coverage only where enough forecasts),
     per origin, and reconciled against base per series."""
     fc = finance["forecast"]
     bt = fc["backtest"]
     if not bt:
         return "Not enough history for a backtest."
-    by_h = pd.DataFrame(fc.get("backtest_by_horizon") or []) if by_horizon is None else by_horizon
+    by_h = pd.DataFrame(fc.get("backtest_by_horizon") or [])
     floor = bt.get("min_forecasts_for_coverage", 3)
     lines = [
         f"The forecast procedure (model choice, intervals and reconciliation) was re-run at {bt['origins']} past months, "
