@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -85,3 +86,19 @@ def test_section_marks_missing_judgement_fields_and_never_invents(tmp_path):
     assert "Round: *not provided*" in text and "Market size: *not provided*" in text
     finance["fundraising"] = None
     assert "No fundraising file" in funding.section(finance)
+
+
+def test_founders_text_with_markup_stays_literal(tmp_path):
+    path = tmp_path / "fundraising.yaml"
+    path.write_text(
+        MINIMAL
+        + "round: {name: '<script>alert(1)</script>', target_usd: 1000000, lead: 'A|B $x$ {{< var arr >}}'}\n"
+        + "market:\n  tam: {value_usd: 5e8, definition: d, source: {title: '[t](javascript:1)', url: 'https://a.com/x>y)z'}}\n"
+        + "competitors: [{name: '<img src=x>', positioning: 'p|q', difference: d}]\n",
+        encoding="utf-8",
+    )
+    doc = fundraising.load(path).model_dump(mode="json")
+    text = funding.section({"fundraising": doc, "summary": {"arr": 1e6}, "efficiency": {}})
+    assert not re.search(r"(?<!\\)<(script|img)", text) and "{{<" not in text  # every < escaped
+    assert "\\<script\\>" in text and "A\\|B \\$x\\$" in text and "p\\|q" in text
+    assert "(<https://a.com/x%3Ey)z>)" in text and "](javascript" not in text
