@@ -516,6 +516,302 @@ def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id (s
     console.print(f"token {record.id} revoked")
 
 
+# --------------------------------------------------------------------------- investor, notify
+
+investor_app = typer.Typer(
+    help="Investor automation: weekly snapshots, alerts, the weekly update.", no_args_is_help=True
+)
+app.add_typer(investor_app, name="investor")
+notify_app = typer.Typer(help="The notification outbox (email and signed webhooks).", no_args_is_help=True)
+app.add_typer(notify_app, name="notify")
+
+
+def _flush(home: Home, settings, due_only: bool = False):
+    """Deliver what waits and say what happened (one line per problem, never a secret)."""
+    from cfxlib.notify.deliver import flush
+
+    report = flush(home, settings, due_only=due_only)
+    if report.busy:
+        err.print("another `cfx notify flush` is delivering; it will send what waits", highlight=False)
+        return report
+    if report.sent:
+        console.print(f"notifications delivered: {len(report.sent)}", highlight=False)
+    reasons: dict[str, int] = {}
+    for _key, why in report.waiting:
+        reasons[why] = reasons.get(why, 0) + 1
+    for why, n in reasons.items():
+        err.print(f"{n} notification(s) wait in the outbox: {why}", markup=False, highlight=False)
+    for key, why in report.failed:
+        err.print(f"notification {key} failed for good: {why} (see `cfx notify list`)", markup=False, highlight=False)
+    return report
+
+
+@investor_app.command("weekly")
+def investor_weekly(
+    week: Annotated[str | None, typer.Option(help="ISO week YYYY-Www (default: the current week).")] = None,
+) -> None:
+    """Record the week's snapshot, evaluate the alerts, and send the weekly investor update (once per
+    recipient per week; re-running sends nothing twice)."""
+    from cfxlib.investor import weekly
+
+    settings = load_settings()
+    home = Home(settings.home).ensure()
+    try:
+        result = weekly.weekly(home, settings, week)
+    except ValueError as exc:
+        raise UserError(f"--week: {exc}") from None
+    what = {
+        "written": "written",
+        "unchanged": "already recorded (same data; unchanged)",
+        "kept": "already recorded from other data; kept as first reported (snapshots are append-only)",
+    }[result.status]
+    console.print(f"week {result.week} snapshot {what}: {result.path}", highlight=False)
+    for notice in result.notices:
+        console.print(f"alert {notice.rule.title}: {notice.kind}", highlight=False)
+    console.print(f"update: {result.update_path}", highlight=False)
+    if not settings.investor.recipients and not settings.webhooks.urls:
+        err.print("no recipients: set CFX_INVESTOR__RECIPIENTS (JSON list) or CFX_WEBHOOKS__URLS to send the update")
+    console.print(f"notifications queued (update and alerts): {result.queued}", highlight=False)
+    _flush(home, settings)
+
+
+@investor_app.command("alerts")
+def investor_alerts(
+    as_json: Annotated[bool, typer.Option("--json", help="Print every rule's state as JSON.")] = False,
+) -> None:
+    """Evaluate the alert rules against the latest published snapshot and notify what changed."""
+    from cfxlib.investor import alerts, weekly
+
+    settings = load_settings()
+    home = Home(settings.home).ensure()
+    notices = alerts.evaluate(home, settings, weekly.latest_snapshot(home)).notices
+    if as_json:
+        print(json.dumps(alerts.state_table(home), indent=2))
+    else:
+        table = Table()
+        for col in ("rule", "state", "value", "threshold", "month", "since"):
+            table.add_column(col)
+        for row in alerts.state_table(home):
+            value = "n/a" if row["value"] is None else f"{row['value']:,.2f}"
+            threshold = "n/a" if row["threshold"] is None else f"{row['threshold']:,.2f}"
+            table.add_row(row["rule"], row["state"], value, threshold, row["as_of"] or "", row["since"] or "")
+        console.print(table)
+        for notice in notices:
+            console.print(f"alert {notice.rule.title}: {notice.kind}", highlight=False)
+    _flush(home, settings)
+
+
+@investor_app.command("history")
+def investor_history(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+) -> None:
+    """The weekly snapshots, week over week."""
+    from cfxlib.investor import weekly
+    from cfxlib.publish.pages import pct, usd
+
+    rows = weekly.history_rows(Home(load_settings().home))
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        console.print("no weekly snapshot yet: `cfx investor weekly` records one")
+        return
+    table = Table()
+    for col in ("week", "as of", "ARR", "WoW", "customers", "NRR", "GRR", "logo churn", "worst uptime", "alerts"):
+        table.add_column(col, justify="left" if col in ("week", "as of") else "right")
+    for r in rows:
+        uptime = r["worst_service_uptime_pct"]
+        table.add_row(
+            r["week"],
+            r["as_of"],
+            usd(r["arr"]),
+            pct(r["arr_wow"], signed=True) if r["arr_wow"] is not None else "—",
+            f"{r['customers']:,}",
+            pct(r["nrr_12m"]),
+            pct(r["grr_12m"]),
+            pct(r["logo_churn_rate"], 2),
+            "n/a" if uptime is None else f"{uptime:.3f}%",
+            str(r["alerts"]),
+        )
+    console.print(table)
+
+
+@investor_app.command("board-pack")
+def investor_board_pack() -> None:
+    """Keep the month's board pack (PDFs, snapshot, finance figures) and send it once to investors."""
+    from cfxlib.investor import board_pack
+
+    settings = load_settings()
+    home = Home(settings.home).ensure()
+    pack = board_pack.build(home, settings)
+    console.print(
+        f"board pack {pack.month} {'written' if pack.created else 'already kept'}: {pack.folder}", highlight=False
+    )
+    console.print(f"notifications queued: {pack.queued}", highlight=False)
+    _flush(home, settings)
+
+
+@notify_app.command("flush")
+def notify_flush(
+    due: Annotated[bool, typer.Option("--due", help="Only messages whose retry time has come (scheduler).")] = False,
+    strict: Annotated[bool, typer.Option(help="Exit 3 when anything still waits or failed.")] = False,
+) -> None:
+    """Deliver the notifications that wait in the outbox."""
+    settings = load_settings()
+    home = Home(settings.home).ensure()
+    report = _flush(home, settings, due_only=due)
+    if not report.sent and not report.waiting and not report.failed and not report.busy:
+        console.print("outbox: nothing to deliver")
+    if strict and not report.ok:
+        raise typer.Exit(3)
+
+
+@notify_app.command("list")
+def notify_list(
+    state: Annotated[str | None, typer.Option(help="pending, sent or failed (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """The outbox: each notification's state, recipient, attempts and last error."""
+    from cfxlib.notify.deliver import outbox_for
+    from cfxlib.notify.outbox import STATES
+
+    if state is not None and state not in STATES:
+        raise UserError(f"--state must be one of {', '.join(STATES)}, not {state!r}")
+    outbox = outbox_for(Home(load_settings().home))
+    entries = outbox.entries((state,) if state else STATES)
+    if as_json:
+        for e in entries:
+            m = e.message
+            print(
+                json.dumps(
+                    {
+                        "state": e.state,
+                        "key": m.key,
+                        "channel": m.channel,
+                        "to": m.to,
+                        "type": m.type,
+                        "attempts": m.attempts,
+                        "created_at": m.created_at.isoformat(),
+                        "sent_at": m.sent_at.isoformat() if m.sent_at else None,
+                        "last_error": m.last_error,
+                    }
+                )
+            )
+        return
+    table = Table()
+    for col in ("state", "type", "to", "key", "attempts", "created", "last error"):
+        table.add_column(col)
+    for e in entries:
+        m = e.message
+        table.add_row(
+            e.state, m.type, m.to, m.key, str(m.attempts), f"{m.created_at:%Y-%m-%d %H:%M}", m.last_error or ""
+        )
+    console.print(table)
+    backlog = outbox.backlog()
+    console.print(f"pending {backlog['pending']}, failed {backlog['failed']}", highlight=False)
+
+
+@notify_app.command("retry")
+def notify_retry(key: Annotated[str, typer.Argument(help="Key (or its start) of failed notifications.")]) -> None:
+    """Put failed notifications back in the queue (after fixing an address or a receiver)."""
+    from cfxlib.notify.deliver import outbox_for
+
+    moved = outbox_for(Home(load_settings().home)).retry(key)
+    console.print(f"{moved} notification(s) back in the queue; `cfx notify flush` delivers them")
+
+
+@notify_app.command("webhook-secret")
+def notify_webhook_secret(
+    write: Annotated[bool, typer.Option(help="Also save it to $CFX_HOME/keys/webhook-secret (mode 0600).")] = False,
+) -> None:
+    """Make a new Standard Webhooks signing secret (whsec_...) and print it once."""
+    import os
+
+    from cfxlib.notify.webhooks import new_secret
+
+    secret = new_secret()
+    if write:
+        home = Home(load_settings().home).ensure()
+        home.keys.mkdir(parents=True, exist_ok=True)
+        path = home.keys / "webhook-secret"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secret + "\n")
+        err.print(f"saved to {path}; give the same secret to each receiver", highlight=False)
+    print(secret)
+
+
+# --------------------------------------------------------------------------- schedule
+
+schedule_app = typer.Typer(help="Scheduled jobs (scheduler/jobs.yml).", no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
+
+
+@schedule_app.command("list")
+def schedule_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Each job with its schedule, next run time and last run."""
+    from cfxlib.scheduler import daemon, jobs, runner
+
+    settings = load_settings()
+    home = Home(settings.home)
+    defined = jobs.load_all(settings)
+    nexts = daemon.next_runs([j for j in defined if j.enabled])
+    rows = []
+    for job in defined:
+        last = (runner.history(home, job.name) or [None])[-1]
+        nxt = nexts.get(job.name)
+        rows.append(
+            {
+                "job": job.name,
+                "command": job.command,
+                "cron": job.cron,
+                "timezone": job.timezone,
+                "enabled": job.enabled,
+                "next_run": nxt.isoformat() if nxt else None,
+                "last_run": last and {k: last.get(k) for k in ("started_at", "status", "exit_code")},
+            }
+        )
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    console.print(f"jobs: {jobs.jobs_path(settings)}", highlight=False)
+    for r in rows:
+        last = r["last_run"]
+        when = r["next_run"] or "disabled"
+        console.print(
+            f"{r['job']:<16} {r['cron']:<14} {r['timezone']:<17} next {when:<26} "
+            f"last {last['status'] + ' ' + last['started_at'][:16] if last else 'never'}  ({r['command']})",
+            highlight=False,
+            markup=False,
+        )
+
+
+@schedule_app.command("run")
+def schedule_run(job: Annotated[str, typer.Argument(help="The job's name (see `cfx schedule list`).")]) -> None:
+    """Run one job now, recorded like a scheduled run; exits with its status."""
+    from cfxlib.scheduler import runner
+
+    entry = runner.run_job(job, trigger="manual")
+    tail = (entry.get("output_tail") or "").strip()
+    if tail:
+        console.print(tail, markup=False, highlight=False)
+    console.print(f"{job}: {entry['status']}" + (f" ({entry.get('detail')})" if entry.get("detail") else ""))
+    if entry["status"] != "ok":
+        raise typer.Exit(1)
+
+
+@schedule_app.command("daemon")
+def schedule_daemon() -> None:
+    """Run the jobs on time until stopped (SIGTERM or Ctrl-C); one daemon per $CFX_HOME."""
+    from cfxlib.scheduler import daemon
+
+    settings = load_settings()
+    home = Home(settings.home).ensure()
+    daemon.run(home, settings, log=lambda text: console.print(text, markup=False, highlight=False))
+
+
 @app.command("docs")
 def docs_cmd(
     out_dir: Annotated[Path, typer.Option(help="Documentation folder of the repository.")] = Path("docs"),

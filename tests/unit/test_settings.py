@@ -47,3 +47,32 @@ def test_bad_value_names_the_field(tmp_path, monkeypatch):
     monkeypatch.setenv("CFX_THRESHOLDS__UPTIME_MIN_PCT", "150")
     with pytest.raises(SettingsError, match="thresholds.uptime_min_pct"):
         load_settings()
+
+
+def test_secrets_come_from_the_environment_or_key_files_never_cfx_toml(tmp_path, monkeypatch):
+    from cfxlib.core.settings import read_secret
+
+    home = tmp_path / "h"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CFX_HOME", str(home))
+    assert read_secret(load_settings(), "smtp") is None
+    (home / "keys").mkdir(parents=True)
+    (home / "keys" / "smtp-password").write_text("from-file\n")
+    assert read_secret(load_settings(), "smtp") == "from-file"
+    monkeypatch.setenv("CFX_SMTP__PASSWORD", "from-env")
+    settings = load_settings()
+    assert read_secret(settings, "smtp") == "from-env"
+    assert "from-env" not in repr(settings) and "from-env" not in settings.model_dump_json()
+    (tmp_path / "cfx.toml").write_text('[webhooks]\nsecret = "whsec_abc"\n')
+    with pytest.raises(SettingsError, match=r"\[webhooks\] secret is a secret.*CFX_WEBHOOKS__SECRET"):
+        load_settings()
+
+
+def test_lists_and_nested_sections_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CFX_HOME", str(tmp_path / "h"))
+    monkeypatch.setenv("CFX_INVESTOR__RECIPIENTS", '["a@example.com", "b@example.com"]')
+    monkeypatch.setenv("CFX_SMTP__STARTTLS", "true")
+    settings = load_settings()
+    assert settings.investor.recipients == ["a@example.com", "b@example.com"]
+    assert settings.smtp.starttls is True and settings.alerts.recipients is None

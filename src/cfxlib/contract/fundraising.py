@@ -16,10 +16,9 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
-from cfxlib.contract.issues import InputError, Issue, IssueLog
+from cfxlib.contract.yamlfile import load_model
 
 FILE_NAME = "fundraising.yaml"
 SCHEMA_VERSION = 1
@@ -116,49 +115,6 @@ class Fundraising(_Strict):
         return self
 
 
-def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
-    """1-based line of the YAML node at ``loc`` (the deepest one that exists)."""
-    node, line = root, None
-    for part in loc:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == part), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            node = None
-    if node is not None:
-        line = node.start_mark.line + 1
-    return line
-
-
 def load(path: Path) -> Fundraising:
     """Read and validate ``path``; raises :class:`InputError` naming line and field of each problem."""
-    log = IssueLog()
-    name = Path(path).name
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except UnicodeDecodeError:
-        log.add(Issue(name, None, None, "is not UTF-8 text"))
-        raise InputError(log, f"cannot read {path}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        log.add(
-            Issue(name, mark.line + 1 if mark else None, None, f"is not valid YAML: {getattr(exc, 'problem', exc)}")
-        )
-        raise InputError(log, f"cannot read {path}") from None
-    if not isinstance(data, dict):
-        log.add(Issue(name, None, None, "must be a YAML mapping (schema_version, company, updated, round, ...)"))
-        raise InputError(log, f"cannot read {path}")
-    try:
-        return Fundraising.model_validate(data)
-    except ValidationError as exc:
-        for err in exc.errors():
-            loc = tuple(p for p in err["loc"])
-            field = ".".join(str(p) for p in loc) or None
-            log.add(Issue(name, _line_of(root, loc), field, err["msg"], err.get("input") if loc else None))
-        raise InputError(log, f"{path} is invalid") from None
+    return load_model(path, Fundraising, "schema_version, company, updated, round, ...")

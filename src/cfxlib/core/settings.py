@@ -18,7 +18,7 @@ import os
 from datetime import date
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -83,6 +83,50 @@ class DashboardSettings(_Section):
     cull_idle_s: int = Field(300, ge=30, description="Seconds before an idle dashboard kernel is stopped.")
 
 
+class SmtpSettings(_Section):
+    """The mail server for alerts and investor updates. The password comes from
+    ``CFX_SMTP__PASSWORD`` or the file ``$CFX_HOME/keys/smtp-password``, never from a cfx.toml."""
+
+    host: str | None = Field(None, description="SMTP server; none = email is not configured.")
+    port: int = Field(587, ge=1, le=65535)
+    starttls: bool = Field(False, description="Upgrade the connection with STARTTLS before login.")
+    ca_file: Path | None = Field(None, description="CA certificate(s) to trust for STARTTLS (default: the system's).")
+    username: str | None = Field(None, description="Login user; none = no login.")
+    password: SecretStr | None = Field(None, description="Login password (environment only).")
+    sender: str = Field("cfx@localhost", description="From address.")
+    timeout_s: float = Field(20.0, gt=0, description="Seconds before a silent server counts as down.")
+
+
+class InvestorSettings(_Section):
+    recipients: list[str] = Field(default_factory=list, description="Who gets the weekly investor update.")
+
+
+class AlertSettings(_Section):
+    recipients: list[str] | None = Field(None, description="Who gets alerts; default: the investor recipients.")
+
+
+class WebhookSettings(_Section):
+    """Signed webhooks (Standard Webhooks). The secret comes from ``CFX_WEBHOOKS__SECRET`` or
+    ``$CFX_HOME/keys/webhook-secret``."""
+
+    urls: list[str] = Field(default_factory=list, description="Endpoints that receive every notification.")
+    secret: SecretStr | None = Field(None, description="whsec_... signing secret (environment only).")
+    timeout_s: float = Field(10.0, gt=0)
+
+
+class NotifySettings(_Section):
+    max_attempts: int = Field(50, ge=1, description="Attempts before a notification is set aside as failed.")
+    retry_base_s: float = Field(30.0, gt=0, description="First retry delay; doubles per attempt.")
+    retry_max_s: float = Field(3600.0, gt=0, description="Longest retry delay.")
+
+
+class SchedulerSettings(_Section):
+    jobs_file: Path | None = Field(None, description="Job definitions; default: the repository's scheduler/jobs.yml.")
+    misfire_grace_s: int = Field(
+        6 * 3600, ge=1, description="A run missed by less than this (e.g. machine off) is caught up once."
+    )
+
+
 class PipelineSettings(_Section):
     notebook_timeout_s: int = Field(900, ge=10, description="Time limit per notebook cell, seconds.")
     notebook_dir: Path | None = Field(None, description="Notebooks to execute; default: the repository's notebooks/.")
@@ -104,6 +148,12 @@ class Settings(BaseSettings):
     service: ServiceSettings = ServiceSettings()
     dashboards: DashboardSettings = DashboardSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    investor: InvestorSettings = InvestorSettings()
+    alerts: AlertSettings = AlertSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    notify: NotifySettings = NotifySettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
 
     @field_validator("home", mode="after")
     @classmethod
@@ -142,9 +192,47 @@ def _check_environment() -> None:
             raise SettingsError(f"unknown setting in environment variable {var}; known: " + ", ".join(sorted(known)))
 
 
+SECRETS = {"smtp": "password", "webhooks": "secret"}
+"""Settings that are secrets: read from the environment or key files, never from a cfx.toml."""
+
+
+def _check_no_secrets_in_files() -> None:
+    import tomllib
+
+    home = Path(os.environ.get(f"{ENV_PREFIX}HOME") or DEFAULT_HOME).expanduser()
+    for path in (Path("cfx.toml"), home / "cfx.toml"):
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError):
+            continue  # missing, or reported by the settings source itself
+        for section, key in SECRETS.items():
+            if key in (data.get(section) or {}):
+                raise SettingsError(
+                    f"{path}: [{section}] {key} is a secret and is not read from cfx.toml files; set "
+                    f"{ENV_PREFIX}{section.upper()}__{key.upper()} or write it to $CFX_HOME/keys/{secret_file(section)}"
+                )
+
+
+def secret_file(section: str) -> str:
+    """Name of the key file under ``$CFX_HOME/keys/`` that may hold a section's secret."""
+    return {"smtp": "smtp-password", "webhooks": "webhook-secret"}[section]
+
+
+def read_secret(settings: Settings, section: str) -> str | None:
+    """A secret from the environment (via settings) or ``$CFX_HOME/keys/<file>``; None when neither."""
+    value = getattr(getattr(settings, section), SECRETS[section])
+    if value is not None:
+        return value.get_secret_value()
+    path = settings.home / "keys" / secret_file(section)
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip() or None
+    return None
+
+
 def load_settings(**overrides) -> Settings:
     """Settings from every source; ``overrides`` (non-None values) win."""
     _check_environment()
+    _check_no_secrets_in_files()
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from cfxlib.contract import datadict
+from cfxlib.contract import alert_rules, datadict
 from cfxlib.contract.rules import account_state_at_sql
 from cfxlib.core.home import Home
 from cfxlib.core.settings import Settings, load_settings
 from cfxlib.customers import health, scoring
 from cfxlib.customers import report as customer_results
 from cfxlib.metrics import finance, ops
-from cfxlib.publish import customer_report, figures, finance_report, pages, render, snapshot, variables
+from cfxlib.publish import customer_report, figures, finance_report, history, pages, render, snapshot, variables
 from cfxlib.publish.pipeline import REPO
 from cfxlib.store import warehouse
 from cfxlib.store.sqltext import date_literal
@@ -187,13 +187,24 @@ def investor_snapshot(ctx: Context, commit: str = "unknown") -> dict:
     ops_total = pd.read_parquet(ctx.artifacts / "ops_monthly.parquet")
     leads = pd.read_parquet(ctx.artifacts / "lead_conversion.parquet")
     snap = snapshot.build(
-        ctx.run_id, quality["data_hash"], commit, fin, cust, ops_total, leads, ctx.settings.thresholds
+        ctx.run_id,
+        quality["data_hash"],
+        commit,
+        fin,
+        cust,
+        ops_total,
+        leads,
+        ctx.settings.thresholds,
+        alert_rules.load(ctx.settings.home, ctx.settings.thresholds),
     )
     data = json.loads(snap.model_dump_json())
     ctx.write_json("metrics_snapshot.json", data)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    (ctx.artifacts / "overview.md").write_text(pages.overview(data, fin, cust, generated), encoding="utf-8")
-    for name, text in pages.report_fragments(data, fin, cust).items():
+    last_week = history.previous_week(
+        history.snapshots_dir(ctx.settings.home), history.iso_week(datetime.now(UTC).date())
+    )
+    (ctx.artifacts / "overview.md").write_text(pages.overview(data, fin, cust, generated, last_week), encoding="utf-8")
+    for name, text in pages.report_fragments(data, fin, cust, last_week).items():
         (ctx.artifacts / name).write_text(text + "\n", encoding="utf-8")
     values = variables.build(data, fin, cust, ops_total, generated)
     variables.write(values, ctx.artifacts / "variables.yml")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from cfxlib.publish import history
 from cfxlib.publish.escape import md
 
 
@@ -34,15 +35,28 @@ def num(x, digits: int = 1) -> str:
     return f"{x:,.{digits}f}"
 
 
-def _mom(series: list[dict], key: str, month: str):
+def month_over_month(series: list[dict], key: str, month: str) -> float | None:
+    """Relative change of `key` from the month before `month` to `month` in a monthly series."""
     idx = next((i for i, r in enumerate(series) if r["month"] == month), None)
     if idx is None or idx == 0 or series[idx - 1].get(key) in (None, 0):
         return None
     return series[idx][key] / series[idx - 1][key] - 1
 
 
-def kpi_table(snapshot: dict, finance: dict, customer: dict | None) -> str:
-    """Headline KPIs with month-over-month change where it is defined."""
+def _wow(snapshot: dict, last_week: dict | None, field: str, how: str) -> str:
+    value = history.change(snapshot, last_week, field, how)
+    if value is None:
+        return "—"
+    if how == "relative":
+        return pct(value, signed=True)
+    if how == "points":
+        return f"{100 * value:+.1f} pp"
+    return f"{value:+.3f} pp"
+
+
+def kpi_table(snapshot: dict, finance: dict, customer: dict | None, last_week: dict | None = None) -> str:
+    """Headline KPIs with month-over-month change where it is defined, and the change since the
+    last weekly investor snapshot (``last_week``; a dash when there is none)."""
     s, month = finance["summary"], snapshot["as_of"]
     mrr_rows = finance["mrr"]
     ue = {r["month"]: r for r in finance["unit_economics"]}
@@ -51,8 +65,8 @@ def kpi_table(snapshot: dict, finance: dict, customer: dict | None) -> str:
     rows = [
         ("ARR", usd(s["arr"]), pct(s["arr_growth_mom"], signed=True)),
         ("MRR", usd(s["mrr"]), pct(s["arr_growth_mom"], signed=True)),
-        ("Customers", f"{s['customers']:,}", pct(_mom(mrr_rows, "customers", month), signed=True)),
-        ("ARPA (per month)", usd(s["arpa"]), pct(_mom(mrr_rows, "arpa", month), signed=True)),
+        ("Customers", f"{s['customers']:,}", pct(month_over_month(mrr_rows, "customers", month), signed=True)),
+        ("ARPA (per month)", usd(s["arpa"]), pct(month_over_month(mrr_rows, "arpa", month), signed=True)),
         ("Net revenue retention (12 months)", pct(s["nrr_12m"]), ""),
         ("Gross revenue retention (12 months)", pct(s["grr_12m"]), ""),
         ("Logo churn (month)", pct(s["logo_churn_rate"], 2), ""),
@@ -87,8 +101,23 @@ def kpi_table(snapshot: dict, finance: dict, customer: dict | None) -> str:
                 pct(customer["kpis"]["arr_at_risk_share"]) + " of ARR",
             )
         )
-    out = [f"| KPI ({month}) | value | change vs previous month |", "|:---|---:|---:|"]
-    out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    fields = {
+        "ARR": ("arr", "relative"),
+        "MRR": ("mrr", "relative"),
+        "Customers": ("customers", "relative"),
+        "Net revenue retention (12 months)": ("nrr_12m", "points"),
+        "Gross revenue retention (12 months)": ("grr_12m", "points"),
+        "Logo churn (month)": ("logo_churn_rate", "points"),
+        "Uptime (month; mean of services)": ("uptime_pct", "uptime"),
+        "ARR at risk (3-month churn probability x ARR)": ("arr_at_risk", "relative"),
+    }
+    week = f"vs week {last_week['week']}" if last_week else "vs last week"
+    out = [f"| KPI ({month}) | value | change vs previous month | {week} |", "|:---|---:|---:|---:|"]
+    for a, b, c in rows:
+        wow = _wow(snapshot, last_week, *fields[a]) if a in fields else ""
+        out.append(f"| {a} | {b} | {c} | {wow} |")
+    if last_week is None:
+        out += ["", "*No weekly investor snapshot before this week yet (`cfx investor weekly` keeps one a week).*"]
     return "\n".join(out)
 
 
@@ -110,7 +139,7 @@ def forecast_sentence(snapshot: dict) -> str:
 
 def alerts_block(snapshot: dict) -> str:
     if not snapshot.get("alerts"):
-        return "No investor alert this month (ARR growth and uptime are within their thresholds)."
+        return "No investor alert this month: every alert rule (ARR growth, uptime, retention, churn, runway, ARR at risk) is within its threshold."
     return "\n".join(f"- **Alert:** {md(a['message'])}." for a in snapshot["alerts"])
 
 
@@ -126,7 +155,9 @@ REPORT_LINKS = (
 lives in its ``site/`` folder, the overview page in ``site/reports/``)."""
 
 
-def overview(snapshot: dict, finance: dict, customer: dict | None, generated_at: str | None = None) -> str:
+def overview(
+    snapshot: dict, finance: dict, customer: dict | None, generated_at: str | None = None, last_week: dict | None = None
+) -> str:
     links = " · ".join(f"[{label}](../../{path})" for label, path in REPORT_LINKS)
     when = f" Generated {generated_at}." if generated_at else ""
     return "\n\n".join(
@@ -135,7 +166,7 @@ def overview(snapshot: dict, finance: dict, customer: dict | None, generated_at:
             f"Reports of this run: {links}.",
             alerts_block(snapshot),
             "## Key figures",
-            kpi_table(snapshot, finance, customer),
+            kpi_table(snapshot, finance, customer, last_week),
             "## 12-month ARR forecast",
             forecast_sentence(snapshot),
             "![ARR history and forecast, total and by tier](_artifacts/figures/arr_forecast.png)",
@@ -445,13 +476,15 @@ def unit_economics_table(finance: dict) -> str:
     )
 
 
-def report_fragments(snapshot: dict, finance: dict, customer: dict | None) -> dict[str, str]:
+def report_fragments(
+    snapshot: dict, finance: dict, customer: dict | None, last_week: dict | None = None
+) -> dict[str, str]:
     """Generated tables the launch report and investor summary include (``_artifacts/NAME.md``)."""
     from cfxlib.publish import funding
 
     return {
         "alerts.md": alerts_block(snapshot),
-        "kpi_table.md": kpi_table(snapshot, finance, customer),
+        "kpi_table.md": kpi_table(snapshot, finance, customer, last_week),
         "funding_status.md": funding.section(finance),
         "unit_economics.md": unit_economics_table(finance),
         "at_risk_top.md": at_risk_table(customer, top=10) if customer else "No customer results in this run.",

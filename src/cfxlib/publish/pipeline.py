@@ -35,9 +35,8 @@ from pathlib import Path
 from cfxlib import __version__
 from cfxlib.core.errors import UserError
 from cfxlib.core.home import Home
+from cfxlib.core.repo import REPO  # noqa: F401  (re-exported: pipeline.REPO)
 from cfxlib.publish import render
-
-REPO = Path(__file__).resolve().parents[3]  # src/cfxlib/publish/pipeline.py -> the repository
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 :class:`MetricsSnapshot` is the schema (``docs/metrics_snapshot.schema.json`` is generated from
 it); :func:`build` fills it from a run's finance and customer results and the ops tables.
-Thresholds raise alerts (ARR growth under 5% month over month, uptime under 99.5%).
+Its ``alerts`` are the investor alert rules (:mod:`cfxlib.contract.alert_rules`) this month
+breaks, e.g. ARR growth under 5% month over month or a service under 99.5% uptime.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.0.0"
+from cfxlib.contract import alert_rules
+
+SCHEMA_VERSION = "1.1.0"
 
 
 class Interval(BaseModel):
@@ -29,7 +32,12 @@ class Interval(BaseModel):
 
 
 class Alert(BaseModel):
+    """A rule of ``alerts.yaml`` the month breaks (values in the rule's unit, e.g. %)."""
+
     model_config = ConfigDict(extra="forbid")
+    rule: str | None = Field(None, description="Id of the alert rule.")
+    title: str | None = Field(None, description="Name of the rule, e.g. 'ARR growth'.")
+    severity: str | None = Field(None, description="info, warning or critical.")
     metric: str
     value: float
     threshold: float
@@ -67,13 +75,20 @@ class MetricsSnapshot(BaseModel):
     )
     arr_forecast_12m: Interval | None = Field(description="ARR 12 months ahead with 80% and 95% intervals.")
     arr_at_risk: float | None = Field(None, description="Sum over active accounts of p(churn within 3 months) x ARR.")
+    runway_months: float | None = Field(
+        None, description="Months of cash at the trailing quarter's net burn; null when cash is not given."
+    )
     alerts: list[Alert] = Field(default_factory=list, description="Thresholds breached this month.")
 
 
 def build(
-    run_id: str, data_hash: str, commit: str, finance: dict, customer: dict | None, ops_total, leads, thresholds
+    run_id: str, data_hash: str, commit: str, finance: dict, customer: dict | None, ops_total, leads, thresholds, rules
 ) -> MetricsSnapshot:
-    """The snapshot from the finance payload, the customer payload and the ops/lead tables."""
+    """The snapshot from the finance payload, the customer payload and the ops/lead tables.
+
+    ``rules`` are the alert rules (:func:`cfxlib.contract.alert_rules.load`) and ``thresholds``
+    the settings their thresholds may refer to.
+    """
     s = finance["summary"]
     month = s["as_of"]
     ops_row = ops_total[ops_total["month"] == month]
@@ -109,23 +124,15 @@ def build(
         ),
         arr_at_risk=(customer or {}).get("kpis", {}).get("arr_at_risk"),
     )
-    growth_min = thresholds.arr_growth_mom_min_pct / 100
-    if snap.arr_growth_mom is not None and snap.arr_growth_mom < growth_min:
+    snap.runway_months = ((finance.get("efficiency") or {}).get("runway_months") or {}).get("value")
+    for breach in alert_rules.breaches(snap.model_dump(), rules, thresholds):
         snap.alerts.append(
             Alert(
-                metric="arr_growth_mom",
-                value=snap.arr_growth_mom,
-                threshold=growth_min,
-                message=f"ARR grew {100 * snap.arr_growth_mom:.1f}% month over month, under the {thresholds.arr_growth_mom_min_pct:g}% threshold",
-            )
-        )
-    if snap.uptime_pct is not None and snap.uptime_pct < thresholds.uptime_min_pct:
-        snap.alerts.append(
-            Alert(
-                metric="uptime_pct",
-                value=snap.uptime_pct,
-                threshold=thresholds.uptime_min_pct,
-                message=f"Uptime was {snap.uptime_pct:.3f}% in {month}, under the {thresholds.uptime_min_pct:g}% threshold",
+                **breach.model_dump(exclude={"rule", "title", "severity", "metric"}),
+                rule=breach.rule,
+                title=breach.title,
+                severity=breach.severity,
+                metric=breach.metric,
             )
         )
     return snap
