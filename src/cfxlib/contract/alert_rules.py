@@ -19,9 +19,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cfxlib.contract.yamlfile import load_model
+from cfxlib.contract.issues import InputError, Issue, IssueLog
+from cfxlib.contract.yamlfile import line_of, load_model
 
 FILE_NAME = "alerts.yaml"
 
@@ -175,15 +177,50 @@ def default_file() -> Path:
     return Path(str(resources.files("cfxlib") / "config" / FILE_NAME))
 
 
+class OverrideFile(BaseModel):
+    """A home's ``alerts.yaml``: rules are full definitions, or changes to a default rule."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: Literal[1]
+    rules: list[dict] = Field(default_factory=list)
+
+
+def _merged(path: Path, defaults: dict[str, Rule]) -> list[Rule]:
+    """The home file's rules, each merged onto the default rule with the same id (if any)."""
+    override = load_model(path, OverrideFile, "schema_version, rules")
+    text = path.read_text(encoding="utf-8")
+    log, out = IssueLog(), []
+    for i, item in enumerate(override.rules):
+        base = defaults.get(str(item.get("id")))
+        data = item
+        if base:
+            data = base.model_dump()
+            if "threshold" in item or "threshold_setting" in item:  # one replaces the other
+                data.pop("threshold"), data.pop("threshold_setting")
+            data.update(item)
+        try:
+            out.append(Rule.model_validate(data))
+        except ValidationError as exc:
+            root = yaml.compose(text)
+            for err in exc.errors():
+                loc = ("rules", i, *err["loc"])
+                log.add(Issue(path.name, line_of(root, loc), ".".join(map(str, loc)), err["msg"]))
+    if log.total:
+        raise InputError(log, f"{path} is invalid")
+    return out
+
+
 def load(home: Path | None = None, thresholds=None) -> list[Rule]:
     """The repository's rules, overridden and extended by ``$CFX_HOME/alerts.yaml`` when present.
 
+    A rule in the home file with a default rule's ``id`` changes only the keys it gives (e.g.
+    ``{id: nrr, threshold: 100}`` or ``{id: runway, enabled: false}``); other ids add rules.
     With ``thresholds`` given, every rule's threshold is checked to resolve.
     """
     rules = {r.id: r for r in load_model(default_file(), RuleFile, "schema_version, rules").rules}
     override = Path(home) / FILE_NAME if home else None
     if override and override.exists():
-        for rule in load_model(override, RuleFile, "schema_version, rules").rules:
+        for rule in _merged(override, dict(rules)):
             rules[rule.id] = rule
     active = [r for r in rules.values() if r.enabled]
     if thresholds is not None:
