@@ -741,6 +741,152 @@ def notify_webhook_secret(
     print(secret)
 
 
+# --------------------------------------------------------------------------- dataroom
+
+dataroom_app = typer.Typer(help="The investor data room: signed, encrypted, versioned.", no_args_is_help=True)
+app.add_typer(dataroom_app, name="dataroom")
+
+
+@dataroom_app.command("keygen")
+def dataroom_keygen(
+    out: Annotated[Path, typer.Option("--out", help="File for the new private identity (mode 0600).")],
+) -> None:
+    """Make an age key pair for an investor: the identity goes to FILE, the public key is printed last."""
+    from datetime import UTC, datetime
+
+    from cfxlib.dataroom import crypto
+
+    secret, public = crypto.new_identity()
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    crypto.write_private(out, f"# created: {created}\n# public key: {public}\n{secret}\n")
+    err.print(f"identity written to {out} (keep it private); give the public key below to the data room owner")
+    print(public)
+
+
+def _dataroom_context(target: str | None):
+    from cfxlib.dataroom import room
+
+    settings = load_settings()
+    home = Home(settings.home).ensure()
+    return settings, home, room.target_url(settings, home, target)
+
+
+@dataroom_app.command("build")
+def dataroom_build() -> None:
+    """Stage the next version locally (plaintext, ciphertext, signed manifest) without uploading."""
+    import json as _json
+
+    from cfxlib.dataroom import room
+    from cfxlib.dataroom.storage import open_target
+
+    settings, home, url = _dataroom_context(None)
+    snap = (
+        _json.loads((home.published / "metrics_snapshot.json").read_text(encoding="utf-8"))
+        if (home.published / "metrics_snapshot.json").exists()
+        else None
+    )
+    if snap is None:
+        raise UserError(f"no published run under {home.root}: run `cfx run` first")
+    store = open_target(url)
+    label = room.version_label(snap["code_commit"], snap["data_hash"])
+    latest = (store.read("latest") or b"").decode().strip() or None
+    stage = room.build(home, settings, store, label, snap, room._previous_manifest(store, home, latest))
+    manifest = _json.loads((stage / "manifest.json").read_text(encoding="utf-8"))
+    ch = manifest["changes"]
+    console.print(f"staged {len(manifest['files'])} files in {stage}", highlight=False)
+    console.print(
+        f"changes since {ch['previous'] or 'nothing'}: {len(ch['added'])} added, {len(ch['changed'])} changed, "
+        f"{len(ch['removed'])} removed, {len(ch['unchanged'])} unchanged",
+        highlight=False,
+    )
+    print(label)
+
+
+@dataroom_app.command("sync")
+def dataroom_sync(
+    target: Annotated[
+        str | None, typer.Option(help="gs://BUCKET/PREFIX or file:///PATH (default from settings).")
+    ] = None,
+) -> None:
+    """Build, sign, encrypt and upload what changed as a new version; prints the label last."""
+    from cfxlib.dataroom import room
+
+    settings, home, url = _dataroom_context(target)
+    result = room.sync(home, settings, url)
+    if result.already:
+        console.print(f"{url} already holds {result.label} (verified); nothing uploaded", highlight=False)
+    else:
+        ch = result.changes
+        console.print(
+            f"uploaded {len(result.uploaded)} files, reused {len(result.reused)} unchanged; "
+            f"{len(ch['added'])} added, {len(ch['changed'])} changed, {len(ch['removed'])} removed since "
+            f"{ch['previous'] or 'the first version'} -> {url}",
+            highlight=False,
+        )
+        _flush(home, settings)
+    print(result.label)
+
+
+@dataroom_app.command("verify")
+def dataroom_verify(
+    target: Annotated[str | None, typer.Option(help="gs://BUCKET/PREFIX or file:///PATH.")] = None,
+    identity: Annotated[Path | None, typer.Option(help="An age identity: also decrypt and check every file.")] = None,
+    version: Annotated[str | None, typer.Option(help="A version label (default: latest).")] = None,
+) -> None:
+    """Check signatures and hashes of a version (with --identity, of the decrypted files too)."""
+    from cfxlib.dataroom import room
+
+    _, home, url = _dataroom_context(target)
+    result = room.verify(home, url, identity, version)
+    detail = f", {result.files} files decrypted and checked" if identity else ""
+    console.print(
+        f"{result.label}: signature good ({result.key_source}); {result.objects} objects match{detail}", highlight=False
+    )
+
+
+@dataroom_app.command("open")
+def dataroom_open(
+    identity: Annotated[Path, typer.Option(help="Your age identity file.")],
+    out: Annotated[Path, typer.Option(help="Folder to write the decrypted files into.")],
+    target: Annotated[str | None, typer.Option(help="gs://BUCKET/PREFIX or file:///PATH.")] = None,
+    version: Annotated[str | None, typer.Option(help="A version label (default: latest).")] = None,
+) -> None:
+    """Decrypt and verify a version into OUT (written only when every file checked)."""
+    from cfxlib.dataroom import room
+
+    _, home, url = _dataroom_context(target)
+    result = room.verify(home, url, identity, version, out=out)
+    console.print(f"{result.label}: {result.files} files verified and written to {out}", highlight=False)
+
+
+@dataroom_app.command("list")
+def dataroom_list(
+    target: Annotated[str | None, typer.Option(help="gs://BUCKET/PREFIX or file:///PATH.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The versions at the target (latest marked)."""
+    from cfxlib.dataroom import room
+
+    _, home, url = _dataroom_context(target)
+    rows = room.versions(home, url)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        ch = r["changes"] or {}
+        what = (
+            f"{len(ch.get('added', []))} added, {len(ch.get('changed', []))} changed, "
+            f"{len(ch.get('removed', []))} removed"
+            if ch
+            else ""
+        )
+        console.print(
+            f"{'*' if r['latest'] else ' '} {r['label']}  {r['as_of'] or ''}  {r['created_at'] or ''}  {what}",
+            highlight=False,
+            markup=False,
+        )
+
+
 # --------------------------------------------------------------------------- schedule
 
 schedule_app = typer.Typer(help="Scheduled jobs (scheduler/jobs.yml).", no_args_is_help=True)

@@ -127,6 +127,15 @@ class SchedulerSettings(_Section):
     )
 
 
+class DataroomSettings(_Section):
+    """The investor data room (``cfx dataroom ...``)."""
+
+    target: str | None = Field(
+        None, description="gs://BUCKET/PREFIX or file:///PATH; default: file://$CFX_HOME/dataroom/store."
+    )
+    recipients: list[str] = Field(default_factory=list, description="Investors' age public keys (age1...).")
+
+
 class PipelineSettings(_Section):
     notebook_timeout_s: int = Field(900, ge=10, description="Time limit per notebook cell, seconds.")
     notebook_dir: Path | None = Field(None, description="Notebooks to execute; default: the repository's notebooks/.")
@@ -154,6 +163,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     notify: NotifySettings = NotifySettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    dataroom: DataroomSettings = DataroomSettings()
 
     @field_validator("home", mode="after")
     @classmethod
