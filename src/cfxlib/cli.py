@@ -787,7 +787,7 @@ def dataroom_build() -> None:
     )
     if snap is None:
         raise UserError(f"no published run under {home.root}: run `cfx run` first")
-    store = open_target(url)
+    store = open_target(url, settings.dataroom.timeout_s)
     label = room.version_label(snap["code_commit"], snap["data_hash"])
     latest = (store.read("latest") or b"").decode().strip() or None
     stage = room.build(home, settings, store, label, snap, room._previous_manifest(store, home, latest))
@@ -836,8 +836,8 @@ def dataroom_verify(
     """Check signatures and hashes of a version (with --identity, of the decrypted files too)."""
     from cfxlib.dataroom import room
 
-    _, home, url = _dataroom_context(target)
-    result = room.verify(home, url, identity, version)
+    settings, home, url = _dataroom_context(target)
+    result = room.verify(home, url, identity, version, timeout_s=settings.dataroom.timeout_s)
     detail = f", {result.files} files decrypted and checked" if identity else ""
     console.print(
         f"{result.label}: signature good ({result.key_source}); {result.objects} objects match{detail}", highlight=False
@@ -854,8 +854,8 @@ def dataroom_open(
     """Decrypt and verify a version into OUT (written only when every file checked)."""
     from cfxlib.dataroom import room
 
-    _, home, url = _dataroom_context(target)
-    result = room.verify(home, url, identity, version, out=out)
+    settings, home, url = _dataroom_context(target)
+    result = room.verify(home, url, identity, version, out=out, timeout_s=settings.dataroom.timeout_s)
     console.print(f"{result.label}: {result.files} files verified and written to {out}", highlight=False)
 
 
@@ -867,8 +867,8 @@ def dataroom_list(
     """The versions at the target (latest marked)."""
     from cfxlib.dataroom import room
 
-    _, home, url = _dataroom_context(target)
-    rows = room.versions(home, url)
+    settings, home, url = _dataroom_context(target)
+    rows = room.versions(home, url, settings.dataroom.timeout_s)
     if as_json:
         print(json.dumps(rows, indent=2))
         return

@@ -134,6 +134,10 @@ class DataroomSettings(_Section):
         None, description="gs://BUCKET/PREFIX or file:///PATH; default: file://$CFX_HOME/dataroom/store."
     )
     recipients: list[str] = Field(default_factory=list, description="Investors' age public keys (age1...).")
+    timeout_s: float = Field(60.0, gt=0, description="Seconds to keep retrying the storage before giving up.")
+    spec: Path | None = Field(
+        None, description="What the data room holds; default: the repository's dataroom/manifest.yml."
+    )
 
 
 class PipelineSettings(_Section):

@@ -81,8 +81,8 @@ def _run_log(pub: Path, out: Path) -> None:
     write_atomic(out, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
-def produce(item: FileSpec, pub: Path, out: Path, work: Path, home: Home) -> None:
-    """Write one data room file to ``out``."""
+def produce(item: FileSpec, pub: Path, out: Path, work: Path, home: Home, spec_dir: Path) -> None:
+    """Write one data room file to ``out`` (deck pages are relative to ``spec_dir``)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     if item.source == "publication":
         src = pub / item.path
@@ -97,7 +97,7 @@ def produce(item: FileSpec, pub: Path, out: Path, work: Path, home: Home) -> Non
     elif item.source == "repository":
         shutil.copyfile(REPO / item.path, out)
     elif item.source == "deck":
-        _deck(pub, REPO / "dataroom" / item.path, out, work, home)
+        _deck(pub, spec_dir / item.path, out, work, home)
     elif item.source == "weekly":
         _weekly(home, out)
     elif item.source == "model_card":
@@ -107,12 +107,12 @@ def produce(item: FileSpec, pub: Path, out: Path, work: Path, home: Home) -> Non
         _run_log(pub, out)
 
 
-def assemble(spec: Spec, pub: Path, plain: Path, work: Path, home: Home) -> list[dict]:
+def assemble(spec: Spec, pub: Path, plain: Path, work: Path, home: Home, spec_dir: Path) -> list[dict]:
     """Write every file of ``spec`` under ``plain/<section>/<name>``; returns their entries."""
     entries = []
     for section in spec.sections:
         for item in section.files:
             rel = f"{section.id}/{item.name}"
-            produce(item, pub, plain / rel, work, home)
+            produce(item, pub, plain / rel, work, home, spec_dir)
             entries.append({"path": rel, "section": section.id, "section_title": section.title})
     return entries

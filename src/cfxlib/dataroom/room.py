@@ -142,8 +142,9 @@ def build(home: Home, settings: Settings, store, label: str, snap: dict, previou
     keys = _recipient_keys(settings, home)
     to = crypto.recipients(keys)
     fingerprint = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
-    room = spec.load()
-    entries = bundle.assemble(room, home.published, plain, work, home)
+    spec_path = Path(settings.dataroom.spec or spec.SPEC)
+    room = spec.load(spec_path)
+    entries = bundle.assemble(room, home.published, plain, work, home, spec_path.parent)
     reusable = {}
     if previous and previous.get("recipients") == fingerprint:
         reusable = {f["sha256"]: f for f in previous["files"]}
@@ -219,12 +220,12 @@ def sync(home: Home, settings: Settings, target: str | None = None) -> SyncResul
         raise UserError(f"no published run under {home.root}: run `cfx run` first")
     snap = json.loads(snap_path.read_text(encoding="utf-8"))
     url = target_url(settings, home, target)
-    store = open_target(url)
+    store = open_target(url, settings.dataroom.timeout_s)
     label = version_label(snap["code_commit"], snap["data_hash"])
     latest_generation = store.generation("latest")
     latest = (store.read("latest") or b"").decode().strip() or None
     if latest == label:
-        verify(home, url, None, label)
+        verify(home, url, None, label, timeout_s=settings.dataroom.timeout_s)
         return SyncResult(label, url, already=True)
     previous = _previous_manifest(store, home, latest)
     stage = build(home, settings, store, label, snap, previous)
@@ -332,13 +333,18 @@ def _resolve(store, version: str | None) -> str:
 
 
 def verify(
-    home: Home, url: str, identity_file: Path | None = None, version: str | None = None, out: Path | None = None
+    home: Home,
+    url: str,
+    identity_file: Path | None = None,
+    version: str | None = None,
+    out: Path | None = None,
+    timeout_s: float = 60.0,
 ) -> VerifyResult:
     """Check a version: signatures, every object's SHA-256, and with an identity every file.
 
     With ``out``, the verified files are written there (``open``), all or nothing.
     """
-    store = open_target(url)
+    store = open_target(url, timeout_s)
     label = _resolve(store, version)
     public, source = _public_key(home, store)
     base = f"versions/{label}"
@@ -397,8 +403,8 @@ def verify(
     return result
 
 
-def versions(home: Home, url: str) -> list[dict]:
-    store = open_target(url)
+def versions(home: Home, url: str, timeout_s: float = 60.0) -> list[dict]:
+    store = open_target(url, timeout_s)
     labels = sorted({name.split("/")[1] for name in store.list("versions/") if name.endswith("/SHA256SUMS")})
     latest = (store.read("latest") or b"").decode().strip()
     rows = []

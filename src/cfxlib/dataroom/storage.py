@@ -100,9 +100,13 @@ class GcsStore:
     With ``STORAGE_EMULATOR_HOST`` set, the client talks to that emulator anonymously.
     """
 
-    def __init__(self, bucket: str, prefix: str):
+    def __init__(self, bucket: str, prefix: str, timeout_s: float = 60.0):
         from google.api_core import exceptions
         from google.cloud import storage
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        self._retry = DEFAULT_RETRY.with_timeout(timeout_s)  # the client's default retries for 120 s
+        self._timeout = min(timeout_s, 60.0)
 
         self._exceptions = exceptions
         if os.environ.get("STORAGE_EMULATOR_HOST"):
@@ -136,19 +140,19 @@ class GcsStore:
             raise
 
     def generation(self, name: str) -> int | None:
-        blob = self._call(self.bucket.get_blob, self._name(name))
+        blob = self._call(self.bucket.get_blob, self._name(name), retry=self._retry, timeout=self._timeout)
         return None if blob is None else int(blob.generation)
 
     def read(self, name: str) -> bytes | None:
         blob = self.bucket.blob(self._name(name))
-        return self._call(blob.download_as_bytes)
+        return self._call(blob.download_as_bytes, retry=self._retry, timeout=self._timeout)
 
     def sha256(self, name: str) -> str | None:
         blob = self.bucket.blob(self._name(name))
 
         def digest():
             h = hashlib.sha256()
-            with blob.open("rb", chunk_size=CHUNK) as fh:
+            with blob.open("rb", chunk_size=CHUNK, retry=self._retry) as fh:
                 while chunk := fh.read(CHUNK):
                     h.update(chunk)
             return h.hexdigest()
@@ -157,11 +161,13 @@ class GcsStore:
 
     def download(self, name: str, dst: Path) -> None:
         blob = self.bucket.blob(self._name(name))
-        self._call(blob.download_to_filename, str(dst))
+        self._call(blob.download_to_filename, str(dst), retry=self._retry, timeout=self._timeout)
 
     def upload(self, src: Path | bytes, name: str, if_generation_match: int | None = None) -> None:
         blob = self.bucket.blob(self._name(name), chunk_size=CHUNK)
-        kwargs = {} if if_generation_match is None else {"if_generation_match": if_generation_match}
+        kwargs = {"retry": self._retry, "timeout": self._timeout}
+        if if_generation_match is not None:
+            kwargs["if_generation_match"] = if_generation_match
         try:
             if isinstance(src, bytes):
                 blob.upload_from_string(src, content_type="application/octet-stream", **kwargs)
@@ -178,15 +184,16 @@ class GcsStore:
 
     def list(self, prefix: str) -> list[str]:
         start = len(self.prefix) + 1 if self.prefix else 0
-        blobs = self._call(lambda: list(self.bucket.list_blobs(prefix=self._name(prefix))))
+        blobs = self._call(lambda: list(self.bucket.list_blobs(prefix=self._name(prefix), retry=self._retry)))
         return sorted(b.name[start:] for b in blobs or [])
 
 
-def open_target(url: str):
-    """A store for ``gs://BUCKET/PREFIX`` or ``file:///PATH``."""
+def open_target(url: str, timeout_s: float = 60.0):
+    """A store for ``gs://BUCKET/PREFIX`` or ``file:///PATH`` (``timeout_s``: how long to keep
+    retrying a Google Cloud Storage call before the storage counts as unreachable)."""
     parsed = urlparse(url)
     if parsed.scheme == "gs" and parsed.netloc:
-        return GcsStore(parsed.netloc, parsed.path)
+        return GcsStore(parsed.netloc, parsed.path, timeout_s)
     if parsed.scheme == "file" and parsed.path:
         return FileStore(Path(unquote(parsed.path)))
     raise UserError(f"data room target {url!r} must be gs://BUCKET/PREFIX or file:///PATH")

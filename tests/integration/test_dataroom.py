@@ -1,0 +1,234 @@
+"""The data room against a real GCS API (fake-gcs-server on 127.0.0.1) with the official client:
+sync, re-sync uploads nothing, a new version reuses unchanged files, old versions stay readable,
+tampering and wrong keys are refused by name, the bucket holds no plaintext, the `age` and
+`minisign` commands open and verify it without cfx, and a sync killed with the storage resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from cfxlib.dataroom import spec
+from tests.conftest import CFX, REPO, run_cfx
+from tests.servers import GcsEmulator
+
+pytestmark = pytest.mark.xdist_group("pipeline")
+
+
+@pytest.fixture
+def home(published, tmp_path):
+    target = tmp_path / "home"
+    shutil.copytree(published, target, symlinks=True)
+    return target
+
+
+@pytest.fixture
+def investor(home, tmp_path):
+    """An investor's identity file and public key, made with `cfx dataroom keygen`."""
+    key = tmp_path / "investor.key"
+    result = run_cfx("dataroom", "keygen", "--out", str(key), home=home)
+    assert result.returncode == 0, result.stderr
+    public = result.stdout.strip().splitlines()[-1]
+    assert public.startswith("age1") and oct(key.stat().st_mode & 0o777) == "0o600"
+    return key, public
+
+
+def env_for(gcs: GcsEmulator, public: str, **extra) -> dict:
+    return {
+        "STORAGE_EMULATOR_HOST": gcs.host,
+        "CFX_DATAROOM__TARGET": "gs://room/series-a",
+        "CFX_DATAROOM__RECIPIENTS": json.dumps([public]),
+        "CFX_DATAROOM__TIMEOUT_S": "5",
+        **extra,
+    }
+
+
+def objects(gcs: GcsEmulator) -> dict[str, bytes]:
+    return {b.name: b.download_as_bytes() for b in gcs.client().bucket("room").list_blobs()}
+
+
+def new_publication(home) -> None:
+    """A later publication: the same run folder with changed data (a new hash and ARR)."""
+    current = os.readlink(home / "published")
+    run = (home / current).parent
+    later = run.with_name(run.name + "-later")
+    shutil.copytree(run, later, symlinks=True)
+    snap_path = later / "publish" / "metrics_snapshot.json"
+    snap = json.loads(snap_path.read_text())
+    snap.update(data_hash="f" * 64, arr=snap["arr"] + 120.0, run_id=later.name)
+    snap_path.write_text(json.dumps(snap, indent=2))
+    os.remove(home / "published")
+    os.symlink(os.path.relpath(later / "publish", home), home / "published")
+
+
+def test_sync_verify_open_without_plaintext_and_with_standard_tools(home, investor, tmp_path):
+    key, public = investor
+    gcs = GcsEmulator().start()
+    try:
+        gcs.bucket("room")
+        env = env_for(gcs, public)
+        first = run_cfx("dataroom", "sync", home=home, env=env)
+        assert first.returncode == 0, first.stderr
+        label = first.stdout.strip().splitlines()[-1]
+        snap = json.loads((home / "published" / "metrics_snapshot.json").read_text())
+        assert label == f"v0.1.0-data-room+{snap['code_commit'][:7]}.{snap['data_hash'][:8]}"
+        stored = objects(gcs)
+        assert stored["series-a/latest"] == f"{label}\n".encode()
+        # No plaintext at the target: no PDF, no CSV header, no snapshot keys, no manifest.
+        for name, data in stored.items():
+            if name.endswith((".pub", ".minisig", "/SHA256SUMS", "/latest")):
+                continue
+            assert data.startswith(b"age-encryption.org/v1\n"), name
+            for marker in (b"%PDF", b"arr_growth_mom", b"data_hash", b"month,"):
+                assert marker not in data, (name, marker)
+        # Re-sync: nothing uploaded, no object rewritten.
+        generations = {b.name: b.generation for b in gcs.client().bucket("room").list_blobs()}
+        again = run_cfx("dataroom", "sync", home=home, env=env)
+        assert again.returncode == 0 and "nothing uploaded" in again.stdout and again.stdout.strip().endswith(label)
+        assert {b.name: b.generation for b in gcs.client().bucket("room").list_blobs()} == generations
+        # verify (signatures and hashes), then open with the investor's key.
+        assert run_cfx("dataroom", "verify", home=home, env=env).returncode == 0
+        out = tmp_path / "opened"
+        opened = run_cfx("dataroom", "open", "--identity", str(key), "--out", str(out), home=home, env=env)
+        assert opened.returncode == 0, opened.stderr
+        pub = home / "published"
+        assert (out / "02-reports" / "investor_metrics.pdf").read_bytes() == (
+            pub / "reports" / "investor_metrics.pdf"
+        ).read_bytes()
+        assert (out / "03-metrics" / "metrics_snapshot.json").read_bytes() == (
+            pub / "metrics_snapshot.json"
+        ).read_bytes()
+        assert (out / "01-company" / "investor-deck.pdf").read_bytes().startswith(b"%PDF")
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["label"] == label and manifest["code_commit"] == snap["code_commit"]
+        assert {f["section"] for f in manifest["files"]} >= {"01-company", "02-reports", "03-metrics", "04-forecast"}
+        # Without cfx: the age command decrypts an object, minisign checks the signed checksums.
+        work = tmp_path / "by-hand"
+        work.mkdir()
+        entry = next(f for f in manifest["files"] if f["path"] == "03-metrics/metrics_snapshot.json")
+        (work / "obj.age").write_bytes(stored[f"series-a/{entry['object']}"])
+        age = subprocess.run(
+            ["age", "-d", "-i", str(key), "-o", str(work / "snap.json"), str(work / "obj.age")],
+            capture_output=True,
+            text=True,
+        )
+        assert age.returncode == 0, age.stderr
+        assert (work / "snap.json").read_bytes() == (pub / "metrics_snapshot.json").read_bytes()
+        (work / "SHA256SUMS").write_bytes(stored[f"series-a/versions/{label}/SHA256SUMS"])
+        (work / "SHA256SUMS.minisig").write_bytes(stored[f"series-a/versions/{label}/SHA256SUMS.minisig"])
+        (work / "key.pub").write_bytes(stored["series-a/dataroom-sign.pub"])
+        check = subprocess.run(
+            ["minisign", "-Vm", str(work / "SHA256SUMS"), "-p", str(work / "key.pub")], capture_output=True, text=True
+        )
+        assert check.returncode == 0 and label in check.stdout, check.stdout + check.stderr
+        (work / "SHA256SUMS").write_bytes(stored[f"series-a/versions/{label}/SHA256SUMS"].replace(b"0", b"1", 1))
+        forged = subprocess.run(
+            ["minisign", "-Vm", str(work / "SHA256SUMS"), "-p", str(work / "key.pub")], capture_output=True, text=True
+        )
+        assert forged.returncode != 0
+    finally:
+        gcs.kill()
+
+
+def test_a_new_version_uploads_only_what_changed_and_old_versions_stay_readable(home, investor, tmp_path):
+    key, public = investor
+    gcs = GcsEmulator().start()
+    try:
+        gcs.bucket("room")
+        env = env_for(gcs, public)
+        first = run_cfx("dataroom", "sync", home=home, env=env).stdout.strip().splitlines()[-1]
+        new_publication(home)
+        result = run_cfx("dataroom", "sync", home=home, env=env)
+        assert result.returncode == 0, result.stderr
+        second = result.stdout.strip().splitlines()[-1]
+        assert second != first and second.endswith(".ffffffff")
+        out = tmp_path / "v2"
+        assert (
+            run_cfx("dataroom", "open", "--identity", str(key), "--out", str(out), home=home, env=env).returncode == 0
+        )
+        changes = json.loads((out / "manifest.json").read_text())["changes"]
+        assert changes["previous"] == first and "03-metrics/metrics_snapshot.json" in changes["changed"]
+        assert "02-reports/investor_metrics.pdf" in changes["unchanged"]
+        assert f"uploaded {len(changes['changed']) + len(changes['added'])} files" in result.stdout
+        old = tmp_path / "v1"
+        opened = run_cfx(
+            "dataroom", "open", "--identity", str(key), "--out", str(old), "--version", first, home=home, env=env
+        )
+        assert opened.returncode == 0, opened.stderr
+        assert json.loads((old / "manifest.json").read_text())["label"] == first
+        listing = json.loads(run_cfx("dataroom", "list", "--json", home=home, env=env).stdout)
+        assert [(r["label"], r["latest"]) for r in listing] == sorted([(first, False), (second, True)])
+    finally:
+        gcs.kill()
+
+
+def test_tampering_and_wrong_keys_are_refused_naming_the_object(home, investor, tmp_path):
+    key, public = investor
+    gcs = GcsEmulator().start()
+    try:
+        gcs.bucket("room")
+        env = env_for(gcs, public)
+        label = run_cfx("dataroom", "sync", home=home, env=env).stdout.strip().splitlines()[-1]
+        bucket = gcs.client().bucket("room")
+        names = sorted(b.name for b in bucket.list_blobs(prefix=f"series-a/versions/{label}/files/"))
+        a, b = names[0], names[1]
+        original = bucket.blob(a).download_as_bytes()
+        flipped = bytearray(original)
+        flipped[len(flipped) // 2] ^= 0x01
+        bucket.blob(a).upload_from_string(bytes(flipped))
+        short = a.removeprefix("series-a/")
+        result = run_cfx("dataroom", "verify", home=home, env=env)
+        assert result.returncode == 2 and short in result.stderr and "Traceback" not in result.stderr
+        out = tmp_path / "out"
+        opened = run_cfx("dataroom", "open", "--identity", str(key), "--out", str(out), home=home, env=env)
+        assert opened.returncode == 2 and short in opened.stderr
+        assert not out.exists() or not any(p.is_file() for p in out.rglob("*")), "a partial open was left behind"
+        bucket.blob(a).upload_from_string(bucket.blob(b).download_as_bytes())  # a swapped object
+        assert short in run_cfx("dataroom", "verify", home=home, env=env).stderr
+        bucket.blob(a).upload_from_string(original)
+        assert run_cfx("dataroom", "verify", home=home, env=env).returncode == 0
+        other = tmp_path / "other.key"
+        run_cfx("dataroom", "keygen", "--out", str(other), home=home)
+        wrong = run_cfx("dataroom", "open", "--identity", str(other), "--out", str(out), home=home, env=env)
+        assert wrong.returncode == 2 and "wrong key" in wrong.stderr and "manifest.json.age" in wrong.stderr
+    finally:
+        gcs.kill()
+
+
+def test_a_sync_cut_off_by_the_storage_resumes(home, investor, tmp_path):
+    key, public = investor
+    root = tmp_path / "gcs"
+    gcs = GcsEmulator(root=root).start()
+    gcs.bucket("room")
+    env = env_for(gcs, public)
+    full = {k: v for k, v in os.environ.items() if not k.startswith("CFX_")}
+    full.update(env, CFX_HOME=str(home))
+    proc = subprocess.Popen(
+        [str(CFX), "dataroom", "sync"], cwd=REPO, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    files = root / "room" / "series-a" / "versions"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if files.exists() and any(p.is_file() for p in files.rglob("*.age")):
+            break
+        time.sleep(0.005)
+    gcs.kill()  # the storage goes away in the middle of the upload
+    out, errors = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out + errors
+    assert "cannot be reached" in errors and "Traceback" not in errors
+    assert not (root / "room" / "series-a" / "latest").exists(), "latest must be written last"
+    uploaded_before = sum(1 for _ in files.rglob("*.age"))
+    gcs.start()
+    resumed = run_cfx("dataroom", "sync", home=home, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    manifest_files = sum(len(section.files) for section in spec.load().sections)
+    uploaded_now = int(resumed.stdout.split("uploaded ")[1].split(" ")[0])
+    assert uploaded_now <= manifest_files - max(uploaded_before - 1, 0)
+    check = run_cfx("dataroom", "verify", "--identity", str(key), home=home, env=env)
+    assert check.returncode == 0 and f"{manifest_files} files decrypted and checked" in check.stdout, check.stderr
+    gcs.kill()
