@@ -12,10 +12,11 @@ import subprocess
 import time
 
 import pytest
+from standardwebhooks.webhooks import Webhook
 
 from cfxlib.dataroom import spec
 from tests.conftest import CFX, REPO, run_cfx
-from tests.servers import GcsEmulator
+from tests.servers import GcsEmulator, WebhookReceiver
 
 pytestmark = pytest.mark.xdist_group("pipeline")
 
@@ -137,10 +138,11 @@ def test_sync_verify_open_without_plaintext_and_with_standard_tools(home, invest
 
 def test_a_new_version_uploads_only_what_changed_and_old_versions_stay_readable(home, investor, tmp_path):
     key, public = investor
-    gcs = GcsEmulator().start()
+    gcs, hooks = GcsEmulator().start(), WebhookReceiver().start()
+    secret = run_cfx("notify", "webhook-secret", home=home).stdout.strip()
     try:
         gcs.bucket("room")
-        env = env_for(gcs, public)
+        env = env_for(gcs, public, CFX_WEBHOOKS__URLS=json.dumps([hooks.url]), CFX_WEBHOOKS__SECRET=secret)
         first = run_cfx("dataroom", "sync", home=home, env=env).stdout.strip().splitlines()[-1]
         new_publication(home)
         result = run_cfx("dataroom", "sync", home=home, env=env)
@@ -163,8 +165,14 @@ def test_a_new_version_uploads_only_what_changed_and_old_versions_stay_readable(
         assert json.loads((old / "manifest.json").read_text())["label"] == first
         listing = json.loads(run_cfx("dataroom", "list", "--json", home=home, env=env).stdout)
         assert [(r["label"], r["latest"]) for r in listing] == sorted([(first, False), (second, True)])
+        # Each version was announced once through the outbox, signed.
+        published = [Webhook(secret).verify(r["body"], r["headers"]) for r in hooks.accepted()]
+        published = [p["data"] for p in published if p["type"] == "dataroom.published"]
+        assert [p["label"] for p in published] == [first, second]
+        assert published[1]["changes"]["changed"] == changes["changed"]
     finally:
         gcs.kill()
+        hooks.stop()
 
 
 def test_tampering_and_wrong_keys_are_refused_naming_the_object(home, investor, tmp_path):
