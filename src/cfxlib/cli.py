@@ -958,6 +958,138 @@ def schedule_daemon() -> None:
     daemon.run(home, settings, log=lambda text: console.print(text, markup=False, highlight=False))
 
 
+# --------------------------------------------------------------------------- operations
+
+
+@app.command("up")
+def up_cmd(
+    detach: Annotated[
+        bool, typer.Option(help="Return once every component is healthy (default: stay in front).")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --detach waits for the components.")] = 180,
+) -> None:
+    """Run the service, the dashboards and the scheduler under one supervisor (supervisord)."""
+    from cfxlib.ops import health, supervisor
+
+    settings = load_settings()
+    home = Home(settings.home).ensure()
+    if not detach:
+        console.print(f"starting cfx-serve, cfx-dashboards and cfx-scheduler for {home.root}; Ctrl-C stops them all")
+    supervisor.start(home, settings, Path.cwd(), detach)
+    found = health.wait_up(home, settings, timeout)
+    procs = {p["name"]: p for p in supervisor.status(home)}
+    bad = [name for name, check in found.items() if not check.ok]
+    for name, check in found.items():
+        pid = procs.get(name, {}).get("pid")
+        console.print(
+            f"{name:<15} {'up' if check.ok else 'NOT HEALTHY':<12} pid {pid}  {check.detail}",
+            highlight=False,
+            markup=False,
+        )
+    if bad:
+        for name in bad:
+            tail = supervisor.log_tail(procs.get(name, {}).get("log"))
+            if tail:
+                err.print(f"--- last lines of {name}'s log ---\n{tail}", markup=False, highlight=False)
+        err.print(f"{', '.join(bad)} not healthy after {timeout:.0f} s; still supervised (`cfx status`, `cfx down`)")
+        raise typer.Exit(1)
+    console.print(
+        f"cfx is up: service {health.service_url(settings)}, dashboards {health.dashboards_url(settings)}; "
+        f"logs in {home.logs}",
+        highlight=False,
+    )
+
+
+@app.command("down")
+def down_cmd() -> None:
+    """Stop every supervised process and the supervisor; nothing is left running."""
+    from cfxlib.ops import supervisor
+
+    home = Home(load_settings().home)
+    stopped = supervisor.stop(home)
+    if not stopped:
+        console.print(f"cfx is not up for {home.root}")
+        return
+    console.print(f"stopped {', '.join(p['name'] for p in stopped)}", highlight=False)
+
+
+@app.command("status")
+def status_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Each supervised process with its pid, state and uptime."""
+    from cfxlib.ops import supervisor
+
+    home = Home(load_settings().home)
+    rows = supervisor.status(home)
+    if as_json:
+        print(json.dumps([{k: r[k] for k in ("name", "pid", "state", "uptime_s")} for r in rows], indent=2))
+        return
+    if not rows:
+        console.print(f"cfx is not up for {home.root} (`cfx up --detach` starts it)")
+        return
+    for r in rows:
+        console.print(f"{r['name']:<15} {r['state']:<9} pid {r['pid'] or '-':<8} up {r['uptime_s']} s", highlight=False)
+
+
+def _health_token(home: Home) -> str:
+    """A token (role investor: finance summary only) kept for health checks under keys/, mode 0600."""
+    import os
+
+    from cfxlib.api.auth import TokenStore
+
+    path = home.keys / "health-token"
+    store = TokenStore(home.tokens)
+    if path.exists():
+        token = path.read_text(encoding="utf-8").strip()
+        if store.lookup(token) is not None:
+            return token
+        path.unlink()
+    token, _ = store.create("investor", "cfx health", None)
+    home.keys.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token
+
+
+@app.command("health")
+def health_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Check every component; exit 0 only when all pass."""
+    from cfxlib.ops import health
+
+    settings = load_settings()
+    home = Home(settings.home).ensure()
+    checks = health.all_checks(home, settings, _health_token(home))
+    healthy = all(c.ok for c in checks)
+    if as_json:
+        print(json.dumps({"healthy": healthy, "checks": [c.as_dict() for c in checks]}, indent=2))
+    else:
+        for c in checks:
+            console.print(f"{'ok  ' if c.ok else 'FAIL'} {c.name:<12} {c.detail}", highlight=False, markup=False)
+        console.print("healthy" if healthy else "NOT healthy")
+    if not healthy:
+        raise typer.Exit(1)
+
+
+@app.command("release")
+def release_cmd(
+    version: Annotated[str, typer.Argument(help="Semantic version, e.g. 1.2.0 (tag v1.2.0).")],
+    repo: Annotated[Path, typer.Option(help="The repository to release.")] = Path("."),
+    check: Annotated[
+        list[str] | None, typer.Option(help="A check command (repeatable; default: ruff and the unit tests).")
+    ] = None,
+) -> None:
+    """Refuse a dirty tree or a failing check; else write the completion summary, commit and tag."""
+    from cfxlib.ops import probes, release
+
+    settings = load_settings()
+    home = Home(settings.home)
+    with err.status("running the release checks"):
+        out, tag = release.release(
+            version, repo, probes.local_checks(home, settings), tuple(check) if check else release.DEFAULT_CHECKS
+        )
+    console.print(f"released {tag}: {out} committed and tagged", highlight=False)
+
+
 @app.command("docs")
 def docs_cmd(
     out_dir: Annotated[Path, typer.Option(help="Documentation folder of the repository.")] = Path("docs"),

@@ -35,6 +35,8 @@ from cfxlib.api.access_log import configure as configure_access_log
 from cfxlib.api.auth import PERMISSIONS, TokenGate, TokenStore, bearer_token
 from cfxlib.api.events import events_json_schema, example_events, validate_batch
 from cfxlib.api.feed import MAX_BUFFER_BYTES, ExposeServerSend, Feed
+from cfxlib.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from cfxlib.api.metrics import MetricsMiddleware, ServiceMetrics
 from cfxlib.api.models import (
     AtRisk,
     Band,
@@ -46,6 +48,7 @@ from cfxlib.api.models import (
     EventsRejected,
     FinanceSummary,
     Forecast,
+    HealthCheck,
     HealthHistory,
     HealthPage,
     Healthz,
@@ -63,7 +66,9 @@ from cfxlib.api.models import (
 from cfxlib.api.publication import Publication, PublicationWatcher
 from cfxlib.contract.schemas import TABLES
 from cfxlib.core.home import Home
+from cfxlib.core.settings import load_settings
 from cfxlib.customers import health
+from cfxlib.ops import probes
 from cfxlib.store import warehouse
 from cfxlib.store.eventlog import EventLog
 from cfxlib.store.pilots import PilotStore
@@ -78,6 +83,7 @@ part's last event for that account."""
 SECURED = {"security": [{"bearer": []}]}
 """OpenAPI: the route needs ``Authorization: Bearer TOKEN`` (checked by :class:`~cfxlib.api.auth.TokenGate`)."""
 ACCESS = (
+    ("/metrics", "any"),
     ("/api/ops", "finance.public"),
     ("/api/pilots", "customers"),
     ("/api/finance/summary", "finance.public"),
@@ -90,6 +96,8 @@ ACCESS = (
     ("/api/", "any"),
 )
 """Scope each HTTP path needs, first match wins (a trailing ``/`` matches everything below)."""
+CHECKS_TTL_S = 5.0
+"""How long /healthz reuses its local checks (they open the warehouse and read state files)."""
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 ByTier = Annotated[str | None, Query(pattern="^tier$", description="'tier' for one row per tier and month")]
 FromMonth = Annotated[str | None, Query(alias="from", pattern=MONTH_PATTERN, description="first month, YYYY-MM")]
@@ -116,6 +124,14 @@ class Service:
         self.feed = Feed(feed_buffer_bytes)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._scoring = threading.RLock()
+        self._checks: tuple[float, list[HealthCheck]] | None = None
+
+    async def local_checks(self) -> list[HealthCheck]:
+        now = time.monotonic()
+        if self._checks is None or now - self._checks[0] > CHECKS_TTL_S:
+            found = await run_in_threadpool(probes.local_checks, self.home, load_settings())
+            self._checks = (now, [HealthCheck(**c.as_dict()) for c in found])
+        return self._checks[1]
 
     def publication(self) -> Publication:
         pub = self.watcher.current()
@@ -342,7 +358,9 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
     _local_docs(app)
     _complete_allow_headers(app)
     app.state.service = service
+    metrics = ServiceMetrics(home, lambda: len(service.feed.clients))
     app.add_middleware(TokenGate, tokens=service.tokens, access=ACCESS)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     base_openapi = app.openapi
 
     def openapi() -> dict:
@@ -366,12 +384,22 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         "/healthz", response_model=Healthz, responses={503: {"model": Healthz, "description": "Nothing published yet."}}
     )
     async def healthz():
+        """Public and cheap: 200 when the service can serve; ``checks`` carry the local health
+        checks of ``cfx health`` (computed at most every 5 seconds)."""
         pub = service.watcher.current()
+        checks = await service.local_checks()
+        healthy = all(c.ok for c in checks)
         if pub is None:
-            return JSONResponse(Healthz(status="nothing published", version=__version__).model_dump(), status_code=503)
-        return service.cached(
-            pub, "healthz", lambda: Healthz(status="ok", version=__version__, run_id=pub.run_id, as_of=pub.as_of)
+            body = Healthz(status="nothing published", version=__version__, healthy=False, checks=checks)
+            return JSONResponse(body.model_dump(), status_code=503)
+        return Healthz(
+            status="ok", version=__version__, run_id=pub.run_id, as_of=pub.as_of, healthy=healthy, checks=checks
         )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics():
+        """Prometheus metrics (any role's token; `bearer_token` in the scrape config)."""
+        return Response(await run_in_threadpool(metrics.exposition), media_type=METRICS_CONTENT_TYPE)
 
     def _months(rows: list[dict], start: str | None, end: str | None) -> list[dict]:
         return [r for r in rows if (start is None or r["month"] >= start) and (end is None or r["month"] <= end)]
@@ -616,6 +644,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
                 status_code=422,
                 headers={"Server-Timing": response.headers["Server-Timing"]},
             )
+        metrics.events.inc(len(clean))
         return EventsAccepted(accepted=len(clean), health_updates=updates)
 
     @app.websocket("/ws/customer-health")

@@ -36,11 +36,19 @@ class _Row(BaseModel):
 Month = Field(description="Calendar month, YYYY-MM.")
 
 
+class HealthCheck(BaseModel):
+    name: str = Field(description="Component checked, e.g. warehouse, last run, scheduler.")
+    ok: bool
+    detail: str = Field(description="What was found; when not ok, what to do next.")
+
+
 class Healthz(BaseModel):
-    status: str
+    status: str = Field(description="'ok' when the service can serve.")
     version: str
     run_id: str | None = None
     as_of: str | None = None
+    healthy: bool | None = Field(None, description="Every local check passed (see `cfx health` for all checks).")
+    checks: list[HealthCheck] = Field(default_factory=list, description="Local health checks (cached 5 s).")
 
 
 class Published(BaseModel):

@@ -11,6 +11,12 @@ Everything a command writes lives under one home, so two homes never share anyth
       events/             live events accepted by the service, until the next run
       keys/               key files (data-room keys, SMTP passwords)
       tokens.json         hashed API tokens
+      investor/           weekly snapshots, updates, alert state, board packs
+      outbox/             notifications (pending, sent, failed)
+      scheduler/          job store, run history, heartbeat
+      dataroom/           staged versions, local manifests, the last sync
+      supervisor/         supervisord's configuration, socket and pid file (`cfx up`)
+      logs/               logs of the supervised processes (rotated)
 """
 
 from __future__ import annotations
@@ -58,6 +64,26 @@ class Home:
     @property
     def tokens(self) -> Path:
         return self.root / "tokens.json"
+
+    @property
+    def outbox(self) -> Path:
+        return self.root / "outbox"
+
+    @property
+    def scheduler(self) -> Path:
+        return self.root / "scheduler"
+
+    @property
+    def dataroom(self) -> Path:
+        return self.root / "dataroom"
+
+    @property
+    def supervisor(self) -> Path:
+        return self.root / "supervisor"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
 
     def ensure(self) -> Home:
         self.root.mkdir(parents=True, exist_ok=True)

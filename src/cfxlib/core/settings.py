@@ -140,6 +140,14 @@ class DataroomSettings(_Section):
     )
 
 
+class OpsSettings(_Section):
+    """Health thresholds (``cfx health``, ``/healthz``)."""
+
+    max_run_age_h: float = Field(36.0, gt=0, description="The last published run may be this old, hours.")
+    max_outbox_age_s: float = Field(3600.0, gt=0, description="The oldest pending notification may wait this long.")
+    min_free_disk_gb: float = Field(1.0, ge=0, description="Free space needed under $CFX_HOME, GiB.")
+
+
 class PipelineSettings(_Section):
     notebook_timeout_s: int = Field(900, ge=10, description="Time limit per notebook cell, seconds.")
     notebook_dir: Path | None = Field(None, description="Notebooks to execute; default: the repository's notebooks/.")
@@ -168,6 +176,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = NotifySettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     dataroom: DataroomSettings = DataroomSettings()
+    ops: OpsSettings = OpsSettings()
 
     @field_validator("home", mode="after")
     @classmethod

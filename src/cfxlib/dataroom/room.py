@@ -45,7 +45,7 @@ OWNER_KEY = "dataroom-owner.key"
 
 
 def folder(home: Home) -> Path:
-    return home.root / "dataroom"
+    return home.dataroom
 
 
 def target_url(settings: Settings, home: Home, target: str | None = None) -> str:
@@ -226,6 +226,7 @@ def sync(home: Home, settings: Settings, target: str | None = None) -> SyncResul
     latest = (store.read("latest") or b"").decode().strip() or None
     if latest == label:
         verify(home, url, None, label, timeout_s=settings.dataroom.timeout_s)
+        _record_sync(home, label, url, 0)
         return SyncResult(label, url, already=True)
     previous = _previous_manifest(store, home, latest)
     stage = build(home, settings, store, label, snap, previous)
@@ -261,8 +262,24 @@ def sync(home: Home, settings: Settings, target: str | None = None) -> SyncResul
     record.mkdir(parents=True, exist_ok=True)
     shutil.copy2(stage / "manifest.json", record / "manifest.json")
     shutil.rmtree(stage, ignore_errors=True)
+    _record_sync(home, label, url, len(result.uploaded))
     _announce(home, settings, manifest, url)
     return result
+
+
+LAST_SYNC = "last_sync.json"
+"""``$CFX_HOME/dataroom/last_sync.json``: the last sync that completed (every object read back)."""
+
+
+def _record_sync(home: Home, label: str, url: str, uploaded: int) -> None:
+    data = {
+        "label": label,
+        "target": url,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "uploaded": uploaded,
+        "verified": True,
+    }
+    write_atomic(folder(home) / LAST_SYNC, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
 
 
 def _announce(home: Home, settings: Settings, manifest: dict, url: str) -> None:

@@ -19,7 +19,7 @@ from cfxlib.notify.outbox import EmailContent, Message, Outbox, utcnow
 
 
 def outbox_for(home: Home) -> Outbox:
-    return Outbox(home.root / "outbox")
+    return Outbox(home.outbox)
 
 
 def alert_recipients(settings: Settings) -> list[str]:

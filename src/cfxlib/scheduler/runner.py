@@ -28,7 +28,7 @@ OUTPUT_TAIL = 2000
 
 
 def folder(home: Home) -> Path:
-    return home.root / "scheduler"
+    return home.scheduler
 
 
 def history_path(home: Home) -> Path:
