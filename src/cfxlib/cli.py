@@ -790,7 +790,7 @@ def dataroom_build() -> None:
     store = open_target(url, settings.dataroom.timeout_s)
     label = room.version_label(snap["code_commit"], snap["data_hash"])
     latest = (store.read("latest") or b"").decode().strip() or None
-    stage = room.build(home, settings, store, label, snap, room._previous_manifest(store, home, latest))
+    stage = room.build(home, settings, store, label, snap, room.previous_manifest(store, home, latest))
     manifest = _json.loads((stage / "manifest.json").read_text(encoding="utf-8"))
     ch = manifest["changes"]
     console.print(f"staged {len(manifest['files'])} files in {stage}", highlight=False)

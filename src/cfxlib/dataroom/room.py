@@ -99,7 +99,7 @@ class SyncResult:
     already: bool = False
 
 
-def _previous_manifest(store, home: Home, label: str | None) -> dict | None:
+def previous_manifest(store, home: Home, label: str | None) -> dict | None:
     if not label:
         return None
     local = folder(home) / "versions" / label / "manifest.json"
@@ -228,7 +228,7 @@ def sync(home: Home, settings: Settings, target: str | None = None) -> SyncResul
         verify(home, url, None, label, timeout_s=settings.dataroom.timeout_s)
         _record_sync(home, label, url, 0)
         return SyncResult(label, url, already=True)
-    previous = _previous_manifest(store, home, latest)
+    previous = previous_manifest(store, home, latest)
     stage = build(home, settings, store, label, snap, previous)
     manifest = json.loads((stage / "manifest.json").read_text(encoding="utf-8"))
     result = SyncResult(label, url, changes=manifest["changes"])
