@@ -137,6 +137,14 @@ def test_customer_success_live_filters_and_calculator(stack, browser):
     assert f"{sum(scores) / len(scores):.1f}" in page.inner_text(".cfx-health-gauge")
     assert "Average health" in page.inner_text(".cfx-book-trend") and page.query_selector(".cfx-book-trend svg")
     assert "Enterprise" in page.inner_text(".cfx-churn-distribution")
+    # ARR at risk by month, from the churn model without hindsight, beside what did churn
+    trend = httpx.get(service.url + "/api/customers/at-risk-trend", headers=auth).json()
+    assert len(trend["points"]) == 6 and trend["trained_through"] < trend["points"][0]["month"]
+    risk_text = page.inner_text(".cfx-risk-trend")
+    assert "ARR at risk (churn model)" in risk_text and page.query_selector(".cfx-risk-trend svg")
+    for point in trend["points"]:
+        assert point["month"] in risk_text
+    assert risk_text.count("not known yet") == sum(p["churned_arr"] is None for p in trend["points"]) == 3
     page.wait_for_selector(".cfx-feed-status:has-text('live')", timeout=30_000)
     at_risk = httpx.get(service.url + "/api/customers/at-risk?limit=10000", headers=auth).json()["rows"]
     table = page.inner_text(".cfx-at-risk")
@@ -235,5 +243,40 @@ def test_feed_reconnects_after_the_service_restarts(stack, browser):
     r = post_nps_today(service, ingest, account, 10, "dash-reconnect")
     assert r.status_code == 202 and r.json()["health_updates"] == 1
     page.wait_for_selector(f".cfx-last-update:has-text('{account}')", timeout=10_000)
+    assert not outside
+    page.close()
+
+
+def test_an_open_page_takes_a_new_publication(stack, browser):
+    """A new run is published while the page is open: the page takes its snapshot and shows the
+    new run and what it decides (header, ARR at risk by month) without a reload."""
+    import json
+    import shutil
+
+    home, _service, dash = stack
+    analyst = token(home, "analyst")
+    page, _, outside = open_page(browser, dash.url + f"/voila/render/customer_success.ipynb?token={analyst}")
+    page.wait_for_selector(".cfx-feed-status:has-text('live')", timeout=60_000)
+    old_run = json.loads((home / "published" / "run.json").read_text())["run_id"]
+    assert old_run in page.inner_text(".cfx-header")
+    # publish a new run: a copy of the current one under a new id, with a changed at-risk trend
+    current = (home / "published").resolve().parent
+    new_run = current.name + "-next"
+    shutil.copytree(current, current.with_name(new_run), symlinks=True)
+    pub = current.with_name(new_run) / "publish"
+    run = json.loads((pub / "run.json").read_text())
+    run["run_id"] = new_run
+    (pub / "run.json").write_text(json.dumps(run))
+    customers = json.loads((pub / "customer_success.json").read_text())
+    customers["at_risk_trend"]["note"] = "re-scored by the next run"
+    (pub / "customer_success.json").write_text(json.dumps(customers))
+    link = home / "published"
+    tmp_link = home / "published.new"
+    os.symlink(os.path.relpath(pub, home), tmp_link)
+    os.replace(tmp_link, link)  # atomically, as the pipeline publishes
+    page.wait_for_selector(f".cfx-header:has-text('{new_run}')", timeout=15_000)
+    assert "re-scored by the next run" in page.inner_text(".cfx-risk-trend")
+    assert page.is_visible(".cfx-feed-status:has-text('live')")
+    page.screenshot(path=str(SHOTS / "customer_success_new_publication.png"), full_page=True)
     assert not outside
     page.close()

@@ -70,3 +70,31 @@ def test_which_dashboard_a_path_opens():
     assert dashboard_of("/voila/render/customer_success.ipynb") == "customer_success"
     assert dashboard_of("/voila/render/reporting_portal.ipynb") == "reporting_portal"
     assert dashboard_of("/voila/static/main.js") is None
+
+
+def test_risk_trend_shows_expected_and_realised_churn():
+    from cfxlib.dashboards.widgets import render_risk_trend
+
+    points = [
+        {
+            "month": "2026-05",
+            "accounts": 10,
+            "arr": 1_000_000.0,
+            "arr_at_risk": 40_000.0,
+            "expected_churned_accounts": 0.4,
+            "churned_arr": 35_000.0,
+        },
+        {
+            "month": "2026-06",
+            "accounts": 11,
+            "arr": 1_100_000.0,
+            "arr_at_risk": 55_000.0,
+            "expected_churned_accounts": 0.6,
+            "churned_arr": None,
+        },
+    ]
+    html = render_risk_trend({"points": points, "note": "one <model>", "trained_through": "2026-02"})
+    assert "$40,000 in 2026-05 → $55,000 in 2026-06" in html and "<svg" in html
+    assert "$35,000" in html and "not known yet" in html and "5.0%" in html
+    assert "one &lt;model&gt;" in html
+    assert "not enough history" in render_risk_trend({"points": points[:1]})

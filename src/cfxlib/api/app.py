@@ -59,6 +59,7 @@ from cfxlib.api.models import (
     PilotIn,
     Pilots,
     Retention,
+    RiskTrend,
     Tier,
     UnitEconomics,
     responses,
@@ -535,6 +536,18 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
     async def customers_at_risk(limit: int = Query(100, ge=1, le=10_000)):
         pub = service.publication()
         return _json(AtRisk(as_of=pub.as_of, run_id=pub.run_id, rows=pub.at_risk[:limit]))
+
+    @app.get(
+        "/api/customers/at-risk-trend",
+        response_model=RiskTrend,
+        openapi_extra=SECURED,
+        responses=responses(401, 403, 503),
+    )
+    async def at_risk_trend():
+        """How the churn model's ARR at risk moved over the last six months, with what churned since."""
+        pub = service.publication()
+        trend = (pub.customers or {}).get("at_risk_trend") or {"trained_through": None, "points": [], "note": "none"}
+        return service.cached(pub, "at_risk_trend", lambda: RiskTrend(as_of=pub.as_of, run_id=pub.run_id, **trend))
 
     @app.get(
         "/api/customers/churn-distribution",

@@ -273,6 +273,23 @@ class ChurnDistribution(Published):
     bins: list[ChurnBin]
 
 
+class RiskTrendPoint(BaseModel):
+    month: str = Field(description="Month end the accounts were scored at, YYYY-MM.")
+    accounts: int = Field(description="Accounts active at that month end.")
+    arr: float = Field(description="Their ARR, USD.")
+    arr_at_risk: float = Field(description="Sum of p(churn within 3 months) x ARR, USD.")
+    expected_churned_accounts: float = Field(description="Sum of p(churn within 3 months).")
+    churned_arr: float | None = Field(description="ARR of those that did churn within 3 months, USD; null until known.")
+
+
+class RiskTrend(Published):
+    """ARR at risk by month, scored by one model trained without hindsight (see ``note``)."""
+
+    trained_through: str | None = Field(description="Last cutoff whose outcome trained the model, YYYY-MM.")
+    note: str
+    points: list[RiskTrendPoint]
+
+
 class Recommendation(BaseModel):
     playbook: str | None
     action: str | None

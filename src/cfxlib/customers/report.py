@@ -22,6 +22,7 @@ class CustomerResults:
     card: dict | None
     curves: pd.DataFrame
     churn: scoring.ChurnResult
+    risk_trend: dict | None = None
 
 
 def truth_for(data_dir: Path | None) -> pd.DataFrame | None:
@@ -54,6 +55,7 @@ def compute(
         card=card,
         curves=survival.retention_curves(con, as_of_month),
         churn=result,
+        risk_trend=scoring.at_risk_trend(con, as_of_month),
     )
 
 
@@ -68,6 +70,7 @@ def payload(res: CustomerResults, top: int = 25) -> dict:
                 "at_risk": records(risky.drop(columns=list(health.COMPONENTS))),
                 "model_card": card,
                 "retention_curves": survival.survival_at(res.curves),
+                "at_risk_trend": res.risk_trend or {"trained_through": None, "points": [], "note": "not computed"},
                 "training": {
                     "rows": res.churn.training_rows,
                     "cutoffs": [res.churn.training_cutoffs[0], res.churn.training_cutoffs[-1]],

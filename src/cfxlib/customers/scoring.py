@@ -83,6 +83,55 @@ def churn_scores(con, as_of_month: str) -> ChurnResult:
     return ChurnResult(as_of_month, current, model, drivers, len(train), train_cutoffs)
 
 
+TREND_MONTHS = 6
+"""Months shown in the at-risk trend (the as-of month and the five before it)."""
+
+
+def at_risk_trend(con, as_of_month: str, months: int = TREND_MONTHS) -> dict:
+    """How the churn model's ARR at risk moved over recent months, without hindsight.
+
+    One model, trained only on outcomes known at the end of the first month shown, scores the
+    accounts active at the end of each month shown, so the months are comparable (the same model)
+    and none is scored with knowledge of its own future. ``arr_at_risk`` is the sum over active
+    accounts of p(churn within 3 months) x ARR, USD; ``churned_arr`` is the ARR of those accounts
+    that did churn within 3 months, once that is known (null for the last three months).
+    """
+    upto, labelled = _cutoffs(con, as_of_month)
+    shown = upto[-months:]
+    _, train_labelled = _cutoffs(con, shown[0])
+    if not train_labelled:
+        return {"trained_through": None, "points": [], "note": "not enough history before the months shown"}
+    train_cutoffs = train_labelled[-TRAIN_CUTOFFS:]
+    train = _labelled_snapshots(con, train_cutoffs, shown[0])
+    if train[churn.LABEL].nunique() < 2:
+        return {"trained_through": None, "points": [], "note": "no churn (or no retention) to learn from"}
+    model = _fit(train)
+    features = churn.feature_columns(train)
+    points = []
+    for month in shown:
+        snap = churn.snapshot(con, month, with_labels=False)
+        arr = 12 * snap["mrr"].astype(float)
+        p = model.predict_proba(snap[features])[:, 1]
+        point = {
+            "month": month,
+            "accounts": int(len(snap)),
+            "arr": float(arr.sum()),
+            "arr_at_risk": float((p * arr).sum()),
+            "expected_churned_accounts": float(p.sum()),
+            "churned_arr": None,
+        }
+        if month in labelled:
+            outcome = con.execute(churn._labels_sql(month)).df()
+            churned = snap[["account_id"]].assign(arr=arr).merge(outcome, on="account_id", how="left")
+            point["churned_arr"] = float(churned.loc[churned[churn.LABEL].fillna(0) == 1, "arr"].sum())
+        points.append(point)
+    return {
+        "trained_through": train_cutoffs[-1],
+        "points": points,
+        "note": f"one model trained on outcomes known at the end of {shown[0]} scores every month shown",
+    }
+
+
 def model_card(con, as_of_month: str, truth: pd.DataFrame | None = None) -> dict:
     """Out-of-time evaluation: train on cutoffs whose outcomes were known before the test period,
     test on the last :data:`TEST_CUTOFFS` labelled cutoffs."""

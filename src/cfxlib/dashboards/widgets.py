@@ -114,6 +114,30 @@ def render_trend(points: list[dict], key: str, label: str, colour: str = ACCENT,
     )
 
 
+def render_risk_trend(trend: dict) -> str:
+    """ARR at risk by month from the churn model, beside the ARR that did churn (once known)."""
+    points = trend.get("points") or []
+    if len(points) < 2:
+        return f'<p class="cfx-muted">ARR at risk by month: {esc(trend.get("note") or "not enough history")}.</p>'
+    first, last = points[0], points[-1]
+    rows = [
+        [
+            esc(p["month"]),
+            usd(p["arr_at_risk"]),
+            pct(p["arr_at_risk"] / p["arr"]) if p["arr"] else "n/a",
+            "not known yet" if p["churned_arr"] is None else usd(p["churned_arr"]),
+        ]
+        for p in points
+    ]
+    return (
+        f'<div class="cfx-trend"><div class="cfx-muted">ARR at risk (churn model): {usd(first["arr_at_risk"])} in '
+        f"{esc(first['month'])} → {usd(last['arr_at_risk'])} in {esc(last['month'])}</div>"
+        + sparkline([p["arr_at_risk"] for p in points], colour=NEGATIVE)
+        + table(["month", "ARR at risk", "share of ARR", "ARR that churned within 3 months"], rows, {1, 2, 3})
+        + f'<p class="cfx-muted">{esc(trend.get("note") or "")}.</p></div>'
+    )
+
+
 def render_account(row: dict | None, risk: dict | None, history: list[dict] | None = None) -> str:
     """One account: its score, band, five components, churn probability and recommended action."""
     if row is None:
@@ -242,28 +266,25 @@ class CustomerSuccess:
         self.account.observe(lambda _change: self.refresh_detail(), names="value")
         self.roi_form = self._roi_form(cost_per_downtime_hour_usd)
         self.pilots = PilotLauncher(client)
-        self.churn = w.HTML(render_churn_distribution(client.get("/api/customers/churn-distribution")["bins"]))
+        self.churn = w.HTML()
         self.churn.add_class("cfx-churn-distribution")
-        book = client.get("/api/customers/health-trend")["points"]
-        self.trend = w.HTML(
-            '<div class="cfx-card"><h3>The book over 90 days (weekly)</h3>'
-            + render_trend(book, "mean_health", "Average health")
-            + render_trend(book, "red", "Accounts in the red band (at risk by health)", colour=NEGATIVE, digits=0)
-            + "</div>"
-        )
+        self.trend = w.HTML()
         self.trend.add_class("cfx-book-trend")
+        self.risk_trend = w.HTML()
+        self.risk_trend.add_class("cfx-risk-trend")
+        self.header = w.HTML()
+        self.header.add_class("cfx-header")
+        self.refresh_publication_views()
         self.refresh_table()
         self.refresh_detail()
-        header = w.HTML(
-            STYLE + f"<h2>Customer success · as of {esc(self.as_of)}</h2>"
-            f'<p class="cfx-muted">run {esc(self.run_id)} · scores update live from the service</p>'
-        )
+        header = self.header
         self.view = w.VBox(
             [
                 header,
                 w.HBox([self.status, self.last]),
                 self.gauge,
                 self.trend,
+                self.risk_trend,
                 self.churn,
                 w.HTML("<h3>At-risk accounts</h3>"),
                 w.HBox([self.tier, self.band, self.owner]),
@@ -343,9 +364,10 @@ class CustomerSuccess:
             self.health = {r["account_id"]: r for r in message["accounts"]}
             self.histories.clear()
             if message.get("run_id") and message["run_id"] != self.run_id:
-                self.run_id = message["run_id"]  # a new publication: refresh the at-risk list too
+                self.run_id = message["run_id"]  # a new publication: refresh what it decides
                 risk = self.client.get("/api/customers/at-risk", limit=10_000)
                 self.at_risk, self.as_of = risk["rows"], risk["as_of"]
+                self.refresh_publication_views()
         else:
             before = self.health.get(message["account_id"], {}).get("health_score")
             self.health[message["account_id"]] = {k: v for k, v in message.items() if k not in ("type", "cause")}
@@ -362,6 +384,26 @@ class CustomerSuccess:
             self.refresh_table()
         if message["type"] == "snapshot" or message["account_id"] == self.account.value:
             self.refresh_detail()
+
+    def refresh_publication_views(self) -> None:
+        """The parts a publication decides: header, book trend, ARR at risk by month, churn bins."""
+        self.header.value = (
+            STYLE + f"<h2>Customer success · as of {esc(self.as_of)}</h2>"
+            f'<p class="cfx-muted">run {esc(self.run_id)} · scores update live from the service</p>'
+        )
+        book = self.client.get("/api/customers/health-trend")["points"]
+        self.trend.value = (
+            '<div class="cfx-card"><h3>The book over 90 days (weekly)</h3>'
+            + render_trend(book, "mean_health", "Average health")
+            + render_trend(book, "red", "Accounts in the red band (at risk by health)", colour=NEGATIVE, digits=0)
+            + "</div>"
+        )
+        self.risk_trend.value = (
+            '<div class="cfx-card"><h3>ARR at risk over recent months</h3>'
+            + render_risk_trend(self.client.get("/api/customers/at-risk-trend"))
+            + "</div>"
+        )
+        self.churn.value = render_churn_distribution(self.client.get("/api/customers/churn-distribution")["bins"])
 
     def set_status(self, state: str) -> None:
         colour = {"live": POSITIVE, "connecting": BAND_COLOURS["yellow"]}.get(state, NEGATIVE)
