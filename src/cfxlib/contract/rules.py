@@ -29,8 +29,9 @@ MONEY_SQL_TYPE = "DECIMAL(18, 2)"
 
 
 def tier_rank_sql(column: str = "tier") -> str:
-    """SQL: 1 for Starter, 2 for Professional, 3 for Enterprise."""
-    return f"list_position({TIER_LIST_SQL}, {column})"
+    """SQL: 1 for Starter, 2 for Professional, 3 for Enterprise (a CASE: the same on every engine)."""
+    whens = " ".join(f"WHEN '{t}' THEN {i}" for i, t in enumerate(TIERS, 1))
+    return f"(CASE {column} {whens} END)"
 
 
 def active_at_sql(at: str, alias: str = "s") -> str:
@@ -39,15 +40,17 @@ def active_at_sql(at: str, alias: str = "s") -> str:
 
 
 def mrr_twelfths_sql(alias: str = "s") -> str:
-    """SQL: a subscription's exact MRR in twelfths of a cent (HUGEINT).
+    """SQL: a subscription's exact MRR in twelfths of a cent (``BIGINT``).
 
     ``amount_usd`` holds whole cents (DECIMAL in the warehouse; a double holding a cent value
-    when computing on DataFrames, which the cast rounds to the nearest integer number of cents)."""
-    return f"(CAST({alias}.amount_usd * 100 AS HUGEINT) * (12 // {alias}.billing_period_months))"
+    when computing on DataFrames, which the cast rounds to the nearest integer number of cents).
+    A BIGINT holds 9.2e18 twelfths of a cent: a million accounts of $10M a year each still fit,
+    and integer division (``//``) is exact on every engine (Spark: ``DIV``)."""
+    return f"(CAST(round({alias}.amount_usd * 100) AS BIGINT) * (12 // {alias}.billing_period_months))"
 
 
 def cents_from_twelfths_sql(twelfths: str) -> str:
-    """SQL: twelfths of a cent (>= 0) rounded half away from zero to whole cents (HUGEINT)."""
+    """SQL: twelfths of a cent (>= 0) rounded half away from zero to whole cents (an integer)."""
     return f"((({twelfths}) + 6) // 12)"
 
 
@@ -64,9 +67,11 @@ def account_state_sql(points: str) -> str:
     ``subscriptions`` (how many are active). Accounts whose active subscriptions are all free
     (MRR 0) are included with ``mrr = 0``; revenue keeps only ``mrr > 0``.
     """
+    # The tier: largest MRR, ties to the higher tier, as one orderable number (x 4 + rank) so
+    # every engine's arg_max/max_by compares the same thing.
     return f"""
     SELECT p.snapshot_date, s.account_id,
-           arg_max(s.tier, ({mrr_twelfths_sql("s")}, {tier_rank_sql("s.tier")})) AS tier,
+           arg_max(s.tier, {mrr_twelfths_sql("s")} * 4 + {tier_rank_sql("s.tier")}) AS tier,
            {dollars_from_cents_sql(cents_from_twelfths_sql(f"sum({mrr_twelfths_sql('s')})"))} AS mrr,
            sum(s.seats) AS seats,
            count(*) AS subscriptions
@@ -93,9 +98,11 @@ def account_month_sql(as_of_month: str | None = None) -> str:
         "coalesce(max(end_date - INTERVAL 1 DAY), max(start_date)))) FROM subscriptions)"
     )
     points = f"""
-        SELECT last_day(unnest(generate_series(first_month, last_month, INTERVAL 1 MONTH)))::DATE AS snapshot_date
-        FROM (SELECT date_trunc('month', min(start_date))::DATE AS first_month, ({last})::DATE AS last_month
-              FROM subscriptions)
+        SELECT CAST(last_day(month) AS DATE) AS snapshot_date
+        FROM (SELECT unnest(generate_series(first_month, last_month, INTERVAL 1 MONTH)) AS month
+              FROM (SELECT CAST(date_trunc('month', min(start_date)) AS DATE) AS first_month,
+                           CAST(({last}) AS DATE) AS last_month
+                    FROM subscriptions) bounds) months
     """
     return f"""
     SELECT date_trunc('month', snapshot_date)::DATE AS month, account_id, tier, mrr

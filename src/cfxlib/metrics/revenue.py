@@ -44,9 +44,10 @@ def account_movements_sql(as_of_month: str | None = None) -> str:
     """
     return f"""
     WITH am AS ({account_month_sql(as_of_month)}),
-    months AS (SELECT DISTINCT month FROM am),
     all_months AS (
-        SELECT unnest(generate_series(min(month), max(month), INTERVAL 1 MONTH))::DATE AS month FROM am
+        SELECT CAST(month AS DATE) AS month
+        FROM (SELECT unnest(generate_series(lo, hi, INTERVAL 1 MONTH)) AS month
+              FROM (SELECT min(month) AS lo, max(month) AS hi FROM am) bounds) series
     ),
     first_seen AS (SELECT account_id, min(month) AS first_month FROM am GROUP BY account_id),
     grid AS (
@@ -89,9 +90,9 @@ def movements_sql(by: str | None = None, as_of_month: str | None = None) -> str:
         return f"""
         WITH tiers AS (SELECT unnest({_TIER_LIST}) AS tier),
         rows AS ({account_movements_sql(as_of_month)}),
-        months AS (SELECT DISTINCT month FROM rows)
+        bridge_months AS (SELECT DISTINCT month FROM rows)
         SELECT strftime(m.month, '%Y-%m') AS month, t.tier, {amounts}
-        FROM months m CROSS JOIN tiers t
+        FROM bridge_months m CROSS JOIN tiers t
         LEFT JOIN rows r ON r.month = m.month AND r.tier = t.tier
         GROUP BY m.month, t.tier
         ORDER BY m.month, {_tier_rank("t.tier")}
@@ -126,6 +127,7 @@ def mrr_movements(
     *,
     as_of: date | str | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
+    engine: str = "duckdb",
 ) -> pd.DataFrame:
     """The MRR bridge: one row per month (and per tier when ``by="tier"``).
 
@@ -134,8 +136,9 @@ def mrr_movements(
     ``mrr_end = mrr_start + new + expansion + reactivation - contraction - churn`` exact to the
     cent in every row. Pass a ``subscriptions`` frame (contract columns) or a warehouse ``con``.
     ``as_of`` (a date or ``YYYY-MM``) sets the last month; default: the data's last month.
+    ``engine="spark"`` runs the same SQL on Spark (frames only; :mod:`cfxlib.store.spark`).
     """
-    with frames_connection(con, subscriptions=subscriptions) as c:
+    with frames_connection(con, engine, subscriptions=subscriptions) as c:
         frame = c.execute(movements_sql(by, _as_of_sql(as_of))).df()
     return _amounts_to_float(frame)
 
@@ -145,13 +148,14 @@ def account_mrr(
     *,
     as_of: date | str | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
+    engine: str = "duckdb",
 ) -> pd.DataFrame:
     """Per account and month with MRR > 0: ``month`` (YYYY-MM), ``account_id, tier, mrr, arr``."""
     sql = f"""
     SELECT strftime(month, '%Y-%m') AS month, account_id, tier, mrr, mrr * 12 AS arr
     FROM ({account_month_sql(_as_of_sql(as_of))}) ORDER BY month, account_id
     """
-    with frames_connection(con, subscriptions=subscriptions) as c:
+    with frames_connection(con, engine, subscriptions=subscriptions) as c:
         frame = c.execute(sql).df()
     return _amounts_to_float(frame)
 

@@ -34,17 +34,31 @@ def _prepared(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+ENGINES = ("duckdb", "spark")
+
+
 @contextlib.contextmanager
 def frames_connection(
-    con: duckdb.DuckDBPyConnection | None = None, **frames: pd.DataFrame | None
+    con: duckdb.DuckDBPyConnection | None = None, engine: str = "duckdb", **frames: pd.DataFrame | None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Yield ``con`` when given; otherwise an in-memory connection with ``frames`` as tables."""
+    """Yield ``con`` when given; otherwise a connection with ``frames`` as tables: in-memory
+    DuckDB, or Spark (``engine="spark"``, :mod:`cfxlib.store.spark`) running the same SQL."""
     given = {k: v for k, v in frames.items() if v is not None}
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if con is not None and not given:
         yield con
         return
     if not given:
         raise ValueError(f"pass the {', '.join(frames)} frame(s) or a warehouse connection")
+    if engine == "spark":
+        from cfxlib.store import spark
+
+        connection = spark.SparkConnection(spark.session())
+        for name, frame in given.items():
+            connection.register(name, _prepared(name, frame))
+        yield connection
+        return
     mem = duckdb.connect()
     try:
         for name, frame in given.items():

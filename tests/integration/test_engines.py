@@ -1,0 +1,83 @@
+"""One definition, two engines: the revenue SQL (written once, in DuckDB's dialect) transpiled by
+SQLGlot and run on Apache Spark in local mode gives the same published numbers as DuckDB, to the
+cent, on a small history full of edge cases."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from cfxlib import revenue
+
+pytestmark = pytest.mark.xdist_group("spark")
+
+ROWS = [
+    # id, account, tier, seats, billing months, amount, start, end
+    ("a1", "A", "Starter", 5, 1, 100.00, "2024-01-15", "2024-03-01"),  # churns in March (end = first day without)
+    ("a2", "A", "Professional", 5, 1, 250.00, "2024-05-10", None),  # reactivation in May, another tier
+    ("b1", "B", "Enterprise", 40, 12, 64602.78, "2024-01-31", None),  # annual: 5,383.565 a month -> 5,383.57
+    ("b2", "B", "Starter", 1, 1, 0.01, "2024-02-01", "2024-04-01"),  # one cent on top, in twelfths
+    ("c1", "C", "Starter", 3, 1, 120.00, "2024-01-01", "2024-02-15"),  # same-day change of plan:
+    ("c2", "C", "Professional", 3, 1, 300.00, "2024-02-15", None),  #   expansion and a new tier in Feb
+    ("d1", "D", "Starter", 2, 1, 200.00, "2024-02-01", None),  # two subscriptions of equal MRR:
+    ("d2", "D", "Professional", 2, 1, 200.00, "2024-02-01", "2024-05-01"),  #   the higher tier wins the tie
+    ("e1", "E", "Starter", 1, 1, 0.00, "2024-01-01", "2024-03-01"),  # free: never counted
+    ("e2", "E", "Starter", 1, 1, 90.00, "2024-03-01", None),  #   then paid: new, not a reactivation
+    ("f1", "F", "Professional", 4, 1, 410.00, "2024-01-01", "2024-02-01"),  # a gap of two months
+    ("f2", "F", "Professional", 4, 1, 410.00, "2024-04-01", None),
+    ("g1", "G", "Enterprise", 20, 1, 500.00, "2024-01-01", "2024-04-01"),  # contraction in April
+    ("g2", "G", "Enterprise", 12, 1, 300.00, "2024-04-01", None),
+    ("h1", "H", "Starter", 1, 12, 1000.06, "2024-02-29", None),  # 83.338... -> 83.34
+    ("i1", "I", "Starter", 1, 12, 0.06, "2024-01-31", None),  # half a cent a month: rounds up to 0.01
+    ("j1", "J", "Starter", 1, 1, 50.00, "2024-03-31", "2024-04-01"),  # active at one month end only
+    ("k1", "K", "Starter", 1, 1, 75.00, "2024-03-05", "2024-03-06"),  # never active at a month end
+]
+COLUMNS = [
+    "subscription_id",
+    "account_id",
+    "tier",
+    "seats",
+    "billing_period_months",
+    "amount_usd",
+    "start_date",
+    "end_date",
+]
+
+
+@pytest.fixture(scope="module")
+def subscriptions() -> pd.DataFrame:
+    return pd.DataFrame(ROWS, columns=COLUMNS)
+
+
+@pytest.mark.parametrize("by", [None, "tier"])
+def test_movements_are_identical_on_duckdb_and_spark(subscriptions, by):
+    duck = revenue.mrr_movements(subscriptions, by=by, as_of="2024-06")
+    spark = revenue.mrr_movements(subscriptions, by=by, as_of="2024-06", engine="spark")
+    pd.testing.assert_frame_equal(duck, spark, check_dtype=False)
+    assert len(duck) == (6 if by is None else 18)
+    flow = duck["mrr_start"] + duck["new"] + duck["expansion"] + duck["reactivation"] - duck["contraction"]
+    assert ((flow - duck["churn"] - duck["mrr_end"]).abs() < 0.005).all()
+
+
+def test_account_mrr_is_identical_and_rounds_half_cents_up(subscriptions):
+    duck = revenue.account_mrr(subscriptions, as_of="2024-06")
+    spark = revenue.account_mrr(subscriptions, as_of="2024-06", engine="spark")
+    pd.testing.assert_frame_equal(duck, spark, check_dtype=False)
+    at = duck.set_index(["month", "account_id"])
+    assert at.loc[("2024-01", "B"), "mrr"] == 5383.57
+    assert at.loc[("2024-02", "B"), "mrr"] == 5383.58  # 5,383.565 + 0.01 in twelfths, rounded once
+    assert at.loc[("2024-02", "H"), "mrr"] == 83.34 and at.loc[("2024-01", "I"), "mrr"] == 0.01
+    assert at.loc[("2024-02", "D"), "tier"] == "Professional" and at.loc[("2024-05", "D"), "tier"] == "Starter"
+    assert at.loc[("2024-02", "C"), "tier"] == "Professional"
+    assert ("2024-03", "J") in at.index and ("2024-04", "J") not in at.index
+    assert "K" not in set(duck["account_id"]) and ("2024-02", "E") not in at.index
+
+
+def test_movements_by_hand(subscriptions):
+    m = revenue.mrr_movements(subscriptions, as_of="2024-06", engine="spark").set_index("month")
+    assert m.loc["2024-03", "churn"] == 100.00  # A churns in March (F already left in Feb)
+    assert m.loc["2024-02", "churn"] == 410.00  # F's gap starts
+    assert m.loc["2024-04", "reactivation"] == 410.00  # F comes back
+    assert m.loc["2024-05", "reactivation"] == 250.00  # A comes back, as Professional
+    assert m.loc["2024-03", "new"] == 90.00 + 50.00  # E's first paid month; J's only month end
+    assert m.loc["2024-04", "contraction"] == 200.00 + 0.01  # G from 500 to 300; B's cent ends
