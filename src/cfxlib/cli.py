@@ -198,11 +198,20 @@ def run_cmd(
     as_of: Annotated[
         str | None, typer.Option(help="Reporting date YYYY-MM-DD (reports the month that contains it).")
     ] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="duckdb (default) or spark: where the set-based computations run.")
+    ] = None,
 ) -> None:
     """The main job: ingest, execute the notebooks, render the site and PDFs, publish atomically."""
+    import os
+
     from cfxlib.demo import DemoOptions, generate
     from cfxlib.publish import pipeline
 
+    if engine is not None:
+        if engine not in ("duckdb", "spark"):
+            raise UserError(f"--engine must be duckdb or spark, not {engine!r}")
+        os.environ["CFX_ENGINE"] = engine  # the notebooks' kernels inherit it
     settings = load_settings()
     home = Home(settings.home).ensure()
     as_of_date = _parse_date(as_of, "--as-of") or settings.as_of

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -148,6 +149,13 @@ class OpsSettings(_Section):
     min_free_disk_gb: float = Field(1.0, ge=0, description="Free space needed under $CFX_HOME, GiB.")
 
 
+class SparkSettings(_Section):
+    """Apache Spark, when ``engine = "spark"``."""
+
+    master: str = Field("local[2]", description="Spark master: local[N], a cluster URL or sc://HOST for Spark Connect.")
+    driver_memory: str = Field("2g", description="spark.driver.memory (local mode: the whole engine's memory).")
+
+
 class PipelineSettings(_Section):
     notebook_timeout_s: int = Field(900, ge=10, description="Time limit per notebook cell, seconds.")
     notebook_dir: Path | None = Field(None, description="Notebooks to execute; default: the repository's notebooks/.")
@@ -163,6 +171,10 @@ class Settings(BaseSettings):
     home: Path = Field(DEFAULT_HOME, description="State directory ($CFX_HOME).")
     data_dir: Path | None = Field(None, description="Data directory to ingest; none = demo company.")
     as_of: date | None = Field(None, description="Reporting date; default: the data's last day.")
+    engine: Literal["duckdb", "spark"] = Field(
+        "duckdb", description="SQL engine of the set-based computations (CFX_ENGINE); models run in Python either way."
+    )
+    spark: SparkSettings = SparkSettings()
     demo: DemoSettings = DemoSettings()
     thresholds: Thresholds = Thresholds()
     costs: CostAssumptions = CostAssumptions()

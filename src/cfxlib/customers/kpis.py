@@ -37,10 +37,12 @@ def kpis(con, as_of_month: str, health_frame: pd.DataFrame, risk: pd.DataFrame, 
             SELECT date_trunc('month', u.date) AS month, am.tier, u.account_id, max(u.active_users) AS peak
             FROM usage_daily u JOIN am ON am.account_id = u.account_id AND am.month = date_trunc('month', u.date)
             GROUP BY ALL
-        )
-        SELECT strftime(d.month, '%Y-%m') AS month, d.tier, avg(d.users) AS dau,
-               (SELECT sum(peak) FROM peaks p WHERE p.month = d.month AND p.tier = d.tier) AS mau_lower_bound
-        FROM daily d GROUP BY d.month, d.tier ORDER BY d.month, d.tier
+        ),
+        dau AS (SELECT month, tier, avg(users) AS dau FROM daily GROUP BY month, tier),
+        mau AS (SELECT month, tier, sum(peak) AS mau_lower_bound FROM peaks GROUP BY month, tier)
+        SELECT strftime(d.month, '%Y-%m') AS month, d.tier, d.dau, m.mau_lower_bound
+        FROM dau d JOIN mau m ON m.month = d.month AND m.tier = d.tier
+        ORDER BY d.month, d.tier
         """
     ).df()
     nps = con.execute(

@@ -62,6 +62,8 @@ EXPENSIVE = ("AutoARIMA", "Prophet")
 """Candidates only used by default for up to :data:`EXPENSIVE_MAX_SERIES` series (slow to fit)."""
 ENSEMBLE = "Ensemble"
 PROPHET = "Prophet"
+PROPHET_SEED = 20240101
+"""Seed of Prophet's predictive samples: the same data gives the same intervals, run after run."""
 LOG = "[log]"
 """Suffix of a candidate fitted to log(y) and transformed back (exponential growth; y > 0 only)."""
 LOG_CANDIDATES = ("AutoETS", "DynamicOptimizedTheta")
@@ -174,8 +176,15 @@ def _prophet_one(train: pd.DataFrame, h: int, levels: Sequence[int]) -> pd.DataF
     )
     model.fit(train[["ds", "y"]])
     future = model.make_future_dataframe(periods=h, freq="MS", include_history=False)
-    samples = model.predictive_samples(future)["yhat"]  # (h, draws)
-    out = pd.DataFrame({"ds": future["ds"], PROPHET: model.predict(future)["yhat"].to_numpy()})
+    # Prophet draws its predictive samples from NumPy's global generator: seed it (and put the
+    # caller's state back) so the same data always gives the same intervals.
+    state = np.random.get_state()
+    np.random.seed(PROPHET_SEED)
+    try:
+        samples = model.predictive_samples(future)["yhat"]  # (h, draws)
+        out = pd.DataFrame({"ds": future["ds"], PROPHET: model.predict(future)["yhat"].to_numpy()})
+    finally:
+        np.random.set_state(state)
     for lv in levels:
         tail = (100 - lv) / 2
         out[f"{PROPHET}-lo-{lv}"] = np.percentile(samples, tail, axis=1)

@@ -27,16 +27,21 @@ def monthly_ops_total(con) -> pd.DataFrame:
     requests, error rate and AI calls."""
     return con.execute(
         """
-        WITH m AS (
+        WITH by_service AS (
             SELECT date_trunc('month', date) AS month, service, avg(uptime_pct) AS uptime
-            FROM ops_daily GROUP BY ALL
+            FROM ops_daily GROUP BY date_trunc('month', date), service
+        ),
+        worst AS (SELECT month, min(uptime) AS worst_service_uptime_pct FROM by_service GROUP BY month),
+        totals AS (
+            SELECT date_trunc('month', date) AS month, avg(uptime_pct) AS uptime_pct,
+                   avg(p95_latency_ms) AS p95_latency_ms, sum(requests) AS requests,
+                   sum(errors) / nullif(sum(requests), 0) AS error_rate, sum(ai_calls) AS ai_calls
+            FROM ops_daily GROUP BY date_trunc('month', date)
         )
-        SELECT strftime(o.month, '%Y-%m') AS month, avg(o.uptime_pct) AS uptime_pct,
-               (SELECT min(uptime) FROM m WHERE m.month = o.month) AS worst_service_uptime_pct,
-               avg(o.p95_latency_ms) AS p95_latency_ms, sum(o.requests) AS requests,
-               sum(o.errors) / nullif(sum(o.requests), 0) AS error_rate, sum(o.ai_calls) AS ai_calls
-        FROM (SELECT *, date_trunc('month', date) AS month FROM ops_daily) o
-        GROUP BY o.month ORDER BY 1
+        SELECT strftime(t.month, '%Y-%m') AS month, t.uptime_pct, w.worst_service_uptime_pct,
+               t.p95_latency_ms, t.requests, t.error_rate, t.ai_calls
+        FROM totals t JOIN worst w ON w.month = t.month
+        ORDER BY t.month
         """
     ).df()
 
@@ -50,8 +55,8 @@ def lead_conversion(con) -> pd.DataFrame:
         WITH last AS (SELECT max(date) AS d FROM usage_daily)
         SELECT strftime(date_trunc('month', created_date), '%Y-%m') AS month,
                count(*) AS leads,
-               count(*) FILTER (WHERE converted_date IS NOT NULL AND converted_date - created_date <= {LEAD_MATURITY_DAYS}) AS converted_90d,
-               count(*) FILTER (WHERE converted_date IS NOT NULL AND converted_date - created_date <= {LEAD_MATURITY_DAYS})
+               count(*) FILTER (WHERE converted_date IS NOT NULL AND date_diff('day', created_date, converted_date) <= {LEAD_MATURITY_DAYS}) AS converted_90d,
+               count(*) FILTER (WHERE converted_date IS NOT NULL AND date_diff('day', created_date, converted_date) <= {LEAD_MATURITY_DAYS})
                    / count(*) AS conversion_90d,
                last_day(max(created_date)) + INTERVAL {LEAD_MATURITY_DAYS} DAY <= (SELECT d FROM last) AS mature
         FROM leads GROUP BY 1 ORDER BY 1

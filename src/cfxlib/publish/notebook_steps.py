@@ -42,6 +42,14 @@ class Context:
         return self.run_dir / "artifacts"
 
     def connect(self):
+        """The warehouse, on the configured engine: DuckDB, or Spark reading its tables as Parquet."""
+        if self.settings.engine == "spark":
+            from cfxlib.store import spark
+
+            folder = warehouse.export_parquet(self.home.warehouse, self.home.root / "spark-tables")
+            return spark.SparkConnection.from_parquet(
+                folder, self.settings.spark.master, self.settings.spark.driver_memory
+            )
         return warehouse.connect(self.home.warehouse)
 
     def read_json(self, name: str) -> dict:

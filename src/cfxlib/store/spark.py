@@ -16,8 +16,9 @@ between the engines are handled here, once:
 * **Nulls and ANSI mode**: sums over no rows are wrapped in ``coalesce``; Spark's ANSI mode is on
   (its default since 4.0), so a division by zero fails loudly instead of returning null — the
   SQL guards divisions with ``nullif``.
-* **Decimals**: money sums stay ``DECIMAL(18, 2)``; results come back as ``Decimal`` and are
-  turned into cents-exact floats by the caller, as with DuckDB.
+* **Decimals and dates in results**: money sums stay ``DECIMAL(18, 2)`` in SQL and arrive in
+  pandas as float64, dates as datetime64 — what DuckDB's ``.df()`` gives — so the Python code
+  after the SQL sees the same frames.
 
 Models and forecasts keep running in Python on the aggregated frames.
 """
@@ -25,21 +26,68 @@ Models and forecasts keep running in Python on the aggregated frames.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
+from pathlib import Path
 
 import pandas as pd
 import sqlglot
+from sqlglot import exp
 
 from cfxlib.contract.schemas import TABLES
 
 
+def _depth(node: exp.Expression) -> int:
+    depth = 0
+    while node.parent is not None:
+        node, depth = node.parent, depth + 1
+    return depth
+
+
+def _inside(node: exp.Expression, ancestor: exp.Expression) -> bool:
+    while node is not None:
+        if node is ancestor:
+            return True
+        node = node.parent
+    return False
+
+
+def _unique_ctes(tree: exp.Expression) -> exp.Expression:
+    """Give every nested CTE a name of its own.
+
+    SQLGlot writes nested ``WITH`` clauses as one top-level ``WITH`` for Spark, so two
+    subqueries that each define ``usage`` would clash. Each nested CTE is renamed (deepest
+    first) in the query that owns it; a reference keeps the old name as its alias, so qualified
+    columns (``usage.users_30d``) still resolve."""
+    counter = itertools.count(1)
+    for with_ in sorted(tree.find_all(exp.With), key=_depth, reverse=True):
+        owner = with_.parent
+        if owner is tree:
+            continue
+        ctes = list(with_.expressions)
+        for i, cte in enumerate(ctes):
+            old, new = cte.alias, f"{cte.alias}__{next(counter)}"
+            hidden = ctes[: i + 1]  # a CTE is not visible in its own body or in the ones before it
+            for table in owner.find_all(exp.Table):
+                if any(_inside(table, other) for other in hidden):
+                    continue
+                if table.name == old and not table.args.get("db"):
+                    if not table.alias:
+                        table.set("alias", exp.TableAlias(this=exp.to_identifier(old)))
+                    table.set("this", exp.to_identifier(new))
+            cte.set("alias", exp.TableAlias(this=exp.to_identifier(new)))
+    return tree
+
+
+@functools.lru_cache(maxsize=512)
 def to_spark(sql: str) -> str:
-    """DuckDB SQL as Spark SQL."""
-    return sqlglot.transpile(sql, read="duckdb", write="spark", pretty=False)[0]
+    """DuckDB SQL as Spark SQL (cached: the library builds the same texts again and again)."""
+    tree = _unique_ctes(sqlglot.parse_one(sql, read="duckdb"))
+    return tree.sql(dialect="spark")
 
 
 @functools.lru_cache(maxsize=4)
-def session(master: str = "local[2]"):
+def session(master: str = "local[2]", driver_memory: str = "2g"):
     """A SparkSession (one per master, reused): UTC, Arrow on, no UI, few shuffle partitions."""
     from pyspark.sql import SparkSession
 
@@ -52,7 +100,8 @@ def session(master: str = "local[2]"):
         .config("spark.sql.ansi.enabled", "true")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "8")
-        .config("spark.driver.memory", "2g")
+        .config("spark.driver.memory", driver_memory)
+        .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
@@ -64,14 +113,48 @@ class _Result:
         self._frame = frame
 
     def df(self) -> pd.DataFrame:
-        return self._frame.toPandas()
+        """As DuckDB's ``.df()`` gives it: decimals as float64, dates as datetime64."""
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import DateType, DecimalType
+
+        fields = self._frame.schema.fields
+        decimals = [f.name for f in fields if isinstance(f.dataType, DecimalType)]
+        frame = self._frame
+        if decimals:
+            frame = frame.select(
+                *[F.col(f.name).cast("double").alias(f.name) if f.name in decimals else F.col(f.name) for f in fields]
+            )
+        out = frame.toPandas()
+        for f in fields:
+            if isinstance(f.dataType, DateType):
+                out[f.name] = pd.to_datetime(out[f.name])
+        return out
+
+    def fetchall(self) -> list[tuple]:
+        return [tuple(row) for row in self._frame.collect()]
+
+    def fetchone(self) -> tuple | None:
+        rows = self._frame.limit(1).collect()
+        return tuple(rows[0]) if rows else None
 
 
 class SparkConnection:
-    """What the library needs of a connection (``execute(sql).df()``), on Spark."""
+    """What the library needs of a connection (``execute(sql)`` with ``df()``, ``fetchall()``,
+    ``fetchone()``), on Spark; tables are temporary views."""
 
     def __init__(self, spark):
         self.spark = spark
+
+    @classmethod
+    def from_parquet(cls, folder: Path, master: str = "local[2]", driver_memory: str = "2g") -> SparkConnection:
+        """Every ``table-NAME.parquet`` in ``folder`` as the table ``NAME``."""
+        connection = cls(session(master, driver_memory))
+        for path in sorted(Path(folder).glob("table-*.parquet")):
+            connection.spark.read.parquet(str(path)).createOrReplaceTempView(path.stem.removeprefix("table-"))
+        return connection
+
+    def close(self) -> None:
+        """Nothing to close: the session is shared by the process."""
 
     def register(self, name: str, frame: pd.DataFrame) -> None:
         spec = TABLES.get(name)

@@ -396,3 +396,30 @@ def ingest_metadata(con) -> dict:
     """What :func:`ingest` recorded: data_dir, data_hash, as_of, rows, files, ``fundraising`` (the
     validated fundraising file as JSON, or None when the data directory has none)."""
     return {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM _ingest").fetchall()}
+
+
+def export_parquet(warehouse: Path, folder: Path) -> Path:
+    """Every warehouse table (the inputs and ``_ingest``) as ``folder/NAME.parquet``, for another
+    engine to read (:mod:`cfxlib.store.spark`). Written once per data hash: a folder that already
+    holds this warehouse's export is reused."""
+    import fcntl
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    con = connect(warehouse)
+    lock = open(Path(folder) / ".lock", "w")  # noqa: SIM115 (notebooks run side by side)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        data_hash = ingest_metadata(con)["data_hash"]
+        stamp = Path(folder) / "_data_hash"
+        if stamp.exists() and stamp.read_text() == data_hash:
+            return Path(folder)
+        tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+        for table in tables:
+            target = Path(folder) / f"table-{table}.parquet"  # Spark skips files starting with _
+            path = str(target).replace("'", "''")
+            con.execute(f"COPY {ident(table)} TO '{path}' (FORMAT PARQUET)")
+        stamp.write_text(data_hash)
+    finally:
+        con.close()
+        lock.close()
+    return Path(folder)
