@@ -81,3 +81,40 @@ def test_movements_by_hand(subscriptions):
     assert m.loc["2024-05", "reactivation"] == 250.00  # A comes back, as Professional
     assert m.loc["2024-03", "new"] == 90.00 + 50.00  # E's first paid month; J's only month end
     assert m.loc["2024-04", "contraction"] == 200.00 + 0.01  # G from 500 to 300; B's cent ends
+
+
+def _differences(a, b, path: str = "") -> list[str]:
+    """Where two JSON documents differ (floats compared exactly but for the last few ulps)."""
+    import math
+
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{path}.{k}")]
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{path}: {len(a)} vs {len(b)} items"]
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in _differences(x, y, f"{path}[{i}]")]
+    if isinstance(a, float) and isinstance(b, float):
+        same = math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-9) or (math.isnan(a) and math.isnan(b))
+        return [] if same else [f"{path}: {a} vs {b}"]
+    return [] if a == b else [f"{path}: {a!r} vs {b!r}"]
+
+
+def test_cfx_run_publishes_the_same_numbers_on_spark(tmp_path):
+    """`cfx run --engine spark` and `cfx run` on the same data: identical published numbers,
+    from MRR to churn probabilities, forecasts and alerts (only the run id differs)."""
+    import json
+
+    from tests.conftest import run_cfx
+    from tests.integration.conftest import SMALL
+
+    homes = {engine: tmp_path / engine for engine in ("duckdb", "spark")}
+    for engine, home in homes.items():
+        result = run_cfx("run", "--engine", engine, home=home, env=SMALL, timeout=1500)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    for name in ("metrics_snapshot.json", "finance.json", "customer_success.json"):
+        duck, spark = (json.loads((homes[e] / "published" / name).read_text()) for e in ("duckdb", "spark"))
+        for doc in (duck, spark):
+            doc.pop("run_id", None)
+        assert _differences(duck, spark) == [], name
+    snap = json.loads((homes["spark"] / "published" / "metrics_snapshot.json").read_text())
+    assert snap["mrr"] > 0 and snap["arr_forecast_12m"] is not None
