@@ -240,3 +240,24 @@ def test_a_sync_cut_off_by_the_storage_resumes(home, investor, tmp_path):
     check = run_cfx("dataroom", "verify", "--identity", str(key), home=home, env=env)
     assert check.returncode == 0 and f"{manifest_files} files decrypted and checked" in check.stdout, check.stderr
     gcs.kill()
+
+
+def test_generation_preconditions_on_the_gcs_api(monkeypatch):
+    """Two syncs never overwrite each other: create-only and replace-if-unchanged get 412s."""
+    from cfxlib.dataroom.storage import Conflict, GcsStore
+
+    gcs = GcsEmulator().start()
+    try:
+        gcs.bucket("room")
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.host)
+        store = GcsStore("room", "series-a", timeout_s=5)
+        store.upload(b"v1\n", "latest", if_generation_match=0)
+        first = store.generation("latest")
+        with pytest.raises(Conflict):
+            store.upload(b"other\n", "latest", if_generation_match=0)
+        store.upload(b"v2\n", "latest", if_generation_match=first)
+        with pytest.raises(Conflict):
+            store.upload(b"v3\n", "latest", if_generation_match=first)  # a second sync read v1 too
+        assert store.read("latest") == b"v2\n" and store.sha256("missing") is None
+    finally:
+        gcs.kill()
