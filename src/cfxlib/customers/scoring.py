@@ -85,6 +85,9 @@ def churn_scores(con, as_of_month: str) -> ChurnResult:
 
 TREND_MONTHS = 6
 """Months shown in the at-risk trend (the as-of month and the five before it)."""
+TREND_MAX_ROWS = 200_000
+"""The trend's model trains on at most this many snapshot rows (a fixed-seed sample; the
+default demo has about 24,000, so it is sampled only for large books)."""
 
 
 def at_risk_trend(con, as_of_month: str, months: int = TREND_MONTHS) -> dict:
@@ -105,6 +108,8 @@ def at_risk_trend(con, as_of_month: str, months: int = TREND_MONTHS) -> dict:
     train = _labelled_snapshots(con, train_cutoffs, shown[0])
     if train[churn.LABEL].nunique() < 2:
         return {"trained_through": None, "points": [], "note": "no churn (or no retention) to learn from"}
+    if len(train) > TREND_MAX_ROWS:
+        train = train.sample(n=TREND_MAX_ROWS, random_state=0)
     model = _fit(train)
     features = churn.feature_columns(train)
     points = []

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -67,7 +68,14 @@ def record_week(home: Home, week: str) -> tuple[Path, str, dict]:
         return path, "unchanged" if same else "kept", stored
     data = {**latest, "week": week}
     folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    draft = folder / f".{week}.{os.getpid()}.json"
+    write_atomic(draft, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    try:
+        os.link(draft, path)  # create-only: a week written meanwhile by another run is kept
+    except FileExistsError:
+        return record_week(home, week)
+    finally:
+        draft.unlink(missing_ok=True)
     fsync_dir(folder)
     return path, "written", data
 
