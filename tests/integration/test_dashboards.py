@@ -275,7 +275,9 @@ def test_an_open_page_takes_a_new_publication(stack, browser):
     os.symlink(os.path.relpath(pub, home), tmp_link)
     os.replace(tmp_link, link)  # atomically, as the pipeline publishes
     page.wait_for_selector(f".cfx-header:has-text('{new_run}')", timeout=15_000)
-    assert "re-scored by the next run" in page.inner_text(".cfx-risk-trend")
+    # the header is written last: the trend already shows the new publication (widget state
+    # reaches the browser message by message, so allow it a moment to arrive)
+    page.wait_for_selector(".cfx-risk-trend:has-text('re-scored by the next run')", timeout=5_000)
     assert page.is_visible(".cfx-feed-status:has-text('live')")
     page.screenshot(path=str(SHOTS / "customer_success_new_publication.png"), full_page=True)
     assert not outside

@@ -386,11 +386,8 @@ class CustomerSuccess:
             self.refresh_detail()
 
     def refresh_publication_views(self) -> None:
-        """The parts a publication decides: header, book trend, ARR at risk by month, churn bins."""
-        self.header.value = (
-            STYLE + f"<h2>Customer success · as of {esc(self.as_of)}</h2>"
-            f'<p class="cfx-muted">run {esc(self.run_id)} · scores update live from the service</p>'
-        )
+        """The parts a publication decides: book trend, ARR at risk by month, churn bins, then the
+        header (last, so a header naming the new run means the rest already shows it)."""
         book = self.client.get("/api/customers/health-trend")["points"]
         self.trend.value = (
             '<div class="cfx-card"><h3>The book over 90 days (weekly)</h3>'
@@ -404,6 +401,10 @@ class CustomerSuccess:
             + "</div>"
         )
         self.churn.value = render_churn_distribution(self.client.get("/api/customers/churn-distribution")["bins"])
+        self.header.value = (
+            STYLE + f"<h2>Customer success · as of {esc(self.as_of)}</h2>"
+            f'<p class="cfx-muted">run {esc(self.run_id)} · scores update live from the service</p>'
+        )
 
     def set_status(self, state: str) -> None:
         colour = {"live": POSITIVE, "connecting": BAND_COLOURS["yellow"]}.get(state, NEGATIVE)
