@@ -589,11 +589,12 @@ def investor_alerts(
     as_json: Annotated[bool, typer.Option("--json", help="Print every rule's state as JSON.")] = False,
 ) -> None:
     """Evaluate the alert rules against the latest published snapshot and notify what changed."""
-    from cfxlib.investor import alerts, weekly
+    from cfxlib.investor import alerts
+    from cfxlib.publish.snapshot import published
 
     settings = load_settings()
     home = Home(settings.home).ensure()
-    notices = alerts.evaluate(home, settings, weekly.latest_snapshot(home)).notices
+    notices = alerts.evaluate(home, settings, published(home)).notices
     if as_json:
         print(json.dumps(alerts.state_table(home), indent=2))
     else:
@@ -786,20 +787,11 @@ def dataroom_build() -> None:
     import json as _json
 
     from cfxlib.dataroom import room
-    from cfxlib.dataroom.storage import open_target
 
     settings, home, url = _dataroom_context(None)
-    snap = (
-        _json.loads((home.published / "metrics_snapshot.json").read_text(encoding="utf-8"))
-        if (home.published / "metrics_snapshot.json").exists()
-        else None
-    )
-    if snap is None:
-        raise UserError(f"no published run under {home.root}: run `cfx run` first")
-    store = open_target(url, settings.dataroom.timeout_s)
-    label = room.version_label(snap["code_commit"], snap["data_hash"])
-    latest = (store.read("latest") or b"").decode().strip() or None
-    stage = room.build(home, settings, store, label, snap, room.previous_manifest(store, home, latest))
+    nxt = room.next_version(home, settings, url)
+    stage = room.stage_next(home, settings, nxt)
+    label = nxt.label
     manifest = _json.loads((stage / "manifest.json").read_text(encoding="utf-8"))
     ch = manifest["changes"]
     console.print(f"staged {len(manifest['files'])} files in {stage}", highlight=False)

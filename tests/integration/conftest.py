@@ -31,3 +31,13 @@ def published(tmp_path_factory):
     result = run_cfx("run", home=home, env=SMALL, timeout=1200)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return home
+
+
+@pytest.fixture
+def published_copy(published, tmp_path):
+    """A copy of the published small demo home, so a test can change its state freely."""
+    import shutil
+
+    target = tmp_path / "home"
+    shutil.copytree(published, target, symlinks=True)
+    return target

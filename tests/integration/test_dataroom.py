@@ -22,10 +22,8 @@ pytestmark = pytest.mark.xdist_group("pipeline")
 
 
 @pytest.fixture
-def home(published, tmp_path):
-    target = tmp_path / "home"
-    shutil.copytree(published, target, symlinks=True)
-    return target
+def home(published_copy):
+    return published_copy
 
 
 @pytest.fixture

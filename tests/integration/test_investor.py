@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -23,11 +22,8 @@ INVESTORS = ["ada@investor.example", "bo@fund.example"]
 
 
 @pytest.fixture
-def home(published, tmp_path):
-    """A copy of the published demo home, so each test starts without investor state."""
-    target = tmp_path / "home"
-    shutil.copytree(published, target, symlinks=True)
-    return target
+def home(published_copy):
+    return published_copy
 
 
 def only_rules(home, *keep: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -14,6 +13,7 @@ import time
 import httpx
 import pytest
 
+from cfxlib.core.processes import pid_alive
 from tests.conftest import REPO, run_cfx
 from tests.servers import free_port
 
@@ -21,22 +21,8 @@ pytestmark = pytest.mark.xdist_group("pipeline")
 
 
 @pytest.fixture
-def home(published, tmp_path):
-    target = tmp_path / "home"
-    shutil.copytree(published, target, symlinks=True)
-    return target
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
+def home(published_copy):
+    return published_copy
 
 
 def status(home, env) -> list[dict]:
@@ -103,7 +89,7 @@ def test_up_status_health_restart_and_down(home, tmp_path):
     finally:
         down = run_cfx("down", home=home, env=env, timeout=120)
     assert down.returncode == 0 and "stopped" in down.stdout
-    assert not alive(supervisord) and not any(alive(pid) for pid in pids), "cfx down left a process behind"
+    assert not pid_alive(supervisord) and not any(pid_alive(pid) for pid in pids), "cfx down left a process behind"
     assert status(home, env) == []
     after = run_cfx("health", "--json", home=home, env=env)
     report = json.loads(after.stdout)

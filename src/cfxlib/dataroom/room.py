@@ -39,6 +39,7 @@ from cfxlib.dataroom.crypto import DataRoomError
 from cfxlib.dataroom.storage import Conflict, open_target
 from cfxlib.notify.deliver import notify, outbox_for
 from cfxlib.notify.outbox import EmailContent
+from cfxlib.publish.snapshot import published as published_snapshot
 
 OWNER_KEY = "dataroom-owner.key"
 """The company's own age identity, always a recipient, so it can read back and diff its versions."""
@@ -213,23 +214,41 @@ def _put(store, local: Path | bytes, name: str, expected_sha: str) -> bool:
     return True
 
 
-def sync(home: Home, settings: Settings, target: str | None = None) -> SyncResult:
-    """Build the data room from the latest publication and publish it as a new version."""
-    snap_path = home.published / "metrics_snapshot.json"
-    if not snap_path.exists():
-        raise UserError(f"no published run under {home.root}: run `cfx run` first")
-    snap = json.loads(snap_path.read_text(encoding="utf-8"))
+@dataclass
+class Next:
+    """The version the latest publication makes, and what the target holds now."""
+
+    store: object
+    url: str
+    snap: dict
+    label: str
+    latest: str | None
+    latest_generation: int | None
+
+
+def next_version(home: Home, settings: Settings, target: str | None = None) -> Next:
+    snap = published_snapshot(home)
     url = target_url(settings, home, target)
     store = open_target(url, settings.dataroom.timeout_s)
-    label = version_label(snap["code_commit"], snap["data_hash"])
-    latest_generation = store.generation("latest")
+    generation = store.generation("latest")  # read before latest: a change in between fails the final write
     latest = (store.read("latest") or b"").decode().strip() or None
+    return Next(store, url, snap, version_label(snap["code_commit"], snap["data_hash"]), latest, generation)
+
+
+def stage_next(home: Home, settings: Settings, nxt: Next) -> Path:
+    """Stage ``nxt`` locally (``cfx dataroom build``, and the first half of a sync)."""
+    return build(home, settings, nxt.store, nxt.label, nxt.snap, previous_manifest(nxt.store, home, nxt.latest))
+
+
+def sync(home: Home, settings: Settings, target: str | None = None) -> SyncResult:
+    """Build the data room from the latest publication and publish it as a new version."""
+    nxt = next_version(home, settings, target)
+    store, url, label, latest, latest_generation = nxt.store, nxt.url, nxt.label, nxt.latest, nxt.latest_generation
     if latest == label:
         verify(home, url, None, label, timeout_s=settings.dataroom.timeout_s)
         _record_sync(home, label, url, 0)
         return SyncResult(label, url, already=True)
-    previous = previous_manifest(store, home, latest)
-    stage = build(home, settings, store, label, snap, previous)
+    stage = stage_next(home, settings, nxt)
     manifest = json.loads((stage / "manifest.json").read_text(encoding="utf-8"))
     result = SyncResult(label, url, changes=manifest["changes"])
     public = crypto.public_key_bytes(home.keys)

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from cfxlib.core.home import Home
 from cfxlib.core.settings import Settings
-from cfxlib.investor.weekly import latest_snapshot, publication_of
+from cfxlib.investor.weekly import publication_of
 from cfxlib.notify.deliver import notify, outbox_for
 from cfxlib.notify.outbox import Attachment, EmailContent
 from cfxlib.publish.pages import pct, usd
+from cfxlib.publish.snapshot import published
 
 FILES = (
     Path("reports") / "investor_metrics.pdf",
@@ -36,7 +37,7 @@ class BoardPack:
 
 
 def build(home: Home, settings: Settings) -> BoardPack:
-    snap = latest_snapshot(home)
+    snap = published(home)
     month = snap["as_of"]
     pub = publication_of(home, snap["run_id"])
     folder = home.root / "investor" / "board-packs" / month

@@ -15,8 +15,7 @@ import jinja2
 
 from cfxlib.contract import alert_rules
 from cfxlib.notify.outbox import Attachment, EmailContent
-from cfxlib.publish import history
-from cfxlib.publish.pages import forecast_sentence, month_over_month, pct, usd
+from cfxlib.publish.pages import forecast_sentence, month_over_month, pct, usd, week_change
 
 _ENV = jinja2.Environment(
     loader=jinja2.FunctionLoader(
@@ -106,12 +105,7 @@ def kpi_rows(snap: dict, last_week: dict | None, finance: dict | None) -> list[R
     month = snap["as_of"]
 
     def wow(field: str, how: str) -> str:
-        value = history.change(snap, last_week, field, how)
-        if value is None:
-            return "—"
-        if how == "relative":
-            return pct(value, signed=True)
-        return _points(value) if how == "points" else f"{value:+.3f} pp"
+        return week_change(snap, last_week, field, how)
 
     def ret_mom(key: str) -> str:
         idx = next((i for i, r in enumerate(ret) if r["month"] == month), None)

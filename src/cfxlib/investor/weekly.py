@@ -19,24 +19,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from cfxlib.core.errors import UserError
 from cfxlib.core.home import Home
 from cfxlib.core.outputs import fsync_dir, write_atomic, write_text_if_changed
 from cfxlib.core.settings import Settings
 from cfxlib.investor import alerts, content
 from cfxlib.notify.deliver import notify, outbox_for
 from cfxlib.notify.outbox import Attachment, utcnow
-from cfxlib.publish import history
+from cfxlib.publish import history, snapshot
 
 PDF = Path("reports") / "investor_metrics.pdf"
 CHART = Path("reports") / "figures" / "arr_forecast.png"
-
-
-def latest_snapshot(home: Home) -> dict:
-    path = home.published / "metrics_snapshot.json"
-    if not path.exists():
-        raise UserError(f"no published run under {home.root}: run `cfx run` first (looked for {path})")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def publication_of(home: Home, run_id: str) -> Path:
@@ -59,7 +51,7 @@ class WeekResult:
 
 def record_week(home: Home, week: str) -> tuple[Path, str, dict]:
     """Write the week's snapshot unless the week has one; returns (path, status, the week's snapshot)."""
-    latest = latest_snapshot(home)
+    latest = snapshot.published(home)
     folder = history.snapshots_dir(home.root)
     path = folder / f"{week}.json"
     if path.exists():

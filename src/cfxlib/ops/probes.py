@@ -9,13 +9,13 @@ what to do next. A component that is not set up (no data room recipients) passes
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from cfxlib.core.home import Home
+from cfxlib.core.processes import pid_alive
 from cfxlib.core.settings import Settings
 from cfxlib.notify.outbox import Outbox
 
@@ -132,25 +132,13 @@ def scheduler(home: Home) -> Check:
     beat = json.loads(path.read_text(encoding="utf-8"))
     when = datetime.fromisoformat(beat["at"])
     age = (datetime.now(UTC) - when).total_seconds()
-    alive = _pid_alive(beat.get("pid"))
+    alive = pid_alive(beat.get("pid"))
     nexts = ", ".join(f"{job} {at[:16].replace('T', ' ')}" for job, at in sorted(beat.get("jobs", {}).items()) if at)
     if age > HEARTBEAT_STALE_S or not alive:
         return Check(
             "scheduler", False, f"heartbeat {age:.0f} s old (pid {beat.get('pid')} {'alive' if alive else 'gone'})"
         )
     return Check("scheduler", True, f"heartbeat {age:.0f} s ago (pid {beat['pid']}); next: {nexts or 'no jobs'}")
-
-
-def _pid_alive(pid) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def outbox(home: Home, max_oldest_s: float) -> Check:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cfxlib.core.errors import UserError
 from cfxlib.core.home import Home
+from cfxlib.core.processes import pid_alive
 from cfxlib.core.settings import Settings
 
 MAX_SOCKET_PATH = 100
@@ -184,34 +185,20 @@ def stop(home: Home, timeout_s: float = 60) -> list[dict]:
     before = status(home)
     rpc(home).supervisor.shutdown()
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and pid_alive(pid):
         time.sleep(0.2)
     for proc in before:  # belt and braces: a program's group that outlived supervisord
-        if proc["pid"] and _alive(proc["pid"]):
+        if proc["pid"] and pid_alive(proc["pid"]):
             for sig in (signal.SIGTERM, signal.SIGKILL):
                 try:
                     os.killpg(proc["pid"], sig)
                 except OSError:
                     break
                 time.sleep(1)
-    if _alive(pid):
+    if pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
     socket_path(home).unlink(missing_ok=True)
     return before
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is gone for our purposes
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return True
 
 
 def log_tail(path: str | None, lines: int = 15) -> str:

@@ -43,7 +43,8 @@ def month_over_month(series: list[dict], key: str, month: str) -> float | None:
     return series[idx][key] / series[idx - 1][key] - 1
 
 
-def _wow(snapshot: dict, last_week: dict | None, field: str, how: str) -> str:
+def week_change(snapshot: dict, last_week: dict | None, field: str, how: str) -> str:
+    """The change of ``field`` since ``last_week`` as text (see :func:`history.change`); a dash when unknown."""
     value = history.change(snapshot, last_week, field, how)
     if value is None:
         return "—"
@@ -114,7 +115,7 @@ def kpi_table(snapshot: dict, finance: dict, customer: dict | None, last_week: d
     week = f"vs week {last_week['week']}" if last_week else "vs last week"
     out = [f"| KPI ({month}) | value | change vs previous month | {week} |", "|:---|---:|---:|---:|"]
     for a, b, c in rows:
-        wow = _wow(snapshot, last_week, *fields[a]) if a in fields else ""
+        wow = week_change(snapshot, last_week, *fields[a]) if a in fields else ""
         out.append(f"| {a} | {b} | {c} | {wow} |")
     if last_week is None:
         out += ["", "*No weekly investor snapshot before this week yet (`cfx investor weekly` keeps one a week).*"]

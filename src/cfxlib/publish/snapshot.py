@@ -138,6 +138,17 @@ def build(
     return snap
 
 
+def published(home) -> dict:
+    """The latest publication's ``metrics_snapshot.json`` (a :class:`cfxlib.core.home.Home`);
+    a clear error when nothing is published yet."""
+    from cfxlib.core.errors import UserError
+
+    path = home.published / "metrics_snapshot.json"
+    if not path.exists():
+        raise UserError(f"no published run under {home.root}: run `cfx run` first (looked for {path})")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def schema_json() -> str:
     schema = MetricsSnapshot.model_json_schema()
     schema["$id"] = f"https://chatterfix.example/schemas/metrics_snapshot/{SCHEMA_VERSION}"
