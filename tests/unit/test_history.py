@@ -75,3 +75,29 @@ def test_kpi_table_has_a_week_over_week_column():
     assert uptime.endswith("| -0.050 pp |")
     first = pages.kpi_table(snap, _finance("2026-10"), None, None)
     assert "vs last week" in first and "No weekly investor snapshot" in first
+
+
+def test_the_weekly_update_shows_founders_text_literally():
+    """Markup and quotes from fundraising.yaml reach the update's HTML escaped, its text as is."""
+    from cfxlib.investor import content
+
+    snap = {
+        "as_of": "2026-10",
+        "arr": 1_210_000.0,
+        "mrr": 100_833.33,
+        "customers": 100,
+        "arr_growth_mom": 0.02,
+        "run_id": "r1",
+        "data_hash": "d" * 64,
+        "arr_forecast_12m": None,
+    }
+    hostile = "<script>alert('x')</script> & \"Ops\" Capital"
+    finance = {
+        "fundraising": {"round": {"name": "Series A", "target_usd": 25e6, "committed_usd": 9.5e6, "lead": hostile}}
+    }
+    firing = [{"title": "Uptime", "severity": "critical", "since": "2026-10", "message": "<b>99.4%</b>"}]
+    update = content.weekly_update("2026-W49", snap, None, finance, firing, "c@x", b"png", True, "/tmp/u.html")
+    for html in (update.html_email, update.html_archive):
+        assert "<script>" not in html and "<b>99.4%</b>" not in html
+        assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &#34;Ops&#34; Capital" in html
+    assert hostile in update.text and "<b>99.4%</b>" in update.text
