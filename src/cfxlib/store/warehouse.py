@@ -29,6 +29,7 @@ from cfxlib.contract.issues import InputError, Issue, IssueLog
 from cfxlib.contract.rules import MONEY_SQL_TYPE
 from cfxlib.contract.schemas import TABLES, TableSpec
 from cfxlib.contract.validate import (
+    TEXT,
     FileProblem,
     check_chunk,
     check_records,
@@ -106,7 +107,7 @@ def _load_table(con, spec: TableSpec, path: Path, log: IssueLog, progress: Progr
             created = True
         frame = typed.reset_index(drop=False).rename(columns={typed.index.name: "_line"})
         for name in extra:
-            frame[name] = frame[name].astype("string")
+            frame[name] = frame[name].astype(TEXT)
         con.register("_chunk", frame)
         con.execute(f"INSERT INTO {ident(spec.name)} BY NAME SELECT * FROM _chunk")
         con.unregister("_chunk")
