@@ -409,7 +409,7 @@ def churn_score(
         con.close()
     write_csv(scores, out, float_format="%.6f")
     console.print(
-        f"Scored {len(scores):,} accounts active at the end of {month} (trained on {result.training_rows:,} snapshots); wrote {out}"
+        f"Scored {len(scores):,} accounts active at the end of {month} (trained on {result.training_rows:,} of {result.available_rows:,} snapshots); wrote {out}"
     )
 
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -409,7 +410,7 @@ def plural(n: float, word: str) -> str:
     return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
-def _describe(driver: str, row: pd.Series) -> str:
+def _describe(driver: str, row: Mapping) -> str:
     v = row.get(DRIVER_FEATURES[driver][0])
     fmt = {
         "falling_usage": lambda: f"Usage is {abs(1 - v) * 100:.0f}% {'below' if v < 1 else 'above'} its earlier level",
@@ -470,22 +471,31 @@ class Drivers:
         return self
 
     def explain(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """``drivers`` (names) and ``reasons`` (sentences), top ``top`` per row."""
+        """``drivers`` (names) and ``reasons`` (sentences), top ``top`` per row.
+
+        Ties in contribution go to the driver whose name sorts last (as ``sorted(reverse=True)``).
+        """
         Xf = frame[self.columns_].astype(float).fillna(self.median_)
         contrib = ((Xf - self.mean_) / self.std_) * self.coef_
+        # only drivers whose learned effect has the expected direction
+        candidates = [
+            (driver, feature)
+            for driver, (feature, direction) in DRIVER_FEATURES.items()
+            if feature in self.columns_ and np.sign(self.coef_[feature]) == direction
+        ]
+        n = len(frame)
+        value = np.empty((n, 0)) if not candidates else np.column_stack([contrib[f].to_numpy() for _, f in candidates])
+        named = value > MIN_CONTRIBUTION
+        for j, (driver, feature) in enumerate(candidates):
+            named[:, j] &= frame[feature].notna().to_numpy()
+            if driver == "renewal_due":  # monthly plans renew every month: not a reason
+                plan = frame["annual_plan"] if "annual_plan" in frame else pd.Series(0, index=frame.index)
+                named[:, j] &= plan.fillna(0).astype(bool).to_numpy()
+        rows = frame.to_dict("records")
         names, texts = [], []
-        for i, (_, row) in enumerate(frame.iterrows()):
-            picks = []
-            for driver, (feature, direction) in DRIVER_FEATURES.items():
-                # only drivers whose learned effect has the expected direction
-                if feature not in self.columns_ or np.sign(self.coef_[feature]) != direction:
-                    continue
-                if driver == "renewal_due" and not row.get("annual_plan"):
-                    continue  # monthly plans renew every month: not a reason
-                c = contrib.iloc[i][feature]
-                if c > MIN_CONTRIBUTION and not pd.isna(row.get(feature)):
-                    picks.append((c, driver))
-            picks = [d for _, d in sorted(picks, reverse=True)[: self.top]]
+        for i in range(n):
+            picks = sorted(((value[i, j], candidates[j][0]) for j in np.flatnonzero(named[i])), reverse=True)
+            picks = [d for _, d in picks[: self.top]]
             names.append(picks)
-            texts.append([_describe(d, row) for d in picks])
+            texts.append([_describe(d, rows[i]) for d in picks])
         return pd.DataFrame({"drivers": names, "reasons": texts}, index=frame.index)

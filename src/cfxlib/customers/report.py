@@ -73,6 +73,7 @@ def payload(res: CustomerResults, top: int = 25) -> dict:
                 "at_risk_trend": res.risk_trend or {"trained_through": None, "points": [], "note": "not computed"},
                 "training": {
                     "rows": res.churn.training_rows,
+                    "available_rows": res.churn.available_rows,
                     "cutoffs": [res.churn.training_cutoffs[0], res.churn.training_cutoffs[-1]],
                 },
             }

@@ -42,7 +42,22 @@ def _cutoffs(con, as_of_month: str) -> tuple[list[str], list[str]]:
     return upto, labelled
 
 
+TRAIN_MAX_ROWS = 50_000
+"""Every churn model trains on at most this many snapshot rows: a uniform sample with a fixed
+seed when there are more (about 2,000 accounts x 24 cutoffs). The default demo has about 24,000
+rows and is never sampled; a uniform sample keeps the churn rate, so probabilities stay
+calibrated. docs/benchmarks.md ("Churn training sample") measures what the cap costs in accuracy."""
+
+
+def training_sample(frame: pd.DataFrame, max_rows: int | None = None) -> pd.DataFrame:
+    """``frame`` itself, or a fixed-seed uniform sample of ``max_rows`` (default :data:`TRAIN_MAX_ROWS`)."""
+    limit = TRAIN_MAX_ROWS if max_rows is None else max_rows
+    return frame if len(frame) <= limit else frame.sample(n=limit, random_state=0)
+
+
 def _fit(frame: pd.DataFrame) -> churn.ChurnModel:
+    """A churn model trained on (a sample of) ``frame``'s labelled snapshots."""
+    frame = training_sample(frame)
     feats = churn.feature_columns(frame)
     return churn.ChurnModel().fit(frame[feats], frame[churn.LABEL])
 
@@ -63,6 +78,8 @@ class ChurnResult:
     drivers: churn.Drivers
     training_rows: int
     training_cutoffs: list[str]
+    available_rows: int
+    """Labelled snapshots available; ``training_rows`` of them (a sample when more) trained the model."""
 
 
 def churn_scores(con, as_of_month: str) -> ChurnResult:
@@ -76,18 +93,17 @@ def churn_scores(con, as_of_month: str) -> ChurnResult:
     train = _labelled_snapshots(con, train_cutoffs, as_of_month)
     if train[churn.LABEL].nunique() < 2:
         raise UsageError("the training snapshots hold no churned (or no retained) account; cannot train")
+    available = len(train)
+    train = training_sample(train)
     model = _fit(train)
     drivers = churn.Drivers().fit(train, train[churn.LABEL])
     current = churn.snapshot(con, as_of_month, with_labels=False)
     current["p_churn_3m"] = model.predict_proba(current[churn.feature_columns(train)])[:, 1]
-    return ChurnResult(as_of_month, current, model, drivers, len(train), train_cutoffs)
+    return ChurnResult(as_of_month, current, model, drivers, len(train), train_cutoffs, available)
 
 
 TREND_MONTHS = 6
 """Months shown in the at-risk trend (the as-of month and the five before it)."""
-TREND_MAX_ROWS = 200_000
-"""The trend's model trains on at most this many snapshot rows (a fixed-seed sample; the
-default demo has about 24,000, so it is sampled only for large books)."""
 
 
 def at_risk_trend(con, as_of_month: str, months: int = TREND_MONTHS) -> dict:
@@ -108,8 +124,6 @@ def at_risk_trend(con, as_of_month: str, months: int = TREND_MONTHS) -> dict:
     train = _labelled_snapshots(con, train_cutoffs, shown[0])
     if train[churn.LABEL].nunique() < 2:
         return {"trained_through": None, "points": [], "note": "no churn (or no retention) to learn from"}
-    if len(train) > TREND_MAX_ROWS:
-        train = train.sample(n=TREND_MAX_ROWS, random_state=0)
     model = _fit(train)
     features = churn.feature_columns(train)
     points = []
@@ -147,7 +161,8 @@ def model_card(con, as_of_month: str, truth: pd.DataFrame | None = None) -> dict
     first_test = labelled.index(test_cutoffs[0])
     train_cutoffs = labelled[: first_test - churn.HORIZON_MONTHS + 1][-TRAIN_CUTOFFS:]
     frame = _labelled_snapshots(con, train_cutoffs + test_cutoffs, as_of_month)
-    train = frame[frame["cutoff"].isin(train_cutoffs)]
+    available = frame[frame["cutoff"].isin(train_cutoffs)]
+    train = training_sample(available)
     test = frame[frame["cutoff"].isin(test_cutoffs)].copy()
     model = _fit(train)
     test["p"] = model.predict_proba(test[churn.feature_columns(train)])[:, 1]
@@ -164,6 +179,7 @@ def model_card(con, as_of_month: str, truth: pd.DataFrame | None = None) -> dict
             "train_cutoffs": [train_cutoffs[0], train_cutoffs[-1]],
             "test_cutoffs": [test_cutoffs[0], test_cutoffs[-1]],
             "train_rows": int(len(train)),
+            "train_rows_available": int(len(available)),
             "test_rows": int(len(test)),
             "features": churn.feature_columns(train),
             "model": "ChurnModel: logistic regression + gradient boosting blend, sigmoid-calibrated (3-fold)",

@@ -339,13 +339,21 @@ def system_performance(ops_total: pd.DataFrame, ops: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _train_rows(card: dict) -> str:
+    """'N account-months', or 'a sample of N of the M account-months' for a large book."""
+    rows, available = card["train_rows"], card.get("train_rows_available", card["train_rows"])
+    if available > rows:
+        return f"a fixed-seed sample of {rows:,} of the {available:,} account-months"
+    return f"{rows:,} account-months"
+
+
 def model_card(customer: dict) -> str:
     card = customer["model_card"]
     if "roc_auc" not in card:
         return card.get("unavailable", "The model card is not available for this run.")
     lines = [
         f"{md(card['model'])}. Trained on month-end snapshots {card['train_cutoffs'][0]} to {card['train_cutoffs'][1]} "
-        f"({card['train_rows']:,} account-months) and tested **out of time** on {card['test_cutoffs'][0]} to {card['test_cutoffs'][1]} "
+        f"({_train_rows(card)}) and tested **out of time** on {card['test_cutoffs'][0]} to {card['test_cutoffs'][1]} "
         f"({card['test_rows']:,} account-months; 3-month churn rate {pct(card['churn_rate'])}). Features use only data up to each snapshot's day.",
         "",
         "| measure | value | for reference |",
