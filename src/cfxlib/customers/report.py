@@ -39,12 +39,13 @@ def compute(
     as_of_month = as_of_month or scoring.as_of_month_of(con)
     as_of = pd.Period(as_of_month, freq="M").end_time.date()
     health_frame = health.health_scores(con, as_of)
-    result = scoring.churn_scores(con, as_of_month)
+    cache = scoring.SnapshotCache(con)  # the three models share most monthly snapshots
+    result = scoring.churn_scores(con, as_of_month, cache)
     risk = playbooks.at_risk(result, health_frame)
     names = con.execute("SELECT account_id, account_name FROM accounts").df()
     risk.insert(1, "account_name", risk["account_id"].map(names.set_index("account_id")["account_name"]))
     try:
-        card = scoring.model_card(con, as_of_month, truth=truth)
+        card = scoring.model_card(con, as_of_month, truth=truth, cache=cache)
     except scoring.UsageError as exc:
         card = {"unavailable": str(exc)}
     return CustomerResults(
@@ -55,7 +56,7 @@ def compute(
         card=card,
         curves=survival.retention_curves(con, as_of_month),
         churn=result,
-        risk_trend=scoring.at_risk_trend(con, as_of_month),
+        risk_trend=scoring.at_risk_trend(con, as_of_month, cache=cache),
     )
 
 

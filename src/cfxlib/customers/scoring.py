@@ -62,12 +62,35 @@ def _fit(frame: pd.DataFrame) -> churn.ChurnModel:
     return churn.ChurnModel().fit(frame[feats], frame[churn.LABEL])
 
 
-def _labelled_snapshots(con, cutoffs: list[str], as_of_month: str) -> pd.DataFrame:
-    frame = churn.snapshots(con, cutoffs, with_labels=False)
-    labels = pd.concat([con.execute(churn._labels_sql(c)).df().assign(cutoff=c) for c in cutoffs], ignore_index=True)
-    frame = frame.merge(labels, on=["account_id", "cutoff"], how="left")
-    frame[churn.LABEL] = frame[churn.LABEL].fillna(0).astype(int)
-    return frame
+class SnapshotCache:
+    """Account snapshots (:func:`churn.snapshot`, features only) and 3-month outcomes by month,
+    each queried once: a run's churn scores, at-risk trend and model card share most months.
+    Callers get copies, so adding columns to one never leaks into another."""
+
+    def __init__(self, con) -> None:
+        self.con = con
+        self._features: dict[str, pd.DataFrame] = {}
+        self._outcomes: dict[str, pd.DataFrame] = {}
+
+    def features(self, month: str) -> pd.DataFrame:
+        """Features of every account active at the end of ``month`` (data up to that day only)."""
+        if month not in self._features:
+            self._features[month] = churn.snapshot(self.con, month, with_labels=False)
+        return self._features[month].copy()
+
+    def outcomes(self, month: str) -> pd.DataFrame:
+        """``account_id`` and ``churned_3m`` of the accounts active at the end of ``month``."""
+        if month not in self._outcomes:
+            self._outcomes[month] = self.con.execute(churn._labels_sql(month)).df()
+        return self._outcomes[month].copy()
+
+    def labelled(self, cutoffs: list[str]) -> pd.DataFrame:
+        """The snapshots of ``cutoffs`` with their outcome (0 when the account has none)."""
+        frame = pd.concat([self.features(c) for c in cutoffs], ignore_index=True)
+        labels = pd.concat([self.outcomes(c).assign(cutoff=c) for c in cutoffs], ignore_index=True)
+        frame = frame.merge(labels, on=["account_id", "cutoff"], how="left")
+        frame[churn.LABEL] = frame[churn.LABEL].fillna(0).astype(int)
+        return frame
 
 
 @dataclass
@@ -82,7 +105,7 @@ class ChurnResult:
     """Labelled snapshots available; ``training_rows`` of them (a sample when more) trained the model."""
 
 
-def churn_scores(con, as_of_month: str) -> ChurnResult:
+def churn_scores(con, as_of_month: str, cache: SnapshotCache | None = None) -> ChurnResult:
     """Train on outcomes known at the end of ``as_of_month``; score accounts active then."""
     _, labelled = _cutoffs(con, as_of_month)
     if not labelled:
@@ -90,14 +113,15 @@ def churn_scores(con, as_of_month: str) -> ChurnResult:
             f"not enough history before {as_of_month} to train a churn model (need {FIRST_CUTOFF + 4} months)"
         )
     train_cutoffs = labelled[-TRAIN_CUTOFFS:]
-    train = _labelled_snapshots(con, train_cutoffs, as_of_month)
+    cache = cache or SnapshotCache(con)
+    train = cache.labelled(train_cutoffs)
     if train[churn.LABEL].nunique() < 2:
         raise UsageError("the training snapshots hold no churned (or no retained) account; cannot train")
     available = len(train)
     train = training_sample(train)
     model = _fit(train)
     drivers = churn.Drivers().fit(train, train[churn.LABEL])
-    current = churn.snapshot(con, as_of_month, with_labels=False)
+    current = cache.features(as_of_month)
     current["p_churn_3m"] = model.predict_proba(current[churn.feature_columns(train)])[:, 1]
     return ChurnResult(as_of_month, current, model, drivers, len(train), train_cutoffs, available)
 
@@ -106,7 +130,9 @@ TREND_MONTHS = 6
 """Months shown in the at-risk trend (the as-of month and the five before it)."""
 
 
-def at_risk_trend(con, as_of_month: str, months: int = TREND_MONTHS) -> dict:
+def at_risk_trend(
+    con, as_of_month: str, months: int = TREND_MONTHS, cache: SnapshotCache | None = None
+) -> dict:
     """How the churn model's ARR at risk moved over recent months, without hindsight.
 
     One model, trained only on outcomes known at the end of the first month shown, scores the
@@ -121,14 +147,15 @@ def at_risk_trend(con, as_of_month: str, months: int = TREND_MONTHS) -> dict:
     if not train_labelled:
         return {"trained_through": None, "points": [], "note": "not enough history before the months shown"}
     train_cutoffs = train_labelled[-TRAIN_CUTOFFS:]
-    train = _labelled_snapshots(con, train_cutoffs, shown[0])
+    cache = cache or SnapshotCache(con)
+    train = cache.labelled(train_cutoffs)
     if train[churn.LABEL].nunique() < 2:
         return {"trained_through": None, "points": [], "note": "no churn (or no retention) to learn from"}
     model = _fit(train)
     features = churn.feature_columns(train)
     points = []
     for month in shown:
-        snap = churn.snapshot(con, month, with_labels=False)
+        snap = cache.features(month)
         arr = 12 * snap["mrr"].astype(float)
         p = model.predict_proba(snap[features])[:, 1]
         point = {
@@ -140,7 +167,7 @@ def at_risk_trend(con, as_of_month: str, months: int = TREND_MONTHS) -> dict:
             "churned_arr": None,
         }
         if month in labelled:
-            outcome = con.execute(churn._labels_sql(month)).df()
+            outcome = cache.outcomes(month)
             churned = snap[["account_id"]].assign(arr=arr).merge(outcome, on="account_id", how="left")
             point["churned_arr"] = float(churned.loc[churned[churn.LABEL].fillna(0) == 1, "arr"].sum())
         points.append(point)
@@ -151,7 +178,9 @@ def at_risk_trend(con, as_of_month: str, months: int = TREND_MONTHS) -> dict:
     }
 
 
-def model_card(con, as_of_month: str, truth: pd.DataFrame | None = None) -> dict:
+def model_card(
+    con, as_of_month: str, truth: pd.DataFrame | None = None, cache: SnapshotCache | None = None
+) -> dict:
     """Out-of-time evaluation: train on cutoffs whose outcomes were known before the test period,
     test on the last :data:`TEST_CUTOFFS` labelled cutoffs."""
     _, labelled = _cutoffs(con, as_of_month)
@@ -160,7 +189,7 @@ def model_card(con, as_of_month: str, truth: pd.DataFrame | None = None) -> dict
     test_cutoffs = labelled[-TEST_CUTOFFS:]
     first_test = labelled.index(test_cutoffs[0])
     train_cutoffs = labelled[: first_test - churn.HORIZON_MONTHS + 1][-TRAIN_CUTOFFS:]
-    frame = _labelled_snapshots(con, train_cutoffs + test_cutoffs, as_of_month)
+    frame = (cache or SnapshotCache(con)).labelled(train_cutoffs + test_cutoffs)
     available = frame[frame["cutoff"].isin(train_cutoffs)]
     train = training_sample(available)
     test = frame[frame["cutoff"].isin(test_cutoffs)].copy()
