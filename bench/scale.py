@@ -64,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="2000,20000,100000")
     parser.add_argument("--spark", default="20000", help="sizes also run on Spark (comma-separated)")
+    parser.add_argument("--section", default="Scale: end to end by size", help="docs/benchmarks.md section to write")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     spark = {int(s) for s in args.spark.split(",") if s}
@@ -71,10 +72,11 @@ def main() -> None:
     for n in sizes:
         rows += one(n, ["duckdb", "spark"] if n in spark else ["duckdb"])
     step_names = list(rows[0]["steps"])
+    section = "" if args.section == parser.get_default("section") else f" --section '{args.section}'"
     lines = [
         f"Machine: {machine()}. Date: {now()}.",
         "",
-        f"Command: `.venv/bin/python bench/scale.py --sizes {args.sizes} --spark {args.spark}` — the demo company "
+        f"Command: `.venv/bin/python bench/scale.py --sizes {args.sizes} --spark '{args.spark}'{section}` — the demo company "
         "at each size x 36 months (seed 7), in a fresh home: generate, ingest, then `cfx run`.",
         "",
         "| accounts | engine | generate | ingest | run | end to end | s per 1,000 accounts | peak memory (MB) | "
@@ -92,7 +94,7 @@ def main() -> None:
             + " |"
         )
     lines += ["", "Step columns are seconds inside `cfx run` (steps 03 and 04-05 run side by side)."]
-    update_section("Scale: end to end by size", "\n".join(lines))
+    update_section(args.section, "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -43,34 +43,44 @@ def _cutoffs(con, as_of_month: str) -> tuple[list[str], list[str]]:
 
 
 TRAIN_MAX_ROWS = 50_000
-"""Every churn model trains on at most this many snapshot rows: a uniform sample with a fixed
-seed when there are more (about 2,000 accounts x 24 cutoffs). The default demo has about 24,000
-rows and is never sampled; a uniform sample keeps the churn rate, so probabilities stay
-calibrated. docs/benchmarks.md ("Churn training sample") measures what the cap costs in accuracy."""
-
-
-def training_sample(frame: pd.DataFrame, max_rows: int | None = None) -> pd.DataFrame:
-    """``frame`` itself, or a fixed-seed uniform sample of ``max_rows`` (default :data:`TRAIN_MAX_ROWS`)."""
-    limit = TRAIN_MAX_ROWS if max_rows is None else max_rows
-    return frame if len(frame) <= limit else frame.sample(n=limit, random_state=0)
+"""Every churn model trains on at most this many snapshot rows: a uniform sample with fixed keys
+when there are more (about 2,000 accounts x 24 cutoffs). The default demo has about 24,000 rows
+and is never sampled; a uniform sample keeps the churn rate, so probabilities stay calibrated.
+docs/benchmarks.md ("Churn training sample") measures what the cap costs in accuracy."""
+SAMPLE_SEED = 20261130
 
 
 def _fit(frame: pd.DataFrame) -> churn.ChurnModel:
-    """A churn model trained on (a sample of) ``frame``'s labelled snapshots."""
-    frame = training_sample(frame)
+    """A churn model trained on ``frame``'s labelled snapshots."""
     feats = churn.feature_columns(frame)
     return churn.ChurnModel().fit(frame[feats], frame[churn.LABEL])
 
 
-class SnapshotCache:
-    """Account snapshots (:func:`churn.snapshot`, features only) and 3-month outcomes by month,
-    each queried once: a run's churn scores, at-risk trend and model card share most months.
-    Callers get copies, so adding columns to one never leaks into another."""
+def _sample_keys(month: str, rows: int) -> np.ndarray:
+    """One fixed random number per snapshot row of ``month`` (the same month gives the same keys)."""
+    return np.random.default_rng([SAMPLE_SEED, int(month.replace("-", ""))]).random(rows)
 
-    def __init__(self, con) -> None:
+
+def _smallest(keys: np.ndarray, limit: int) -> np.ndarray:
+    """Positions of the ``limit`` smallest keys, in their original order."""
+    return np.sort(np.argpartition(keys, limit)[:limit]) if len(keys) > limit else np.arange(len(keys))
+
+
+class SnapshotCache:
+    """Account snapshots (:func:`churn.snapshot`) and 3-month outcomes by month, each queried once:
+    a run's churn scores, at-risk trend and model card share most months.
+
+    Training sets come from :meth:`training`, which keeps per month only the rows that can enter
+    a sample of :data:`TRAIN_MAX_ROWS`, so a large book never holds every month's snapshot in
+    memory. Callers get copies, so adding columns to one never leaks into another.
+    """
+
+    def __init__(self, con, max_rows: int | None = None) -> None:
         self.con = con
+        self.max_rows = TRAIN_MAX_ROWS if max_rows is None else max_rows
         self._features: dict[str, pd.DataFrame] = {}
         self._outcomes: dict[str, pd.DataFrame] = {}
+        self._training: dict[str, tuple[int, pd.DataFrame]] = {}
 
     def features(self, month: str) -> pd.DataFrame:
         """Features of every account active at the end of ``month`` (data up to that day only)."""
@@ -84,13 +94,39 @@ class SnapshotCache:
             self._outcomes[month] = self.con.execute(churn._labels_sql(month)).df()
         return self._outcomes[month].copy()
 
-    def labelled(self, cutoffs: list[str]) -> pd.DataFrame:
-        """The snapshots of ``cutoffs`` with their outcome (0 when the account has none)."""
-        frame = pd.concat([self.features(c) for c in cutoffs], ignore_index=True)
-        labels = pd.concat([self.outcomes(c).assign(cutoff=c) for c in cutoffs], ignore_index=True)
-        frame = frame.merge(labels, on=["account_id", "cutoff"], how="left")
+    def _labelled_month(self, month: str, keep: bool) -> pd.DataFrame:
+        if keep:
+            features, outcomes = self.features(month), self.outcomes(month)
+        else:  # read through the cache without filling it
+            features = self._features[month].copy() if month in self._features else churn.snapshot(self.con, month, False)
+            outcomes = (
+                self._outcomes[month] if month in self._outcomes else self.con.execute(churn._labels_sql(month)).df()
+            )
+        frame = features.merge(outcomes, on="account_id", how="left")
         frame[churn.LABEL] = frame[churn.LABEL].fillna(0).astype(int)
         return frame
+
+    def labelled(self, cutoffs: list[str]) -> pd.DataFrame:
+        """Every snapshot of ``cutoffs`` with its outcome (0 when the account has none)."""
+        return pd.concat([self._labelled_month(c, keep=True) for c in cutoffs], ignore_index=True)
+
+    def training(self, cutoffs: list[str]) -> tuple[pd.DataFrame, int]:
+        """(training rows, rows available): the labelled snapshots of ``cutoffs``, or when there
+        are more than ``max_rows``, the ``max_rows`` with the smallest fixed random keys — a
+        uniform sample — in their original order."""
+        parts, keys, available = [], [], 0
+        for month in cutoffs:
+            if month not in self._training:
+                frame = self._labelled_month(month, keep=False)
+                month_keys = _sample_keys(month, len(frame))
+                kept = _smallest(month_keys, self.max_rows)
+                self._training[month] = (len(frame), frame.iloc[kept].assign(_key=month_keys[kept]))
+            rows, part = self._training[month]
+            available += rows
+            parts.append(part)
+        frame = pd.concat(parts, ignore_index=True)
+        frame = frame.iloc[_smallest(frame["_key"].to_numpy(), self.max_rows)]
+        return frame.drop(columns="_key").reset_index(drop=True), available
 
 
 @dataclass
@@ -114,11 +150,9 @@ def churn_scores(con, as_of_month: str, cache: SnapshotCache | None = None) -> C
         )
     train_cutoffs = labelled[-TRAIN_CUTOFFS:]
     cache = cache or SnapshotCache(con)
-    train = cache.labelled(train_cutoffs)
+    train, available = cache.training(train_cutoffs)
     if train[churn.LABEL].nunique() < 2:
         raise UsageError("the training snapshots hold no churned (or no retained) account; cannot train")
-    available = len(train)
-    train = training_sample(train)
     model = _fit(train)
     drivers = churn.Drivers().fit(train, train[churn.LABEL])
     current = cache.features(as_of_month)
@@ -148,7 +182,7 @@ def at_risk_trend(
         return {"trained_through": None, "points": [], "note": "not enough history before the months shown"}
     train_cutoffs = train_labelled[-TRAIN_CUTOFFS:]
     cache = cache or SnapshotCache(con)
-    train = cache.labelled(train_cutoffs)
+    train, _ = cache.training(train_cutoffs)
     if train[churn.LABEL].nunique() < 2:
         return {"trained_through": None, "points": [], "note": "no churn (or no retention) to learn from"}
     model = _fit(train)
@@ -189,10 +223,9 @@ def model_card(
     test_cutoffs = labelled[-TEST_CUTOFFS:]
     first_test = labelled.index(test_cutoffs[0])
     train_cutoffs = labelled[: first_test - churn.HORIZON_MONTHS + 1][-TRAIN_CUTOFFS:]
-    frame = (cache or SnapshotCache(con)).labelled(train_cutoffs + test_cutoffs)
-    available = frame[frame["cutoff"].isin(train_cutoffs)]
-    train = training_sample(available)
-    test = frame[frame["cutoff"].isin(test_cutoffs)].copy()
+    cache = cache or SnapshotCache(con)
+    train, available = cache.training(train_cutoffs)
+    test = cache.labelled(test_cutoffs)
     model = _fit(train)
     test["p"] = model.predict_proba(test[churn.feature_columns(train)])[:, 1]
     oracle = None
@@ -208,7 +241,7 @@ def model_card(
             "train_cutoffs": [train_cutoffs[0], train_cutoffs[-1]],
             "test_cutoffs": [test_cutoffs[0], test_cutoffs[-1]],
             "train_rows": int(len(train)),
-            "train_rows_available": int(len(available)),
+            "train_rows_available": int(available),
             "test_rows": int(len(test)),
             "features": churn.feature_columns(train),
             "model": "ChurnModel: logistic regression + gradient boosting blend, sigmoid-calibrated (3-fold)",
