@@ -182,6 +182,39 @@ def ingest_cmd(
     print_summary(home)
 
 
+@app.command("validate")
+def validate_cmd(
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="Folder of NAME.parquet tables: a local path, or for Spark any URL it reads (gs://... "
+            "on a cluster with the GCS connector)."
+        ),
+    ],
+    engine: Annotated[str, typer.Option(help="duckdb (embedded) or spark (settings [spark]).")] = "duckdb",
+) -> None:
+    """Check Parquet input where it lives: every rule of `cfx ingest`, as SQL on the engine (nothing is loaded)."""
+    from cfxlib.contract.issues import InputError
+    from cfxlib.store import engine_validate
+
+    if engine not in ("duckdb", "spark"):
+        raise UserError(f"--engine must be duckdb or spark, not {engine!r}")
+    settings = load_settings()
+    if engine == "spark":
+        from cfxlib.store.spark import SparkConnection, session
+
+        con = SparkConnection(session(settings.spark.master, settings.spark.driver_memory))
+    else:
+        import duckdb
+
+        con = duckdb.connect()
+    with console.status(f"validating {data} on {engine}"):
+        log = engine_validate.validate(con, data)
+    if log:
+        raise InputError(log, f"{data} is invalid")
+    console.print(f"{data}: every rule of the data contract holds (checked on {engine}).", markup=False)
+
+
 def _print_loaded(result, data_dir: Path) -> None:
     console.print(f"Loaded {sum(result.rows.values()):,} rows from {data_dir}.", markup=False)
     if result.as_of is not None:

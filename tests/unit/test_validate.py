@@ -73,3 +73,13 @@ def test_number_text_outside_plain_decimals_is_refused_not_misread(text):
     typed, bad, rule = parse_column(pd.Series([text, "12.5"], dtype=object), "float")
     assert bad.tolist() == [True, False] and rule == "not a number"
     assert typed.iloc[1] == 12.5
+
+
+def test_every_row_rule_has_its_sql_twin():
+    """The rules across columns of a row exist twice (pandera for files, SQL for engines); the
+    integration test test_engine_validate checks they find the same rows."""
+    from cfxlib.contract.schemas import ROW_RULES, TABLES
+
+    for name, spec in TABLES.items():
+        pandera = {c.error for c in spec.schema.checks}
+        assert pandera == set(ROW_RULES.get(name, {})), name

@@ -72,9 +72,7 @@ class Subscriptions(_Table):
 
     subscription_id: Series[Text] = _col("Subscription identifier.", "id", unique=True)
     account_id: Series[Text] = _col("Owning account (accounts.account_id).", "id")
-    tier: Series[Text] = _col(
-        "Product tier: Starter, Professional or Enterprise.", "category", isin=list(TIERS)
-    )
+    tier: Series[Text] = _col("Product tier: Starter, Professional or Enterprise.", "category", isin=list(TIERS))
     seats: Series[pd.Int64Dtype] = _col("Licensed seats (named users).", "int", "seats", ge=1)
     billing_period_months: Series[pd.Int64Dtype] = _col(
         "Billing period: 1 (monthly) or 12 (annual).", "int", "months", isin=[1, 12]
@@ -204,6 +202,22 @@ class OpsDaily(_Table):
     requests: Series[pd.Int64Dtype] = _col("Requests served.", "int", "requests", ge=0)
     errors: Series[pd.Int64Dtype] = _col("Requests that failed.", "int", "requests", ge=0)
     ai_calls: Series[pd.Int64Dtype] = _col("Calls to AI models.", "int", "calls", ge=0)
+
+
+ROW_RULES: dict[str, dict[str, str]] = {
+    "subscriptions": {"end_date must be after start_date": "end_date IS NULL OR end_date > start_date"},
+    "tickets": {"resolved_at must not be before opened_at": "resolved_at IS NULL OR resolved_at >= opened_at"},
+    "leads": {
+        "a converted lead must name its account_id, and only converted ones": (
+            "(converted_date IS NULL) = (account_id IS NULL)"
+        ),
+        "converted_date must not be before created_date": "converted_date IS NULL OR converted_date >= created_date",
+    },
+}
+"""The rules across columns of one row (the ``dataframe_check`` s above) as SQL conditions a good
+row meets, by table and message, for validation on an engine (:mod:`cfxlib.store.sql_checks`).
+A condition that is unknown (a missing value compared) counts as broken, as a comparison with a
+missing value is false in pandas. A test checks both forms find the same rows."""
 
 
 @dataclass(frozen=True)

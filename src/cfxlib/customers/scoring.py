@@ -98,7 +98,9 @@ class SnapshotCache:
         if keep:
             features, outcomes = self.features(month), self.outcomes(month)
         else:  # read through the cache without filling it
-            features = self._features[month].copy() if month in self._features else churn.snapshot(self.con, month, False)
+            features = (
+                self._features[month].copy() if month in self._features else churn.snapshot(self.con, month, False)
+            )
             outcomes = (
                 self._outcomes[month] if month in self._outcomes else self.con.execute(churn._labels_sql(month)).df()
             )
@@ -114,7 +116,7 @@ class SnapshotCache:
         """(training rows, rows available): the labelled snapshots of ``cutoffs``, or when there
         are more than ``max_rows``, the ``max_rows`` with the smallest fixed random keys — a
         uniform sample — in their original order."""
-        parts, keys, available = [], [], 0
+        parts, available = [], 0
         for month in cutoffs:
             if month not in self._training:
                 frame = self._labelled_month(month, keep=False)
@@ -164,9 +166,7 @@ TREND_MONTHS = 6
 """Months shown in the at-risk trend (the as-of month and the five before it)."""
 
 
-def at_risk_trend(
-    con, as_of_month: str, months: int = TREND_MONTHS, cache: SnapshotCache | None = None
-) -> dict:
+def at_risk_trend(con, as_of_month: str, months: int = TREND_MONTHS, cache: SnapshotCache | None = None) -> dict:
     """How the churn model's ARR at risk moved over recent months, without hindsight.
 
     One model, trained only on outcomes known at the end of the first month shown, scores the
@@ -212,9 +212,7 @@ def at_risk_trend(
     }
 
 
-def model_card(
-    con, as_of_month: str, truth: pd.DataFrame | None = None, cache: SnapshotCache | None = None
-) -> dict:
+def model_card(con, as_of_month: str, truth: pd.DataFrame | None = None, cache: SnapshotCache | None = None) -> dict:
     """Out-of-time evaluation: train on cutoffs whose outcomes were known before the test period,
     test on the last :data:`TEST_CUTOFFS` labelled cutoffs."""
     _, labelled = _cutoffs(con, as_of_month)

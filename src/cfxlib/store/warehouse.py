@@ -117,7 +117,7 @@ def _load_table(con, spec: TableSpec, path: Path, log: IssueLog, progress: Progr
     return rows
 
 
-def _fetch_issues(
+def fetch_issues(
     con, sql: str, log: IssueLog, make: Callable[[tuple], Issue], file: str, column: str, rule: str
 ) -> None:
     """Run a rule query returning offending rows; log the first ones and count the rest."""
@@ -125,14 +125,18 @@ def _fetch_issues(
     if not total:
         return
     room = max(log.keep - len(log.shown), 0)
-    shown = con.execute(f"{sql} LIMIT ?", [room]).fetchall() if room else []
+    shown = con.execute(f"{sql} LIMIT {int(room)}").fetchall() if room else []
     for row in shown:
         log.add(make(row))
     log.add_unshown(file, column, rule, total - len(shown))
 
 
-def _cross_table_rules(con, files: dict[str, str], today: date, log: IssueLog) -> None:
-    loaded = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+def cross_table_rules(con, files: dict[str, str], today: date, log: IssueLog, loaded: set[str] | None = None) -> None:
+    """Rules across rows and tables, as SQL on ``con`` (DuckDB or Spark): unique keys, known
+    accounts, nothing dated after ``today``, no overlapping subscriptions. ``files`` names each
+    table's input file; ``loaded`` (default: the tables in ``con``) the tables to check."""
+    if loaded is None:
+        loaded = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     for name, spec in TABLES.items():
         if name not in loaded:
             continue
@@ -149,7 +153,7 @@ def _cross_table_rules(con, files: dict[str, str], today: date, log: IssueLog) -
                 f"WINDOW w AS (PARTITION BY {cols} ORDER BY _line) "
                 "QUALIFY row_number() OVER w > 1 ORDER BY _line"
             )
-            _fetch_issues(
+            fetch_issues(
                 con,
                 sql,
                 log,
@@ -171,7 +175,7 @@ def _cross_table_rules(con, files: dict[str, str], today: date, log: IssueLog) -
                 f"SELECT t._line, t.account_id FROM {table} t ANTI JOIN accounts a "
                 "ON t.account_id = a.account_id WHERE t.account_id IS NOT NULL ORDER BY t._line"
             )
-            _fetch_issues(
+            fetch_issues(
                 con,
                 sql,
                 log,
@@ -191,7 +195,7 @@ def _cross_table_rules(con, files: dict[str, str], today: date, log: IssueLog) -
                 cond = f"{ident(column)} > date_trunc('month', {limit})"
             rule = f"date is in the future (after today, {today.isoformat()})"
             sql = f"SELECT _line, {ident(column)} FROM {table} WHERE {cond} ORDER BY _line"
-            _fetch_issues(
+            fetch_issues(
                 con,
                 sql,
                 log,
@@ -212,7 +216,7 @@ def _cross_table_rules(con, files: dict[str, str], today: date, log: IssueLog) -
             "  FROM subscriptions WINDOW w AS (PARTITION BY account_id, tier ORDER BY start_date, _line)"
             ") WHERE prev_start IS NOT NULL AND (prev_end IS NULL OR prev_end > start_date) ORDER BY _line"
         )
-        _fetch_issues(
+        fetch_issues(
             con,
             sql,
             log,
@@ -353,7 +357,7 @@ def ingest(
                     continue
             if events and not log:
                 rows["events"] = _load_events(con, events, log)
-            _cross_table_rules(con, {n: p.name for n, p in found.items()}, today, log)
+            cross_table_rules(con, {n: p.name for n, p in found.items()}, today, log)
             if log:
                 raise InputError(log, f"{data_dir} is invalid; the warehouse was not changed")
             left_out = point_in_time(con, as_of) if as_of is not None else {}

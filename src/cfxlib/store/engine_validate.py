@@ -1,0 +1,114 @@
+"""Validate input tables where they live: Parquet read by DuckDB or Spark, every rule as SQL.
+
+For data too large to pass through pandas, ``cfx validate DIR --engine duckdb|spark`` checks the
+table files of ``DIR`` (``NAME.parquet``: a file, or for Spark a folder of part files; a local
+path or any URL the engine reads, such as ``gs://`` on a cluster with the GCS connector) with the
+same rules and messages as ``cfx ingest``: the per-value and per-row rules of
+:mod:`cfxlib.store.sql_checks`, then the rules across rows and tables of
+:func:`cfxlib.store.warehouse.cross_table_rules`, on typed views of the files. Rows are numbered
+1, 2, ... in file order, as the Parquet path of ``cfx ingest`` numbers them.
+"""
+
+from __future__ import annotations
+
+import difflib
+from datetime import date
+from pathlib import Path
+
+from cfxlib.contract.issues import Issue, IssueLog
+from cfxlib.contract.schemas import TABLES, TableSpec
+from cfxlib.store import sql_checks
+from cfxlib.store.sqltext import ident, sql_string
+from cfxlib.store.warehouse import cross_table_rules, fetch_issues
+
+
+def _is_spark(con) -> bool:
+    return type(con).__name__ == "SparkConnection"
+
+
+def _raw_view(con, view: str, location: str) -> None:
+    """``view``: the Parquet file(s) at ``location`` with ``_line``, the 1-based row number."""
+    if _is_spark(con):
+        from pyspark.sql import functions as F
+
+        frame = con.spark.read.parquet(location)
+        frame.select("*", (F.col("_metadata.row_index") + 1).alias("_line")).createOrReplaceTempView(view)
+    else:
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {ident(view)} AS SELECT * EXCLUDE (file_row_number), "
+            f"file_row_number + 1 AS _line FROM read_parquet({sql_string(location)}, file_row_number = true)"
+        )
+
+
+def _column_types(con, view: str) -> dict[str, str]:
+    """Column name -> the engine's type name."""
+    if _is_spark(con):
+        return {f.name: f.dataType.simpleString() for f in con.spark.table(view).schema.fields}
+    return {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {ident(view)}").fetchall()}
+
+
+def _header(spec: TableSpec, file: str, names: list[str], log: IssueLog) -> bool:
+    """Required columns present, with the 'did you mean' hint of ``cfx ingest``."""
+    ok = True
+    for name in spec.columns:
+        if name in names:
+            continue
+        hint = difflib.get_close_matches(name, [c for c in names if c not in spec.columns], n=1)
+        rule = "required column is missing" + (f" (found '{hint[0]}': misspelled?)" if hint else "")
+        log.add(Issue(file, 1, name, rule))
+        ok = False
+    return ok
+
+
+def _check(con, check: sql_checks.ValueCheck, file: str, log: IssueLog) -> None:
+    fetch_issues(
+        con,
+        check.sql,
+        log,
+        lambda r, f=file, c=check: Issue(f, int(r[0]), c.column, c.rule, r[1]),
+        file,
+        check.column,
+        check.rule,
+    )
+
+
+def validate(con, data_dir: str | Path, today: date | None = None, keep: int = 20) -> IssueLog:
+    """Every rule of the contract over the Parquet tables in ``data_dir``, on ``con`` (a DuckDB
+    connection or a :class:`~cfxlib.store.spark.SparkConnection`). Returns the issues (empty:
+    valid). The tables are left as typed temporary views named after them."""
+    today = today or date.today()
+    log = IssueLog(keep=keep)
+    base = str(data_dir).rstrip("/")
+    local = "://" not in base
+    if local and not Path(base).is_dir():
+        log.add(Issue(base, None, None, "data directory does not exist"))
+        return log
+    if not _is_spark(con):
+        con.execute("SET TimeZone = 'UTC'")  # timestamps with an offset compare in UTC, as in pandas
+    files: dict[str, str] = {}
+    for name, spec in TABLES.items():
+        file = f"{name}.parquet"
+        location = f"{base}/{file}"
+        if local and not Path(location).exists():
+            hint = " (there is a CSV file: `cfx ingest` reads CSV)" if Path(base, f"{name}.csv").exists() else ""
+            log.add(Issue(file, None, None, f"missing table: no {file} in {base}{hint}"))
+            continue
+        raw = f"_raw_{name}"
+        try:
+            _raw_view(con, raw, location)
+        except Exception as exc:  # each engine has its own errors for an unreadable file
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.add(Issue(file, None, None, f"is not a readable Parquet file ({first})"))
+            continue
+        types = _column_types(con, raw)
+        if not _header(spec, file, [c for c in types if c != "_line"], log):
+            continue
+        sources = {c: sql_checks.source_type(types[c]) for c in spec.columns}
+        for check in sql_checks.value_checks(spec, raw, sources):
+            _check(con, check, file, log)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {ident(name)} AS {sql_checks.typed_select(spec, raw, sources)}")
+        for check in sql_checks.row_checks(spec, name):
+            _check(con, check, file, log)
+        files[name] = file
+    cross_table_rules(con, files, today, log, loaded=set(files))
+    return log
