@@ -159,3 +159,21 @@ def test_missing_and_misspelled_are_reported(typed_dir, tmp_path):
         in text
     )
     assert "leads.parquet: is not a readable Parquet file" in text
+
+
+def test_spark_numbers_rows_across_part_files(hostile_dir, tmp_path):
+    """A table written as a folder of part files (as Spark writes it) numbers its rows across the
+    parts in name order, so the rows named are those of the table read whole."""
+    data = tmp_path / "data"
+    shutil.copytree(hostile_dir, data)
+    table = pq.read_table(data / "usage_daily.parquet")
+    (data / "usage_daily.parquet").unlink()
+    folder = data / "usage_daily.parquet"
+    folder.mkdir()
+    pq.write_table(table.slice(0, 4), folder / "part-00000.parquet")
+    pq.write_table(table.slice(4), folder / "part-00001.parquet")
+    whole = engine_validate.validate(__import__("duckdb").connect(), hostile_dir, keep=10_000)
+    parts = engine_validate.validate(_spark(), data, keep=10_000)
+    usage = lambda log: sorted(str(i) for i in log.shown if i.file == "usage_daily.parquet")  # noqa: E731
+    assert usage(parts) == usage(whole)
+    assert any(":5: column 'active_users'" in line for line in usage(parts))  # the first row of the second part

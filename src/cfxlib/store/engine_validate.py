@@ -31,8 +31,24 @@ def _raw_view(con, view: str, location: str) -> None:
     if _is_spark(con):
         from pyspark.sql import functions as F
 
-        frame = con.spark.read.parquet(location)
-        frame.select("*", (F.col("_metadata.row_index") + 1).alias("_line")).createOrReplaceTempView(view)
+        frame = con.spark.read.parquet(location).select("*", F.col("_metadata.file_path").alias("_part"))
+        # A table may be a folder of part files: number rows across the parts in name order,
+        # from each part's row count (read from its footer).
+        counts = sorted(frame.groupBy("_part").count().collect())
+        offsets, start = [], 0
+        for part, rows in counts:
+            offsets.append((part, start))
+            start += rows
+        offset = con.spark.createDataFrame(offsets or [("", 0)], "_part string, _offset long")
+        (
+            frame.select("*", F.col("_metadata.row_index").alias("_row"))
+            .join(F.broadcast(offset), "_part")
+            .select(
+                *[F.col(f"`{c}`") for c in frame.columns if c != "_part"],
+                (F.col("_offset") + F.col("_row") + 1).alias("_line"),
+            )
+            .createOrReplaceTempView(view)
+        )
     else:
         con.execute(
             f"CREATE OR REPLACE TEMP VIEW {ident(view)} AS SELECT * EXCLUDE (file_row_number), "
