@@ -83,3 +83,17 @@ def test_every_row_rule_has_its_sql_twin():
     for name, spec in TABLES.items():
         pandera = {c.error for c in spec.schema.checks}
         assert pandera == set(ROW_RULES.get(name, {})), name
+
+
+def test_large_amounts_in_whole_cents_are_accepted():
+    """At a million accounts monthly spend reaches hundreds of millions: 153,242,136.23 x 100 is
+    not a whole number in binary floating point, yet the amount is whole cents (found by the
+    1,000,000-account benchmark)."""
+    import pandas as pd
+
+    from cfxlib.contract.validate import parse_column
+
+    raw = pd.Series(["153242136.23", "327236288.85", "99999999999.99", "10.005", "153242136.235", "0.29"])
+    _, bad, rule = parse_column(raw, "money")
+    assert bad.tolist() == [False, False, False, True, True, False]
+    assert "whole cents" in rule

@@ -52,3 +52,28 @@ def round_money_fields(data):
     if isinstance(data, list):
         return [round_money_fields(v) for v in data]
     return data
+
+
+CENT_ABSOLUTE_TOLERANCE = 1e-6
+"""How far (in cents) a parsed amount x 100 may sit from a whole number and still be whole cents."""
+CENT_RELATIVE_TOLERANCE = 4 * 2.0**-52
+"""Plus four units in the last place of the amount in cents: 153,242,136.23 x 100 is
+15,324,213,623.000002 in binary floating point, yet the amount is whole cents."""
+
+
+def off_cents(values) -> np.ndarray:
+    """True where an amount (USD, float) is not a whole number of cents, up to float error.
+
+    ``values`` is an array-like of floats (NaN gives False). The rule, the one
+    :func:`whole_cents_sql` spells in SQL: ``|100 x - round(100 x)| > 1e-6 + |100 x| x 4 ulp``."""
+    scaled = np.asarray(values, dtype=float) * 100
+    with np.errstate(invalid="ignore"):
+        fraction = np.abs(scaled - np.rint(scaled))
+        return (
+            np.nan_to_num(fraction) > CENT_ABSOLUTE_TOLERANCE + np.abs(np.nan_to_num(scaled)) * CENT_RELATIVE_TOLERANCE
+        )
+
+
+def off_cents_sql(x: str) -> str:
+    """SQL condition: the DOUBLE expression ``x`` (USD) is not a whole number of cents (as :func:`off_cents`)."""
+    return f"abs({x} * 100 - round({x} * 100)) > {CENT_ABSOLUTE_TOLERANCE!r} + abs({x} * 100) * {CENT_RELATIVE_TOLERANCE!r}"

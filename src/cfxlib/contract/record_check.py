@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from cfxlib.contract.money import off_cents
 from cfxlib.contract.schemas import TableSpec
 from cfxlib.contract.validate import NUMBER_TEXT
 
@@ -73,7 +74,7 @@ def _parse_timestamp(text: str) -> Any:
 
 def _parse_money(text: str) -> Any:
     value = _parse_number(text, whole=False)
-    if value is None or abs(value * 100 - round(value * 100)) > 1e-6:
+    if value is None or off_cents([value])[0]:
         return None  # not sure: the full path reports it
     return value
 

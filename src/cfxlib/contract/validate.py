@@ -23,6 +23,7 @@ import pandera.pandas as pa
 import pyarrow.parquet as pq
 
 from cfxlib.contract.issues import Issue, IssueLog
+from cfxlib.contract.money import off_cents
 from cfxlib.contract.schemas import TEXT, TableSpec
 
 CHUNK_ROWS = 500_000
@@ -266,9 +267,7 @@ def parse_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, str]:
             rule = "not a whole number" if fractional.any() or not too_big.any() else "out of the 64-bit integer range"
             return typed, bad, rule
         if kind == "money":
-            scaled = numbers.to_numpy() * 100
-            fraction = np.abs(scaled - np.rint(scaled))
-            bad |= ~blank & numbers.notna() & pd.Series(np.nan_to_num(fraction) > 1e-6, index=raw.index)
+            bad |= ~blank & numbers.notna() & pd.Series(off_cents(numbers.to_numpy()), index=raw.index)
             return numbers.mask(bad), bad, "not an amount in whole cents (a number with at most 2 decimals)"
         return numbers.mask(bad), bad, "not a number"
     if kind in ("date", "month"):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import pandera.pandas as pa
 
+from cfxlib.contract.money import off_cents_sql
 from cfxlib.contract.schemas import ROW_RULES, TableSpec
 from cfxlib.contract.validate import NUMBER_TEXT, describe_check
 from cfxlib.store.sqltext import ident, sql_string
@@ -94,7 +95,7 @@ class _Column:
             if self.kind == "float":
                 return f"{present} AND {unparsed}", "not a number"
             if self.kind == "money":
-                cents = f"abs({v} * 100 - round({v} * 100)) > 1e-6"
+                cents = off_cents_sql(v)
                 return (
                     f"{present} AND ({unparsed} OR {cents})",
                     "not an amount in whole cents (a number with at most 2 decimals)",
