@@ -18,12 +18,13 @@ from pathlib import Path
 from cfxlib.contract.issues import Issue, IssueLog
 from cfxlib.contract.schemas import TABLES, TableSpec
 from cfxlib.store import sql_checks
+from cfxlib.store.spark import SparkConnection
 from cfxlib.store.sqltext import ident, sql_string
 from cfxlib.store.warehouse import cross_table_rules, fetch_issues
 
 
 def _is_spark(con) -> bool:
-    return type(con).__name__ == "SparkConnection"
+    return isinstance(con, SparkConnection)
 
 
 def _raw_view(con, view: str, location: str) -> None:
