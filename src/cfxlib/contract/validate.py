@@ -350,6 +350,11 @@ def schema_for_chunks(spec: TableSpec) -> pa.DataFrameSchema:
     return schema.update_columns({name: {"unique": False} for name in schema.columns})
 
 
+def rule_column(rule: str, spec: TableSpec, default: str | None = None) -> str | None:
+    """The column a rule across a row's columns is reported at: the first column its message names."""
+    return next((w for w in re.findall(r"\w+", rule) if w in spec.columns), default)
+
+
 def check_chunk(
     typed: pd.DataFrame,
     schema: pa.DataFrameSchema,
@@ -382,7 +387,7 @@ def check_chunk(
                 if (line, check) in seen_rows:
                     continue
                 seen_rows.add((line, check))
-                column = next((w for w in re.findall(r"\w+", check) if w in spec.columns), column)
+                column = rule_column(check, spec, column)
                 value = typed.at[line, column] if line is not None else None
                 log.add(Issue(file, line, column, check, None if pd.isna(value) else value))
                 continue

@@ -156,10 +156,6 @@ def snapshot(con, month: str, with_labels: bool = True) -> pd.DataFrame:
     return frame
 
 
-def snapshots(con, months: list[str], with_labels: bool = True) -> pd.DataFrame:
-    return pd.concat([snapshot(con, m, with_labels) for m in months], ignore_index=True)
-
-
 def feature_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in (*ID_COLUMNS, LABEL)]
 

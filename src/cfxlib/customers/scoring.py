@@ -82,29 +82,27 @@ class SnapshotCache:
         self._outcomes: dict[str, pd.DataFrame] = {}
         self._training: dict[str, tuple[int, pd.DataFrame]] = {}
 
-    def features(self, month: str) -> pd.DataFrame:
-        """Features of every account active at the end of ``month`` (data up to that day only)."""
-        if month not in self._features:
-            self._features[month] = churn.snapshot(self.con, month, with_labels=False)
-        return self._features[month].copy()
+    def features(self, month: str, keep: bool = True) -> pd.DataFrame:
+        """Features of every account active at the end of ``month`` (data up to that day only);
+        with ``keep=False`` read through the cache without filling it."""
+        frame = self._features.get(month)
+        if frame is None:
+            frame = churn.snapshot(self.con, month, with_labels=False)
+            if keep:
+                self._features[month] = frame
+        return frame.copy()
 
-    def outcomes(self, month: str) -> pd.DataFrame:
+    def outcomes(self, month: str, keep: bool = True) -> pd.DataFrame:
         """``account_id`` and ``churned_3m`` of the accounts active at the end of ``month``."""
-        if month not in self._outcomes:
-            self._outcomes[month] = self.con.execute(churn._labels_sql(month)).df()
-        return self._outcomes[month].copy()
+        frame = self._outcomes.get(month)
+        if frame is None:
+            frame = self.con.execute(churn._labels_sql(month)).df()
+            if keep:
+                self._outcomes[month] = frame
+        return frame.copy()
 
     def _labelled_month(self, month: str, keep: bool) -> pd.DataFrame:
-        if keep:
-            features, outcomes = self.features(month), self.outcomes(month)
-        else:  # read through the cache without filling it
-            features = (
-                self._features[month].copy() if month in self._features else churn.snapshot(self.con, month, False)
-            )
-            outcomes = (
-                self._outcomes[month] if month in self._outcomes else self.con.execute(churn._labels_sql(month)).df()
-            )
-        frame = features.merge(outcomes, on="account_id", how="left")
+        frame = self.features(month, keep).merge(self.outcomes(month, keep), on="account_id", how="left")
         frame[churn.LABEL] = frame[churn.LABEL].fillna(0).astype(int)
         return frame
 

@@ -11,12 +11,12 @@ same rules and messages as ``cfx ingest``: the per-value and per-row rules of
 
 from __future__ import annotations
 
-import difflib
 from datetime import date
 from pathlib import Path
 
 from cfxlib.contract.issues import Issue, IssueLog
-from cfxlib.contract.schemas import TABLES, TableSpec
+from cfxlib.contract.schemas import TABLES
+from cfxlib.contract.validate import check_header
 from cfxlib.store import sql_checks
 from cfxlib.store.spark import SparkConnection
 from cfxlib.store.sqltext import ident, sql_string
@@ -57,24 +57,11 @@ def _raw_view(con, view: str, location: str) -> None:
         )
 
 
-def _column_types(con, view: str) -> dict[str, str]:
-    """Column name -> the engine's type name."""
+def _input_types(con, location: str) -> dict[str, str]:
+    """The Parquet input's column names -> the engine's type names (raises when unreadable)."""
     if _is_spark(con):
-        return {f.name: f.dataType.simpleString() for f in con.spark.table(view).schema.fields}
-    return {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {ident(view)}").fetchall()}
-
-
-def _header(spec: TableSpec, file: str, names: list[str], log: IssueLog) -> bool:
-    """Required columns present, with the 'did you mean' hint of ``cfx ingest``."""
-    ok = True
-    for name in spec.columns:
-        if name in names:
-            continue
-        hint = difflib.get_close_matches(name, [c for c in names if c not in spec.columns], n=1)
-        rule = "required column is missing" + (f" (found '{hint[0]}': misspelled?)" if hint else "")
-        log.add(Issue(file, 1, name, rule))
-        ok = False
-    return ok
+        return {f.name: f.dataType.simpleString() for f in con.spark.read.parquet(location).schema.fields}
+    return {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_string(location)})").fetchall()}
 
 
 def _check(con, check: sql_checks.ValueCheck, file: str, log: IssueLog) -> None:
@@ -110,16 +97,16 @@ def validate(con, data_dir: str | Path, today: date | None = None, keep: int = 2
             hint = " (there is a CSV file: `cfx ingest` reads CSV)" if Path(base, f"{name}.csv").exists() else ""
             log.add(Issue(file, None, None, f"missing table: no {file} in {base}{hint}"))
             continue
-        raw = f"_raw_{name}"
         try:
-            _raw_view(con, raw, location)
+            types = _input_types(con, location)
         except Exception as exc:  # each engine has its own errors for an unreadable file
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             log.add(Issue(file, None, None, f"is not a readable Parquet file ({first})"))
             continue
-        types = _column_types(con, raw)
-        if not _header(spec, file, [c for c in types if c != "_line"], log):
+        if not check_header(Path(file), spec, list(types), log):
             continue
+        raw = f"_raw_{name}"
+        _raw_view(con, raw, location)
         sources = {c: sql_checks.source_type(types[c]) for c in spec.columns}
         for check in sql_checks.value_checks(spec, raw, sources):
             _check(con, check, file, log)

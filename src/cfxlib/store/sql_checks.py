@@ -21,7 +21,7 @@ import pandera.pandas as pa
 
 from cfxlib.contract.money import off_cents_sql
 from cfxlib.contract.schemas import ROW_RULES, TableSpec
-from cfxlib.contract.validate import NUMBER_TEXT, describe_check
+from cfxlib.contract.validate import NUMBER_TEXT, describe_check, rule_column
 from cfxlib.store.sqltext import ident, sql_string
 
 _WHITESPACE = "chr(32) || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)"
@@ -73,10 +73,8 @@ class _Column:
     @property
     def day(self) -> str:
         """The value as DATE (kinds date and month); NULL when it is not one."""
-        if self.source in ("date", "timestamp"):
-            return f"CAST({self.raw} AS DATE)"
         if self.source != "text":
-            return "CAST(NULL AS DATE)"
+            return self._from_typed_source("DATE")
         if self.kind == "month":
             ok = f"regexp_matches({self.text}, '^[0-9]{{4}}-[0-9]{{2}}$')"
             text = f"{self.text} || '-01'"
@@ -125,11 +123,16 @@ class _Column:
 
     @property
     def timestamp(self) -> str:
-        if self.source in ("date", "timestamp"):
-            return f"CAST({self.raw} AS TIMESTAMP)"
+        """The value as TIMESTAMP (UTC, without zone); NULL when it is not one."""
         if self.source != "text":
-            return "CAST(NULL AS TIMESTAMP)"
+            return self._from_typed_source("TIMESTAMP")
         return f"CAST(TRY_CAST({self.text} AS TIMESTAMPTZ) AS TIMESTAMP)"
+
+    def _from_typed_source(self, sql_type: str) -> str:
+        """A date or time column stored typed: cast; any other non-text type is no date."""
+        if self.source in ("date", "timestamp"):
+            return f"CAST({self.raw} AS {sql_type})"
+        return f"CAST(NULL AS {sql_type})"
 
     def typed(self) -> str:
         """The parsed value (NULL when blank or unparsable), as the warehouse stores it."""
@@ -149,6 +152,11 @@ class _Column:
         else:
             value = self.timestamp
         return f"CASE WHEN {good} THEN {value} END"
+
+
+def _offending(view: str, condition: str, value: str) -> str:
+    """The query of a check: ``_line`` and ``value`` of the rows of ``view`` meeting ``condition``."""
+    return f"SELECT _line, {value} AS value FROM {ident(view)} WHERE {condition} ORDER BY _line"
 
 
 def _check_condition(check: pa.Check, x: str) -> str | None:
@@ -202,24 +210,19 @@ def value_checks(spec: TableSpec, view: str, sources: dict[str, str]) -> list[Va
         if name not in sources:
             continue
         col = _Column(name, column.metadata["kind"], sources[name])
-
-        def query(condition: str, value: str, _view=view) -> str:
-            return f"SELECT _line, {value} AS value FROM {ident(_view)} WHERE {condition} ORDER BY _line"
-
         raw_value = f"CAST({col.raw} AS VARCHAR)"
         for found in (col.parse_failure(), col.out_of_range()):
             if found:
-                checks.append(ValueCheck(name, found[1], query(found[0], raw_value)))
+                checks.append(ValueCheck(name, found[1], _offending(view, found[0], raw_value)))
         typed = col.typed()
         if not column.nullable:
-            checks.append(ValueCheck(name, describe_check("not_nullable"), query(col.blank, "NULL")))
+            checks.append(ValueCheck(name, describe_check("not_nullable"), _offending(view, col.blank, "NULL")))
         for check in column.checks:
             condition = _check_condition(check, typed)
             if condition is None:
                 raise ValueError(f"no SQL for check {check.name} of {spec.name}.{name}")
-            checks.append(
-                ValueCheck(name, describe_check(check.error), query(f"{typed} IS NOT NULL AND ({condition})", typed))
-            )
+            broken = f"{typed} IS NOT NULL AND ({condition})"
+            checks.append(ValueCheck(name, describe_check(check.error), _offending(view, broken, typed)))
     return checks
 
 
@@ -234,15 +237,9 @@ def row_checks(spec: TableSpec, view: str) -> list[ValueCheck]:
     first column its message mentions and shows that column's value, as the pandas path does."""
     out = []
     for message, ok in ROW_RULES.get(spec.name, {}).items():
-        column = next(w for w in message.replace(",", " ").split() if w in spec.columns)
+        column = rule_column(message, spec)
         value = ident(column)
         if spec.kind(column) == "date":
             value = f"CAST({value} AS TIMESTAMP)"  # pandas shows the parsed day as a timestamp
-        out.append(
-            ValueCheck(
-                column,
-                message,
-                f"SELECT _line, {value} AS value FROM {ident(view)} WHERE NOT coalesce({ok}, FALSE) ORDER BY _line",
-            )
-        )
+        out.append(ValueCheck(column, message, _offending(view, f"NOT coalesce({ok}, FALSE)", value)))
     return out
