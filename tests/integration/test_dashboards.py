@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from cfxlib.customers.roi import customer_roi
+from cfxlib.dashboards.server import FRONTEND_EXTENSIONS
 from tests.conftest import CFX, REPO
 from tests.integration.test_api import Server, _free_port, token
 
@@ -135,6 +136,12 @@ def test_customer_success_live_filters_and_calculator(stack, browser):
     assert response.status == 200
     page.wait_for_selector(".cfx-health-gauge", timeout=60_000)
     assert f"{sum(scores) / len(scores):.1f}" in page.inner_text(".cfx-health-gauge")
+    # the page loads the widget manager's JavaScript only, not every JupyterLab extension installed
+    loaded = page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
+    extensions = {
+        re.search(r"/voila/labextensions/(@[^/]+/[^/]+|[^/@]+)/", u).group(1) for u in loaded if "/labextensions/" in u
+    }
+    assert extensions == set(FRONTEND_EXTENSIONS), extensions
     assert "Average health" in page.inner_text(".cfx-book-trend") and page.query_selector(".cfx-book-trend svg")
     assert "Enterprise" in page.inner_text(".cfx-churn-distribution")
     # ARR at risk by month, from the churn model without hindsight, beside what did churn

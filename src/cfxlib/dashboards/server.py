@@ -10,6 +10,8 @@
 - **Offline.** Voilà's ``lab`` template links Font Awesome from a CDN; the ``cfx`` template is
   made from the installed one at start-up with those two links removed (nothing else of it is
   copied into this repository), under ``$CFX_HOME/dashboards/``.
+- **Light pages.** A page loads the widget manager's JavaScript only, not every JupyterLab
+  extension installed (:data:`FRONTEND_EXTENSIONS`).
 - **Bounded.** Idle kernels are culled (``dashboards.cull_idle_s``); at most
   ``dashboards.max_kernels`` kernels run at once, further page views get 503.
 """
@@ -31,6 +33,10 @@ COOKIE = "cfx-dashboard-token"
 NEEDS = {"customer_success": "customers", "reporting_portal": "finance.public"}
 """Scope a role needs per dashboard (the service's scopes: the investor has finance.public only)."""
 TEMPLATE = "cfx"
+FRONTEND_EXTENSIONS = ["@jupyter-widgets/jupyterlab-manager", "@voila-dashboards/widgets-manager8"]
+"""The JupyterLab extensions a dashboard page loads: the widgets only. Voilà loads every one
+installed by default, and plotly's alone is 4.7 MB of JavaScript per page view (the dashboards
+draw their charts as SVG in HTML widgets)."""
 
 
 def dashboard_of(path: str) -> str | None:
@@ -149,6 +155,7 @@ def run(
     config.Voila.tornado_settings = {"cookie_secret": secret.read_bytes()}
     config.VoilaConfiguration.template = TEMPLATE
     config.VoilaConfiguration.show_tracebacks = False
+    config.VoilaConfiguration.extension_allowlist = FRONTEND_EXTENSIONS
     config.MappingKernelManager.cull_idle_timeout = cull_idle_s
     config.MappingKernelManager.cull_interval = 30
     config.MappingKernelManager.cull_connected = False

@@ -20,7 +20,7 @@ import ipywidgets as w
 
 from cfxlib.customers.roi import customer_roi
 from cfxlib.dashboards.client import AccessDenied, FeedListener, ServiceClient
-from cfxlib.publish.pages import pct, usd  # the site's number formats
+from cfxlib.publish.formats import pct, usd  # the site's number formats
 from cfxlib.publish.theme import ACCENT, BAND_COLOURS, NEGATIVE, POSITIVE
 
 BANDS = ("red", "yellow", "green")

@@ -12,27 +12,7 @@ import pandas as pd
 
 from cfxlib.publish import history
 from cfxlib.publish.escape import md
-
-
-def usd(x, digits: int = 0) -> str:
-    if x is None or (isinstance(x, float) and pd.isna(x)):
-        return "n/a"
-    for div, suffix in ((1e9, "B"), (1e6, "M")):
-        if abs(x) >= div:
-            return f"${x / div:,.2f}{suffix}"
-    return f"${x:,.{digits}f}"
-
-
-def pct(x, digits: int = 1, signed: bool = False) -> str:
-    if x is None or (isinstance(x, float) and pd.isna(x)):
-        return "n/a"
-    return f"{100 * x:{'+' if signed else ''}.{digits}f}%"
-
-
-def num(x, digits: int = 1) -> str:
-    if x is None or (isinstance(x, float) and pd.isna(x)):
-        return "n/a"
-    return f"{x:,.{digits}f}"
+from cfxlib.publish.formats import num, pct, usd
 
 
 def month_over_month(series: list[dict], key: str, month: str) -> float | None:
