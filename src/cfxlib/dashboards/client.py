@@ -31,7 +31,7 @@ class ServiceClient:
     base: str
     token: str
     timeout: float = 10.0
-    http: httpx.Client = field(init=False, repr=False)
+    http: httpx.Client = field(init=False, repr=False, compare=False)
     """One connection pool (and TLS context) for all requests: a new one per request cost
     20 ms of certificate loading each, more than the request."""
 
