@@ -62,18 +62,29 @@ def cfx(*args: str, env: dict) -> str:
     return subprocess.run([CFX, *args], env=env, check=True, capture_output=True, text=True).stdout.strip()
 
 
+def tree_cpu(pid: int, part=lambda proc: True) -> float:
+    """CPU-seconds used so far by a process and its descendants (those ``part`` accepts)."""
+    total = 0.0
+    for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        try:
+            if part(proc):
+                t = proc.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _is_kernel(proc: psutil.Process) -> bool:
+    return "ipykernel" in " ".join(proc.cmdline())
+
+
 def cpu_by_group(pids: dict[str, int]) -> dict[str, float]:
     """CPU-seconds used so far by each named process and its children, the dashboard kernels
     (ipykernel children of the dashboards server) counted apart from the server itself."""
-    out = dict.fromkeys([*pids, "kernels"], 0.0)
-    for name, pid in pids.items():
-        for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
-            try:
-                t = proc.cpu_times()
-                group = "kernels" if name == "dashboards" and "ipykernel" in " ".join(proc.cmdline()) else name
-                out[group] += t.user + t.system
-            except psutil.Error:
-                pass
+    out = {name: tree_cpu(pid) for name, pid in pids.items()}
+    out["kernels"] = tree_cpu(pids["dashboards"], _is_kernel)
+    out["dashboards"] -= out["kernels"]
     return out
 
 
@@ -96,7 +107,7 @@ async def viewers(
         pages = [
             await (await browser.new_context(viewport={"width": 1366, "height": 900})).new_page() for _ in range(n)
         ]
-        pids["chromium"] = browser_pid(pids["bench"])
+        pids["chromium"] = browser_pid(os.getpid())
         # A viewer's browser is already running; this one was just launched. Warm it up on the
         # server's token page (no kernel, nothing cached for the viewers' own contexts).
         warm = await browser.new_context()
@@ -115,16 +126,14 @@ async def viewers(
                 visible = time.perf_counter() - start
                 await page.wait_for_selector(".cfx-feed-status:has-text('live')", timeout=GIVE_UP_S * 1000)
             except PlaywrightTimeout:  # counted, not fatal: the row says how many never showed
-                return math.inf, math.inf
-            return visible, time.perf_counter() - start
+                return math.inf
+            return visible
 
         before = cpu_by_group(pids)
-        opening = time.perf_counter()
         if arrival_s < 0:  # each viewer arrives once the one before sees its widgets; all stay open
             opened = [await open_one(0, pg) for pg in pages]
         else:
             opened = await asyncio.gather(*(open_one(k, pg) for k, pg in enumerate(pages)))
-        opening = time.perf_counter() - opening
         after = cpu_by_group(pids)
         changes, count = [], 0
         async with httpx.AsyncClient() as client:
@@ -150,17 +159,15 @@ async def viewers(
                     await page.wait_for_selector(f".cfx-health-gauge:has-text('{marker}')", timeout=30_000)
                     return time.perf_counter() - start
 
-                shown = [pg for pg, o in zip(pages, opened, strict=True) if math.isfinite(o[0])]
+                shown = [pg for pg, seconds in zip(pages, opened, strict=True) if math.isfinite(seconds)]
                 changes += await asyncio.gather(*(seen(pg) for pg in shown))
                 await asyncio.sleep(0.5)
         await browser.close()
-    cpu = {k: after[k] - before[k] for k in after if k != "bench"}
+    cpu = {k: after[k] - before[k] for k in after}
     return {
-        "visible": [o[0] for o in opened],
-        "live": [o[1] for o in opened],
+        "visible": list(opened),
         "change": changes,
         "cpu": cpu,
-        "opening_s": opening,
     }
 
 
@@ -178,21 +185,10 @@ def browser_pid(bench_pid: int) -> int:
 def wait_quiet(pid: int, idle_cpu_s: float = 0.05, seconds: float = 180) -> None:
     """Until the process and its children have used under ``idle_cpu_s`` CPU-seconds in a
     second: a server has started, or a browser has opened its empty tabs."""
-
-    def cpu() -> float:
-        total = 0.0
-        for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
-            try:
-                t = proc.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-        return total
-
-    deadline, last = time.time() + seconds, cpu()
+    deadline, last = time.time() + seconds, tree_cpu(pid)
     while time.time() < deadline:
         time.sleep(1)
-        now_cpu = cpu()
+        now_cpu = tree_cpu(pid)
         if now_cpu - last < idle_cpu_s:
             return
         last = now_cpu
@@ -246,7 +242,7 @@ def scenario(spec: str, env: dict, work: Path, events: int) -> dict:
                 events,
                 accounts,
                 float(arrival_s),
-                {"bench": os.getpid(), "service": procs[0].pid, "dashboards": procs[1].pid},
+                {"service": procs[0].pid, "dashboards": procs[1].pid},
             )
         )
         got["memory"] = kernel_memory(procs[1].pid)

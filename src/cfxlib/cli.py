@@ -650,7 +650,7 @@ def investor_history(
 ) -> None:
     """The weekly snapshots, week over week."""
     from cfxlib.investor import weekly
-    from cfxlib.publish.pages import pct, usd
+    from cfxlib.publish.formats import pct, usd
 
     rows = weekly.history_rows(Home(load_settings().home))
     if as_json:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cfxlib.metrics import revenue
-from cfxlib.publish.pages import num, pct, usd
+from cfxlib.publish.formats import num, pct, usd
 from cfxlib.publish.snapshot import MetricsSnapshot
 from cfxlib.store import warehouse
 from tests.conftest import REPO, run_cfx

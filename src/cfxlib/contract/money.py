@@ -65,7 +65,7 @@ def off_cents(values) -> np.ndarray:
     """True where an amount (USD, float) is not a whole number of cents, up to float error.
 
     ``values`` is an array-like of floats (NaN gives False). The rule, the one
-    :func:`whole_cents_sql` spells in SQL: ``|100 x - round(100 x)| > 1e-6 + |100 x| x 4 ulp``."""
+    :func:`off_cents_sql` spells in SQL: ``|100 x - round(100 x)| > 1e-6 + |100 x| x 4 ulp``."""
     scaled = np.asarray(values, dtype=float) * 100
     with np.errstate(invalid="ignore"):
         fraction = np.abs(scaled - np.rint(scaled))

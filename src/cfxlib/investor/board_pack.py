@@ -17,7 +17,7 @@ from cfxlib.core.settings import Settings
 from cfxlib.investor.weekly import publication_of
 from cfxlib.notify.deliver import notify, outbox_for
 from cfxlib.notify.outbox import Attachment, EmailContent
-from cfxlib.publish.pages import pct, usd
+from cfxlib.publish.formats import pct, usd
 from cfxlib.publish.snapshot import published
 
 FILES = (

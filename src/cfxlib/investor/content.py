@@ -15,7 +15,8 @@ import jinja2
 
 from cfxlib.contract import alert_rules
 from cfxlib.notify.outbox import Attachment, EmailContent
-from cfxlib.publish.pages import forecast_sentence, month_over_month, pct, usd, week_change
+from cfxlib.publish.formats import pct, usd
+from cfxlib.publish.pages import forecast_sentence, month_over_month, week_change
 
 _ENV = jinja2.Environment(
     loader=jinja2.FunctionLoader(

@@ -8,7 +8,7 @@ written as *not provided*; a measure the data cannot give says what it needs.
 from __future__ import annotations
 
 from cfxlib.publish.escape import md
-from cfxlib.publish.pages import pct, usd
+from cfxlib.publish.formats import pct, usd
 
 MISSING = "*not provided*"
 

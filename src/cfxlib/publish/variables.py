@@ -14,8 +14,8 @@ import pandas as pd
 import yaml
 
 from cfxlib.publish.escape import md
+from cfxlib.publish.formats import num, pct, usd
 from cfxlib.publish.funding import MISSING
-from cfxlib.publish.pages import num, pct, usd
 
 
 def build(snapshot: dict, finance: dict, customer: dict | None, ops_total: pd.DataFrame, generated: str) -> dict:
