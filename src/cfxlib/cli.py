@@ -110,10 +110,24 @@ def _has_events(home: Home) -> bool:
     return bool(EventLog(home.events).read_checkpointed()[0])
 
 
-def _ingest(data_dir: Path, home: Home, as_of: date | None):
+def _spark(settings):
+    from cfxlib.store.spark import SparkConnection, session
+
+    return SparkConnection(session(settings.spark.master, settings.spark.driver_memory))
+
+
+def _data_location(value: str | Path | None) -> str | Path | None:
+    """A data directory: a local path, or (Spark) a URL such as gs://bucket/folder."""
+    if value is None or "://" in str(value):
+        return value
+    return Path(value)
+
+
+def _ingest(data_dir: str | Path, home: Home, as_of: date | None, engine: str = "duckdb"):
     """Validate and load ``data_dir`` plus the live events: those folded into earlier ingests
     (the archive) and those accepted since (the log after its checkpoint). On success the new
-    events are archived and the log checkpointed, so no ingest reads the whole log again."""
+    events are archived and the log checkpointed, so no ingest reads the whole log again.
+    ``engine`` duckdb loads the warehouse; spark writes the lake's tables (:mod:`cfxlib.store.lake`)."""
     from cfxlib.store.eventarchive import FoldedEvents
     from cfxlib.store.eventlog import EventLog
     from cfxlib.store.warehouse import ingest
@@ -123,6 +137,23 @@ def _ingest(data_dir: Path, home: Home, as_of: date | None):
     new, mark = log.read_checkpointed()
     events = archive.read() + new
 
+    if engine == "spark":
+        from cfxlib.store import lake
+
+        settings = load_settings()
+        with console.status(f"validating {data_dir} on Spark and writing its tables"):
+            result = lake.ingest(
+                data_dir, home.ensure(), _spark(settings), as_of=as_of, events=events, location=settings.spark.tables
+            )
+    else:
+        result = _ingest_duckdb(Path(data_dir), home, as_of, events, ingest)
+    if new:
+        archive.fold(new)
+        log.checkpoint(mark)
+    return result
+
+
+def _ingest_duckdb(data_dir: Path, home: Home, as_of: date | None, events: list[dict], ingest):
     with _progress() as progress:
         tasks: dict[str, int] = {}
 
@@ -131,19 +162,22 @@ def _ingest(data_dir: Path, home: Home, as_of: date | None):
                 tasks[table] = progress.add_task(f"loading {table}", total=None)
             progress.update(tasks[table], completed=rows)
 
-        result = ingest(data_dir, home.ensure().warehouse, as_of=as_of, progress=report, events=events)
-    if new:
-        archive.fold(new)
-        log.checkpoint(mark)
-    return result
+        return ingest(data_dir, home.ensure().warehouse, as_of=as_of, progress=report, events=events)
 
 
-def print_summary(home: Home) -> None:
-    from cfxlib.store.summary import warehouse_summary
+def print_summary(home: Home, engine: str = "duckdb") -> None:
+    from cfxlib.store import lake
+    from cfxlib.store.summary import summary as tables_summary
 
-    summary = warehouse_summary(home.warehouse)
+    settings = load_settings()
+    con = lake.connect(home, engine, settings.spark.master, settings.spark.driver_memory)
+    try:
+        summary = tables_summary(con)
+    finally:
+        con.close()
+    where = lake.current(home)["location"] if lake.newest(home) == "lake" else home.warehouse
     console.print(
-        f"[bold]Warehouse[/bold] {home.warehouse}\n"
+        f"[bold]Tables[/bold] {where} (on {engine})\n"
         f"data {summary['first_date']} to {summary['last_date']} (as of {summary['as_of']}), "
         f"hash {summary['data_hash'][:12]}\n"
         f"accounts {summary['accounts']:,}; active subscriptions {summary['active_subscriptions']:,}; "
@@ -165,7 +199,13 @@ def print_summary(home: Home) -> None:
 
 @app.command("ingest")
 def ingest_cmd(
-    data_dir: Annotated[Path, typer.Argument(help="Data directory: one NAME.csv or NAME.parquet per table.")],
+    data_dir: Annotated[
+        str,
+        typer.Argument(
+            help="Data directory: one NAME.csv or NAME.parquet per table (Spark: NAME.parquet, a file or "
+            "a folder of parts, at a local path or any URL Spark reads, such as gs://...)."
+        ),
+    ],
     as_of: Annotated[
         str | None,
         typer.Option(
@@ -173,13 +213,19 @@ def ingest_cmd(
             "(and counted), not refused. Dates after today are always refused."
         ),
     ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="duckdb: load the embedded warehouse; spark: validate on Spark and write its tables."),
+    ] = None,
 ) -> None:
-    """Validate a data directory and load it into the warehouse (all or nothing)."""
+    """Validate a data directory and load it (all or nothing): into the warehouse, or on Spark."""
     settings = load_settings()
+    engine = _engine(engine, settings)
     home = Home(settings.home)
-    result = _ingest(data_dir, home, _parse_date(as_of, "--as-of"))
-    _print_loaded(result, data_dir)
-    print_summary(home)
+    location = _data_location(data_dir)
+    result = _ingest(location, home, _parse_date(as_of, "--as-of"), engine)
+    _print_loaded(result, location)
+    print_summary(home, engine)
 
 
 @app.command("validate")
@@ -201,9 +247,7 @@ def validate_cmd(
         raise UserError(f"--engine must be duckdb or spark, not {engine!r}")
     settings = load_settings()
     if engine == "spark":
-        from cfxlib.store.spark import SparkConnection, session
-
-        con = SparkConnection(session(settings.spark.master, settings.spark.driver_memory))
+        con = _spark(settings)
     else:
         import duckdb
 
@@ -215,7 +259,30 @@ def validate_cmd(
     console.print(f"{data}: every rule of the data contract holds (checked on {engine}).", markup=False)
 
 
-def _print_loaded(result, data_dir: Path) -> None:
+def _engine(option: str | None, settings) -> str:
+    """The engine of this command: the option, else the setting (``CFX_ENGINE``)."""
+    if option is not None and option not in ("duckdb", "spark"):
+        raise UserError(f"--engine must be duckdb or spark, not {option!r}")
+    return option or settings.engine
+
+
+def _last_ingest(home: Home) -> tuple[str, dict] | None:
+    """(engine, metadata) of the newest ingest, warehouse or lake; None when there was none."""
+    from cfxlib.store import lake, warehouse
+
+    source = lake.newest(home)
+    if source == "lake":
+        return "spark", lake.current(home)
+    if source is None:
+        return None
+    con = warehouse.connect(home.warehouse)
+    try:
+        return "duckdb", warehouse.ingest_metadata(con)
+    finally:
+        con.close()
+
+
+def _print_loaded(result, data_dir: str | Path) -> None:
     console.print(f"Loaded {sum(result.rows.values()):,} rows from {data_dir}.", markup=False)
     if result.as_of is not None:
         left = ", ".join(f"{t} {n:,}" for t, n in result.left_out.items()) or "none"
@@ -227,7 +294,9 @@ def _print_loaded(result, data_dir: Path) -> None:
 
 @app.command("run")
 def run_cmd(
-    data: Annotated[Path | None, typer.Option("--data", help="Data directory to ingest first.")] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="Data directory to ingest first (Spark: a local path or a URL).")
+    ] = None,
     as_of: Annotated[
         str | None, typer.Option(help="Reporting date YYYY-MM-DD (reports the month that contains it).")
     ] = None,
@@ -241,41 +310,39 @@ def run_cmd(
     from cfxlib.demo import DemoOptions, generate
     from cfxlib.publish import pipeline
 
-    if engine is not None:
-        if engine not in ("duckdb", "spark"):
-            raise UserError(f"--engine must be duckdb or spark, not {engine!r}")
-        os.environ["CFX_ENGINE"] = engine  # the notebooks' kernels inherit it
     settings = load_settings()
+    engine = _engine(engine, settings)
+    os.environ["CFX_ENGINE"] = engine  # the notebooks' kernels inherit it
     home = Home(settings.home).ensure()
     as_of_date = _parse_date(as_of, "--as-of") or settings.as_of
-    data_dir = data or settings.data_dir
-    if data_dir is None and not home.warehouse.exists():
+    data_dir = _data_location(data or settings.data_dir)
+    ingest_engine = engine
+    last = _last_ingest(home)
+    if data_dir is None and last is None:
         demo = settings.demo
-        console.print(f"No data configured: generating the demo company into {home.demo_data}")
+        fmt = "parquet" if engine == "spark" else "csv"  # Spark reads Parquet
+        target = home.demo_data if fmt == "csv" else home.root / "demo-data-parquet"
+        console.print(f"No data configured: generating the demo company into {target}")
         with _progress() as progress:
             task = progress.add_task("generating accounts", total=demo.accounts)
             generate(
-                home.demo_data,
-                DemoOptions(accounts=demo.accounts, months=demo.months, seed=demo.seed, end_month=demo.end_month),
+                target,
+                DemoOptions(
+                    accounts=demo.accounts, months=demo.months, seed=demo.seed, end_month=demo.end_month, fmt=fmt
+                ),
                 progress=lambda done, total: progress.update(task, completed=done),
             )
-        data_dir = home.demo_data
-    if data_dir is None and home.warehouse.exists():
-        # Reload the data of the last ingest when live events arrived since, or when this run's
-        # point in time differs from the warehouse's (each run is as of its own date).
-        from cfxlib.store import warehouse
-
-        con = warehouse.connect(home.warehouse)
-        try:
-            meta = warehouse.ingest_metadata(con)
-        finally:
-            con.close()
+        data_dir = target
+    elif data_dir is None:
+        # Reload the data of the last ingest (with the engine that made it) when live events
+        # arrived since, or when this run's point in time differs (each run is as of its own date).
+        ingest_engine, meta = last
         wanted = as_of_date.isoformat() if as_of_date else None
         if _has_events(home) or meta.get("as_of") != wanted:
-            data_dir = Path(meta["data_dir"])
+            data_dir = _data_location(meta["data_dir"])
     if data_dir is not None:
-        _print_loaded(_ingest(data_dir, home, as_of_date), data_dir)
-    print_summary(home)
+        _print_loaded(_ingest(data_dir, home, as_of_date, ingest_engine), data_dir)
+    print_summary(home, engine)
     month = f"{as_of_date.year:04d}-{as_of_date.month:02d}" if as_of_date else None
     names = [s.name for s in pipeline.STEPS] + ["render"]
     with _progress() as progress:
@@ -318,12 +385,12 @@ def report_finance(
     """Revenue metrics, the ARR forecast with its backtest, figures and finance.json."""
     from cfxlib.metrics import finance
     from cfxlib.publish import finance_report
-    from cfxlib.store import warehouse
+    from cfxlib.store import lake
 
     settings = load_settings()
     home = Home(settings.home)
     target = out or home.root / "reports" / "finance"
-    con = warehouse.connect(home.warehouse)
+    con = lake.connect_embedded(home)
     try:
         with err.status("computing revenue metrics and the ARR forecast"):
             results = finance.compute(con, h=horizon)
@@ -371,7 +438,7 @@ def report_customer_success(
     """KPI summary, at-risk accounts with recommendations, and the churn model card."""
     from cfxlib.customers import report as customer_results
     from cfxlib.publish import customer_report
-    from cfxlib.store import warehouse
+    from cfxlib.store import lake, warehouse
 
     format = format or ["json", "md"]
     bad = [f for f in format if f not in ("json", "md")]
@@ -380,7 +447,7 @@ def report_customer_success(
     settings = load_settings()
     home = Home(settings.home)
     target = out or home.root / "reports" / "customer-success"
-    con = warehouse.connect(home.warehouse)
+    con = lake.connect_embedded(home)
     try:
         truth = customer_results.truth_for(Path(warehouse.ingest_metadata(con)["data_dir"]))
         with err.status("scoring health and churn, evaluating the model"):
@@ -429,11 +496,11 @@ def churn_score(
     """Churn probability within 3 months for every account active at the end of a month."""
     from cfxlib.core.outputs import write_csv
     from cfxlib.customers import scoring
-    from cfxlib.store import warehouse
+    from cfxlib.store import lake
 
     month = _parse_month(as_of)
     settings = load_settings()
-    con = warehouse.connect(Home(settings.home).warehouse)
+    con = lake.connect_embedded(Home(settings.home))
     try:
         with err.status(f"training on outcomes known at the end of {month}"):
             result = scoring.churn_scores(con, month)

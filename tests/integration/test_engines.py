@@ -100,21 +100,39 @@ def _differences(a, b, path: str = "") -> list[str]:
 
 
 def test_cfx_run_publishes_the_same_numbers_on_spark(tmp_path):
-    """`cfx run --engine spark` and `cfx run` on the same data: identical published numbers,
-    from MRR to churn probabilities, forecasts and alerts (only the run id differs)."""
+    """`cfx run --engine spark --data DIR` (Spark reads the Parquet input itself: no DuckDB
+    warehouse is made) and `cfx run --data DIR` on DuckDB: identical published numbers, from MRR
+    to churn probabilities, forecasts and alerts, with the same data hash (only the run id and
+    load time differ)."""
     import json
 
+    from cfxlib.demo.generate import DemoOptions, generate
     from tests.conftest import run_cfx
     from tests.integration.conftest import SMALL
 
+    data = tmp_path / "data"
+    generate(
+        data,
+        DemoOptions(
+            accounts=int(SMALL["CFX_DEMO__ACCOUNTS"]),
+            months=int(SMALL["CFX_DEMO__MONTHS"]),
+            end_month=SMALL["CFX_DEMO__END_MONTH"],
+            fmt="parquet",
+        ),
+    )
     homes = {engine: tmp_path / engine for engine in ("duckdb", "spark")}
     for engine, home in homes.items():
-        result = run_cfx("run", "--engine", engine, home=home, env=SMALL, timeout=1500)
+        result = run_cfx("run", "--engine", engine, "--data", str(data), home=home, timeout=1500)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    for name in ("metrics_snapshot.json", "finance.json", "customer_success.json"):
+    assert not (homes["spark"] / "warehouse" / "cfx.duckdb").exists()
+    assert (homes["spark"] / "lake" / "current.json").exists()
+    for name in ("metrics_snapshot.json", "finance.json", "customer_success.json", "data_quality.json"):
         duck, spark = (json.loads((homes[e] / "published" / name).read_text()) for e in ("duckdb", "spark"))
         for doc in (duck, spark):
             doc.pop("run_id", None)
+            doc.pop("loaded_at", None)
         assert _differences(duck, spark) == [], name
     snap = json.loads((homes["spark"] / "published" / "metrics_snapshot.json").read_text())
     assert snap["mrr"] > 0 and snap["arr_forecast_12m"] is not None
+    runs = [json.loads((homes[e] / "published" / "run.json").read_text()) for e in ("duckdb", "spark")]
+    assert runs[0]["data_hash"] == runs[1]["data_hash"]

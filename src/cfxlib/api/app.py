@@ -70,7 +70,7 @@ from cfxlib.core.home import Home
 from cfxlib.core.settings import load_settings
 from cfxlib.customers import health
 from cfxlib.ops import probes
-from cfxlib.store import warehouse
+from cfxlib.store import lake
 from cfxlib.store.eventlog import EventLog
 from cfxlib.store.pilots import PilotStore
 
@@ -147,7 +147,7 @@ class Service:
 
     def _ensure_scorer(self, pub: Publication) -> health.HealthScorer:
         if self.scorer is None or self.scorer_target != pub.target:
-            con = warehouse.connect(self.home.warehouse)
+            con = lake.connect_embedded(self.home)
             try:
                 scorer = health.HealthScorer.from_warehouse(con, pub.as_of_date)
             finally:

@@ -154,6 +154,11 @@ class SparkSettings(_Section):
 
     master: str = Field("local[2]", description="Spark master: local[N], a cluster URL or sc://HOST for Spark Connect.")
     driver_memory: str = Field("2g", description="spark.driver.memory (local mode: the whole engine's memory).")
+    tables: str | None = Field(
+        None,
+        description="Where `cfx ingest --engine spark` writes the validated tables (a folder or a URL such as "
+        "gs://bucket/cfx); default: $CFX_HOME/lake.",
+    )
 
 
 class PipelineSettings(_Section):

@@ -54,23 +54,31 @@ def _age(when: datetime, now: datetime) -> str:
 
 
 def warehouse(home: Home) -> Check:
+    """The newest ingested tables (:func:`cfxlib.store.lake.newest`): the warehouse, or Spark's."""
+    from cfxlib.store import lake
     from cfxlib.store import warehouse as wh
 
-    if not home.warehouse.exists():
+    source = lake.newest(home)
+    if source is None:
         return Check("warehouse", False, f"no warehouse at {home.warehouse}: run `cfx run`")
+    marker = lake.root(home) / lake.POINTER if source == "lake" else home.warehouse
     try:
-        con = wh.connect(home.warehouse)
-        try:
-            meta = wh.ingest_metadata(con)
-        finally:
-            con.close()
+        if source == "lake":
+            meta = lake.current(home)
+        else:
+            con = wh.connect(home.warehouse)
+            try:
+                meta = wh.ingest_metadata(con)
+            finally:
+                con.close()
     except Exception as exc:  # a corrupt file or a lock held by a writer: report, never raise
-        return Check("warehouse", False, f"cannot read {home.warehouse}: {type(exc).__name__}: {str(exc)[:160]}")
-    stamp = datetime.fromtimestamp(home.warehouse.stat().st_mtime, UTC)
+        return Check("warehouse", False, f"cannot read {marker}: {type(exc).__name__}: {str(exc)[:160]}")
+    stamp = datetime.fromtimestamp(marker.stat().st_mtime, UTC)
+    where = f"Spark tables at {meta['location']}; " if source == "lake" else ""
     return Check(
         "warehouse",
         True,
-        f"readable; last ingest {_age(stamp, datetime.now(UTC))} (data {str(meta.get('data_hash', ''))[:12]}"
+        f"{where}readable; last ingest {_age(stamp, datetime.now(UTC))} (data {str(meta.get('data_hash', ''))[:12]}"
         + (f", as of {meta['as_of']})" if meta.get("as_of") else ")"),
     )
 

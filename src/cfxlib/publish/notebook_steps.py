@@ -25,7 +25,7 @@ from cfxlib.customers import report as customer_results
 from cfxlib.metrics import finance, ops
 from cfxlib.publish import customer_report, figures, finance_report, history, pages, render, snapshot, variables
 from cfxlib.publish.pipeline import REPO
-from cfxlib.store import warehouse
+from cfxlib.store import lake, warehouse
 from cfxlib.store.sqltext import date_literal
 
 
@@ -42,15 +42,8 @@ class Context:
         return self.run_dir / "artifacts"
 
     def connect(self):
-        """The warehouse, on the configured engine: DuckDB, or Spark reading its tables as Parquet."""
-        if self.settings.engine == "spark":
-            from cfxlib.store import spark
-
-            folder = warehouse.export_parquet(self.home.warehouse, self.home.root / "spark-tables")
-            return spark.SparkConnection.from_parquet(
-                folder, self.settings.spark.master, self.settings.spark.driver_memory
-            )
-        return warehouse.connect(self.home.warehouse)
+        """The newest ingested tables (:func:`cfxlib.store.lake.newest`) on the configured engine."""
+        return _connect(self.settings, self.home)
 
     def read_json(self, name: str) -> dict:
         return json.loads((self.artifacts / name).read_text(encoding="utf-8"))
@@ -59,6 +52,10 @@ class Context:
         path = self.artifacts / name
         path.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
         return path
+
+
+def _connect(settings: Settings, home: Home):
+    return lake.connect(home, settings.engine, settings.spark.master, settings.spark.driver_memory)
 
 
 def context(cfx_home: str = "", run_dir: str = "", as_of: str = "") -> Context:
@@ -70,11 +67,13 @@ def context(cfx_home: str = "", run_dir: str = "", as_of: str = "") -> Context:
     home = Home(settings.home)
     folder = Path(run_dir) if run_dir else home.root / "scratch"
     (folder / "artifacts" / "figures").mkdir(parents=True, exist_ok=True)
-    con = warehouse.connect(home.warehouse)
-    try:
-        month = as_of or scoring.as_of_month_of(con)
-    finally:
-        con.close()
+    month = as_of
+    if not month:
+        con = _connect(settings, home)
+        try:
+            month = scoring.as_of_month_of(con)
+        finally:
+            con.close()
     return Context(settings, home, folder, month, folder.name)
 
 

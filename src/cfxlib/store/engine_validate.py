@@ -20,7 +20,7 @@ from cfxlib.contract.validate import check_header
 from cfxlib.store import sql_checks
 from cfxlib.store.spark import SparkConnection
 from cfxlib.store.sqltext import ident, sql_string
-from cfxlib.store.warehouse import cross_table_rules, fetch_issues
+from cfxlib.store.warehouse import check_all, cross_table_rules, event_frames, new_events_sql
 
 
 def _is_spark(con) -> bool:
@@ -64,24 +64,16 @@ def _input_types(con, location: str) -> dict[str, str]:
     return {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_string(location)})").fetchall()}
 
 
-def _check(con, check: sql_checks.ValueCheck, file: str, log: IssueLog) -> None:
-    fetch_issues(
-        con,
-        check.sql,
-        log,
-        lambda r, f=file, c=check: Issue(f, int(r[0]), c.column, c.rule, r[1]),
-        file,
-        check.column,
-        check.rule,
-    )
-
-
-def validate(con, data_dir: str | Path, today: date | None = None, keep: int = 20) -> IssueLog:
+def validate(
+    con, data_dir: str | Path, today: date | None = None, keep: int = 20, events: list[dict] | None = None
+) -> IssueLog:
     """Every rule of the contract over the Parquet tables in ``data_dir``, on ``con`` (a DuckDB
-    connection or a :class:`~cfxlib.store.spark.SparkConnection`). Returns the issues (empty:
-    valid). The tables are left as typed temporary views named after them."""
+    connection or a :class:`~cfxlib.store.spark.SparkConnection`), with the live ``events``
+    added as :func:`cfxlib.store.warehouse.ingest` adds them. Returns the issues (empty: valid).
+    The tables are left as typed temporary views named after them."""
     today = today or date.today()
     log = IssueLog(keep=keep)
+    new_events = event_frames(events, log) if events else {}
     base = str(data_dir).rstrip("/")
     local = "://" not in base
     if local and not Path(base).is_dir():
@@ -108,11 +100,15 @@ def validate(con, data_dir: str | Path, today: date | None = None, keep: int = 2
         raw = f"_raw_{name}"
         _raw_view(con, raw, location)
         sources = {c: sql_checks.source_type(types[c]) for c in spec.columns}
-        for check in sql_checks.value_checks(spec, raw, sources):
-            _check(con, check, file, log)
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {ident(name)} AS {sql_checks.typed_select(spec, raw, sources)}")
-        for check in sql_checks.row_checks(spec, name):
-            _check(con, check, file, log)
+        check_all(con, sql_checks.value_checks(spec, raw, sources), file, log)
+        typed = f"_typed_{name}"
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {ident(typed)} AS {sql_checks.typed_select(spec, raw, sources)}")
+        check_all(con, sql_checks.row_checks(spec, typed), file, log)
+        select = f"SELECT * FROM {ident(typed)}"
+        if name in new_events:
+            con.register(f"_events_{name}", new_events[name])
+            select += f" UNION ALL {new_events_sql(name, f'_events_{name}', typed)}"
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {ident(name)} AS {select}")
         files[name] = file
     cross_table_rules(con, files, today, log, loaded=set(files))
     return log

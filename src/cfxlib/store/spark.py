@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -102,6 +103,7 @@ def session(master: str = "local[2]", driver_memory: str = "2g"):
         .config("spark.sql.shuffle.partitions", "8")
         .config("spark.driver.memory", driver_memory)
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.warehouse.dir", os.path.join(tempfile.gettempdir(), "cfx-spark-warehouse"))
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
@@ -111,6 +113,11 @@ def session(master: str = "local[2]", driver_memory: str = "2g"):
 class _Result:
     def __init__(self, frame):
         self._frame = frame
+
+    @property
+    def frame(self):
+        """The Spark DataFrame (lazy: nothing has run yet)."""
+        return self._frame
 
     def df(self) -> pd.DataFrame:
         """As DuckDB's ``.df()`` gives it: decimals as float64, dates as datetime64."""
@@ -146,12 +153,22 @@ class SparkConnection:
         self.spark = spark
 
     @classmethod
-    def from_parquet(cls, folder: Path, master: str = "local[2]", driver_memory: str = "2g") -> SparkConnection:
-        """Every ``table-NAME.parquet`` in ``folder`` as the table ``NAME``."""
+    def from_parquet(
+        cls, folder: str | Path, master: str = "local[2]", driver_memory: str = "2g", tables: list[str] | None = None
+    ) -> SparkConnection:
+        """Each ``table-NAME.parquet`` (a file or a folder of parts) in ``folder`` (a local path or
+        a URL) as the table ``NAME``: those of ``tables``, or (local folders) every one there."""
         connection = cls(session(master, driver_memory))
-        for path in sorted(Path(folder).glob("table-*.parquet")):
-            connection.spark.read.parquet(str(path)).createOrReplaceTempView(path.stem.removeprefix("table-"))
+        base = str(folder).rstrip("/")
+        if tables is None:
+            tables = sorted(p.stem.removeprefix("table-") for p in Path(base).glob("table-*.parquet"))
+        for name in tables:
+            connection.spark.read.parquet(f"{base}/table-{name}.parquet").createOrReplaceTempView(name)
         return connection
+
+    def register_rows(self, name: str, rows: list[tuple], schema: str) -> None:
+        """Small rows (``schema`` in Spark's DDL, e.g. ``"key string, value string"``) as table ``name``."""
+        self.spark.createDataFrame(rows, schema).createOrReplaceTempView(name)
 
     def close(self) -> None:
         """Nothing to close: the session is shared by the process."""

@@ -35,11 +35,28 @@ NUMERIC_SOURCES = ("int", "float")
 
 @dataclass(frozen=True)
 class ValueCheck:
-    """One rule over one column: ``sql`` selects ``_line`` and ``value`` of the rows breaking it."""
+    """One rule over one column: the rows of ``view`` meeting ``condition`` break it; ``sql``
+    selects their ``_line`` and ``value``."""
 
     column: str
     rule: str
-    sql: str
+    view: str
+    condition: str
+    value: str
+
+    @property
+    def sql(self) -> str:
+        return f"SELECT _line, {self.value} AS value FROM {ident(self.view)} WHERE {self.condition} ORDER BY _line"
+
+
+def count_breaking_sql(checks: list[ValueCheck]) -> str:
+    """One query counting the rows that break each check (all on the same view): one scan of
+    the data for every rule of a table, instead of one per rule."""
+    views = {c.view for c in checks}
+    if len(views) != 1:
+        raise ValueError(f"checks over one view expected, got {sorted(views)}")
+    counts = [f"coalesce(sum(CASE WHEN {c.condition} THEN 1 ELSE 0 END), 0)" for c in checks]
+    return f"SELECT {', '.join(counts)} FROM {ident(views.pop())}"
 
 
 class _Column:
@@ -154,11 +171,6 @@ class _Column:
         return f"CASE WHEN {good} THEN {value} END"
 
 
-def _offending(view: str, condition: str, value: str) -> str:
-    """The query of a check: ``_line`` and ``value`` of the rows of ``view`` meeting ``condition``."""
-    return f"SELECT _line, {value} AS value FROM {ident(view)} WHERE {condition} ORDER BY _line"
-
-
 def _check_condition(check: pa.Check, x: str) -> str | None:
     """SQL for 'the typed value ``x`` breaks ``check``' (``x`` not null), or None if unknown."""
     stats = check.statistics or {}
@@ -213,16 +225,16 @@ def value_checks(spec: TableSpec, view: str, sources: dict[str, str]) -> list[Va
         raw_value = f"CAST({col.raw} AS VARCHAR)"
         for found in (col.parse_failure(), col.out_of_range()):
             if found:
-                checks.append(ValueCheck(name, found[1], _offending(view, found[0], raw_value)))
+                checks.append(ValueCheck(name, found[1], view, found[0], raw_value))
         typed = col.typed()
         if not column.nullable:
-            checks.append(ValueCheck(name, describe_check("not_nullable"), _offending(view, col.blank, "NULL")))
+            checks.append(ValueCheck(name, describe_check("not_nullable"), view, col.blank, "NULL"))
         for check in column.checks:
             condition = _check_condition(check, typed)
             if condition is None:
                 raise ValueError(f"no SQL for check {check.name} of {spec.name}.{name}")
             broken = f"{typed} IS NOT NULL AND ({condition})"
-            checks.append(ValueCheck(name, describe_check(check.error), _offending(view, broken, typed)))
+            checks.append(ValueCheck(name, describe_check(check.error), view, broken, typed))
     return checks
 
 
@@ -241,5 +253,5 @@ def row_checks(spec: TableSpec, view: str) -> list[ValueCheck]:
         value = ident(column)
         if spec.kind(column) == "date":
             value = f"CAST({value} AS TIMESTAMP)"  # pandas shows the parsed day as a timestamp
-        out.append(ValueCheck(column, message, _offending(view, f"NOT coalesce({ok}, FALSE)", value)))
+        out.append(ValueCheck(column, message, view, f"NOT coalesce({ok}, FALSE)", value))
     return out

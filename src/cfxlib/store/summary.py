@@ -1,4 +1,4 @@
-"""What is in the warehouse: coverage, customers and recurring revenue at the as-of date."""
+"""What the ingested tables hold: coverage, customers and recurring revenue at the as-of date."""
 
 from __future__ import annotations
 
@@ -26,24 +26,21 @@ def data_as_of(con) -> date:
     return con.execute(DATA_AS_OF_SQL).fetchone()[0]
 
 
-def warehouse_summary(path: Path) -> dict:
-    """Accounts, active subscriptions, MRR and ARR by tier at the data's as-of date, date range."""
-    con = wh.connect(path)
-    try:
-        meta = wh.ingest_metadata(con)
-        as_of = data_as_of(con)
-        first = con.execute(
-            "SELECT least((SELECT min(date) FROM usage_daily), (SELECT min(start_date) FROM subscriptions))"
-        ).fetchone()[0]
-        accounts = con.execute("SELECT count(*) FROM accounts").fetchone()[0]
-        at = date_literal(as_of)
-        active_subs = con.execute(f"SELECT sum(subscriptions) FROM ({account_state_at_sql(at)})").fetchone()[0] or 0
-        rows = con.execute(
-            f"SELECT tier, count(*) AS customers, sum(mrr) AS mrr FROM ({account_state_at_sql(at)}) "
-            "WHERE mrr > 0 GROUP BY tier"
-        ).fetchall()
-    finally:
-        con.close()
+def summary(con) -> dict:
+    """Accounts, active subscriptions, MRR and ARR by tier at the data's as-of date, date range,
+    from the tables on ``con`` (the warehouse, or the lake's tables on DuckDB or Spark)."""
+    meta = wh.ingest_metadata(con)
+    as_of = data_as_of(con)
+    first = con.execute(
+        "SELECT least((SELECT min(date) FROM usage_daily), (SELECT min(start_date) FROM subscriptions))"
+    ).fetchone()[0]
+    accounts = con.execute("SELECT count(*) FROM accounts").fetchone()[0]
+    at = date_literal(as_of)
+    active_subs = con.execute(f"SELECT sum(subscriptions) FROM ({account_state_at_sql(at)})").fetchone()[0] or 0
+    rows = con.execute(
+        f"SELECT tier, count(*) AS customers, sum(mrr) AS mrr FROM ({account_state_at_sql(at)}) "
+        "WHERE mrr > 0 GROUP BY tier"
+    ).fetchall()
     found = {tier: (n, float(mrr)) for tier, n, mrr in rows}
     by_tier = [
         {
@@ -67,3 +64,12 @@ def warehouse_summary(path: Path) -> dict:
         "mrr": round_cents(mrr),
         "arr": round_cents(12 * mrr),
     }
+
+
+def warehouse_summary(path: Path) -> dict:
+    """:func:`summary` of the DuckDB warehouse file at ``path``."""
+    con = wh.connect(path)
+    try:
+        return summary(con)
+    finally:
+        con.close()

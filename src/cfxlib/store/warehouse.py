@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from cfxlib.contract import fundraising
 from cfxlib.contract.issues import InputError, Issue, IssueLog
@@ -40,6 +41,7 @@ from cfxlib.contract.validate import (
 )
 from cfxlib.core.outputs import fsync_dir
 from cfxlib.store.eventarchive import canonical
+from cfxlib.store.sql_checks import ValueCheck, count_breaking_sql
 from cfxlib.store.sqltext import date_literal, ident, idents
 
 DUCKDB_TYPES = {
@@ -80,10 +82,17 @@ def _ddl(spec: TableSpec, extra: list[str]) -> str:
 
 def data_hash(files: list[Path], events: list[dict] | None = None) -> str:
     """SHA-256 over the names and bytes of the input files, in name order, then over the live
-    events included (each as canonical JSON, in the order given); no events: files only."""
+    events included (each as canonical JSON, in the order given); no events: files only. A
+    folder (a table written as part files) counts as its files, named ``folder/part``."""
     digest = hashlib.sha256()
-    for path in sorted(files, key=lambda p: p.name):
-        digest.update(path.name.encode() + b"\0")
+    named = []
+    for path in files:
+        if path.is_dir():
+            named += [(f"{path.name}/{p.relative_to(path)}", p) for p in path.rglob("*") if p.is_file()]
+        else:
+            named.append((path.name, path))
+    for name, path in sorted(named):
+        digest.update(name.encode() + b"\0")
         with path.open("rb") as fh:
             while block := fh.read(1 << 22):
                 digest.update(block)
@@ -118,10 +127,19 @@ def _load_table(con, spec: TableSpec, path: Path, log: IssueLog, progress: Progr
 
 
 def fetch_issues(
-    con, sql: str, log: IssueLog, make: Callable[[tuple], Issue], file: str, column: str, rule: str
+    con,
+    sql: str,
+    log: IssueLog,
+    make: Callable[[tuple], Issue],
+    file: str,
+    column: str,
+    rule: str,
+    total: int | None = None,
 ) -> None:
-    """Run a rule query returning offending rows; log the first ones and count the rest."""
-    total = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
+    """Run a rule query returning offending rows; log the first ones and count the rest.
+    ``total``: the number of offending rows when already counted."""
+    if total is None:
+        total = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
     if not total:
         return
     room = max(log.keep - len(log.shown), 0)
@@ -129,6 +147,26 @@ def fetch_issues(
     for row in shown:
         log.add(make(row))
     log.add_unshown(file, column, rule, total - len(shown))
+
+
+def check_all(con, checks: list[ValueCheck], file: str, log: IssueLog) -> None:
+    """Count the rows breaking every check in one scan, then fetch the offending rows of the
+    checks that failed."""
+    if not checks:
+        return
+    totals = con.execute(count_breaking_sql(checks)).fetchone()
+    for check, total in zip(checks, totals, strict=True):
+        if total:
+            fetch_issues(
+                con,
+                check.sql,
+                log,
+                lambda r, f=file, c=check: Issue(f, int(r[0]), c.column, c.rule, r[1]),
+                file,
+                check.column,
+                check.rule,
+                total=int(total),
+            )
 
 
 def cross_table_rules(con, files: dict[str, str], today: date, log: IssueLog, loaded: set[str] | None = None) -> None:
@@ -185,25 +223,13 @@ def cross_table_rules(con, files: dict[str, str], today: date, log: IssueLog, lo
                 rule,
             )
         # 3. nothing dated in the future (after today; a point-in-time view leaves out later rows instead)
-        for column, col in spec.columns.items():
-            kind = col.metadata["kind"]
-            if kind not in ("date", "month", "timestamp"):
-                continue
-            limit = date_literal(today)
-            cond = f"{ident(column)} > {limit}" if kind != "timestamp" else f"CAST({ident(column)} AS DATE) > {limit}"
-            if kind == "month":
-                cond = f"{ident(column)} > date_trunc('month', {limit})"
-            rule = f"date is in the future (after today, {today.isoformat()})"
-            sql = f"SELECT _line, {ident(column)} FROM {table} WHERE {cond} ORDER BY _line"
-            fetch_issues(
-                con,
-                sql,
-                log,
-                lambda r, f=file, c=column, rl=rule: Issue(f, r[0], c, rl, r[1]),
-                file,
-                column,
-                rule,
-            )
+        rule = f"date is in the future (after today, {today.isoformat()})"
+        future = [
+            ValueCheck(column, rule, name, _after(spec, column, today), ident(column))
+            for column, col in spec.columns.items()
+            if col.metadata["kind"] in ("date", "month", "timestamp")
+        ]
+        check_all(con, future, file, log)
     # 4. subscriptions of one account and tier do not overlap
     if "subscriptions" in loaded:
         file = files["subscriptions"]
@@ -237,46 +263,59 @@ def _after(spec: TableSpec, column: str, as_of: date) -> str:
     return f"{col} > {limit}"
 
 
-def point_in_time(con, as_of: date) -> dict[str, int]:
-    """Turn the loaded tables into the view as of the end of day ``as_of``; returns rows left out.
+def point_in_time_select(spec: TableSpec, source: str, columns: list[str], as_of: date, accounts: str | None) -> str:
+    """SELECT of ``source`` (a table or view of ``spec`` with ``columns``) as of the end of day
+    ``as_of``, portable across engines: rows dated after it are left out; facts recorded later
+    (``known_later``) are blank; with ``accounts`` (the point-in-time accounts), rows of other
+    accounts go too (after blanking: a lead converted later keeps its row, not its account)."""
+    blank: dict[str, list[str]] = {}
+    for column, with_it in spec.known_later.items():
+        for c in (column, *with_it):
+            blank.setdefault(c, []).append(_after(spec, column, as_of))
+    items = [
+        f"CASE WHEN {' OR '.join(blank[c])} THEN NULL ELSE {ident(c)} END AS {ident(c)}" if c in blank else ident(c)
+        for c in columns
+    ]
+    dated = f" WHERE NOT coalesce({_after(spec, spec.dated_by, as_of)}, FALSE)" if spec.dated_by else ""
+    sql = f"SELECT {', '.join(items)} FROM {ident(source)}{dated}"
+    if accounts is None or "account_id" not in columns:
+        return sql
+    return (
+        f"SELECT * FROM ({sql}) t WHERE t.account_id IS NULL "
+        f"OR EXISTS (SELECT 1 FROM {ident(accounts)} a WHERE a.account_id = t.account_id)"
+    )
 
-    Rows dated after ``as_of`` (each table's ``dated_by`` column) are removed; facts recorded
-    later (``known_later``: a subscription's end, a ticket's resolution, a lead's conversion) are
-    blanked; rows of accounts created after ``as_of`` go with them. Counts are per table."""
+
+def point_in_time(con, as_of: date) -> dict[str, int]:
+    """Turn the loaded tables into the view as of the end of day ``as_of`` (see
+    :func:`point_in_time_select`); returns the rows left out per table."""
     loaded = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     left_out: dict[str, int] = {}
-    for name, spec in TABLES.items():
-        if name not in loaded or spec.dated_by is None:
+    # accounts first: the other tables keep only the accounts that exist at as_of
+    for name in sorted((n for n in TABLES if n in loaded), key=lambda n: n != "accounts"):
+        spec = TABLES[name]
+        refs = spec.account_ref and name != "accounts" and "accounts" in loaded
+        if spec.dated_by is None and not refs:
             continue
         table = ident(name)
-        n = con.execute(f"DELETE FROM {table} WHERE {_after(spec, spec.dated_by, as_of)}").fetchone()[0]
+        columns = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+        before = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        select = point_in_time_select(spec, name, columns, as_of, "accounts" if refs else None)
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS {select}")
+        n = before - con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         if n:
             left_out[name] = n
-        for column, with_it in spec.known_later.items():
-            sets = ", ".join(f"{ident(c)} = NULL" for c in (column, *with_it))
-            con.execute(f"UPDATE {table} SET {sets} WHERE {_after(spec, column, as_of)}")
-    for name, spec in TABLES.items():
-        if name in loaded and name != "accounts" and spec.account_ref and "accounts" in loaded:
-            n = con.execute(
-                f"DELETE FROM {ident(name)} t WHERE t.account_id IS NOT NULL "
-                "AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.account_id = t.account_id)"
-            ).fetchone()[0]
-            if n:
-                left_out[name] = left_out.get(name, 0) + n
     return left_out
 
 
-def _load_events(con, events: list[dict], log: IssueLog) -> int:
-    """Append live events (rows of event tables) whose key is not already in the data files.
-
-    Events were validated when accepted; they are parsed and checked again here with the same
-    rules (file name ``events``, line = position in the event log). For one key, the last event
-    wins; the data files win over events (they are the system of record).
-    """
-    loaded = 0
+def event_frames(events: list[dict], log: IssueLog) -> dict[str, pd.DataFrame]:
+    """Live events (rows of event tables) as one typed frame per table, with ``_line`` = minus
+    the position in the event log. Events were validated when accepted; they are parsed and
+    checked again here with the same rules (file name ``events``). For one key, the last wins."""
     groups: dict[str, list[tuple[int, dict]]] = {}
     for i, event in enumerate(events, 1):
         groups.setdefault(event.get("table"), []).append((i, event))
+    frames = {}
     for table, items in groups.items():
         spec = TABLES.get(table)
         if spec is None:
@@ -284,16 +323,32 @@ def _load_events(con, events: list[dict], log: IssueLog) -> int:
             continue
         frame = check_records(items, spec, "events", log).reset_index().rename(columns={"line": "_line"})
         frame["_line"] = -frame["_line"]  # negative: from the event log, not the table's file
-        if spec.key:
-            frame = frame.drop_duplicates(list(spec.key), keep="last")
+        frames[table] = frame.drop_duplicates(list(spec.key), keep="last") if spec.key else frame
+    return frames
+
+
+def new_events_sql(table: str, events_view: str, existing: str) -> str:
+    """The rows of ``events_view`` whose key is not in ``existing`` (the data files win over
+    events: they are the system of record), typed as the warehouse stores ``table``."""
+    spec = TABLES[table]
+    items = [
+        f"CAST(e.{ident(c)} AS {DUCKDB_TYPES[col.metadata['kind']]}) AS {ident(c)}" for c, col in spec.columns.items()
+    ]
+    on = " AND ".join(f"t.{ident(k)} = e.{ident(k)}" for k in spec.key) or "FALSE"
+    return (
+        f"SELECT {', '.join(items)}, e._line AS _line FROM {ident(events_view)} e "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {ident(existing)} t WHERE {on})"
+    )
+
+
+def _load_events(con, events: list[dict], log: IssueLog) -> int:
+    """Append live events whose key is not already in the data files (:func:`event_frames`)."""
+    loaded = 0
+    for table, frame in event_frames(events, log).items():
         con.register("_events", frame)
-        on = " AND ".join(f"t.{ident(k)} = e.{ident(k)}" for k in spec.key) or "FALSE"
-        before = con.execute(f"SELECT count(*) FROM {ident(table)}").fetchall()[0][0]
-        con.execute(
-            f"INSERT INTO {ident(table)} BY NAME SELECT e.* FROM _events e "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {ident(table)} t WHERE {on})"
-        )
-        loaded += con.execute(f"SELECT count(*) FROM {ident(table)}").fetchall()[0][0] - before
+        loaded += con.execute(
+            f"INSERT INTO {ident(table)} BY NAME {new_events_sql(table, '_events', table)}"
+        ).fetchone()[0]
         con.unregister("_events")
     return loaded
 

@@ -1,0 +1,132 @@
+"""Ingest on Spark (`cfx ingest --engine spark`): Parquet read where it lives, validated as SQL
+on Spark, live events added, a point in time taken, the typed tables written as Parquet. The
+tables are those DuckDB's ingest loads, row for row and value for value, with the same data hash;
+a refused input leaves the current tables untouched; readers see whichever ingest ran last."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from cfxlib.contract.issues import InputError
+from cfxlib.contract.schemas import TABLES
+from cfxlib.core.home import Home
+from cfxlib.demo.generate import DemoOptions, generate
+from cfxlib.store import lake, warehouse
+from tests.conftest import run_cfx
+
+pytestmark = pytest.mark.xdist_group("spark")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("typed")
+    generate(out, DemoOptions(accounts=40, months=12, seed=5, fmt="parquet"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from cfxlib.store.spark import SparkConnection, session
+
+    return SparkConnection(session())
+
+
+def _events(data: Path) -> list[dict]:
+    """Live events dated today: two readings of one account's day (the last wins), a ticket, and
+    a reading of a key the files already hold (the files win)."""
+    usage = pq.read_table(data / "usage_daily.parquet").to_pandas()
+    account = usage["account_id"].iloc[0]
+    known_day = pd.Timestamp(usage["date"].iloc[0]).date().isoformat()
+    today = date.today().isoformat()
+    reading = {"table": "usage_daily", "account_id": account, "work_orders_created": 1, "work_orders_completed": 1}
+    reading |= {"assets_monitored": 2, "ai_requests": 0}
+    return [
+        reading | {"date": today, "active_users": 3},
+        {"table": "tickets", "ticket_id": "T-live", "account_id": account, "priority": "urgent"}
+        | {"opened_at": datetime.now(UTC).isoformat(timespec="seconds"), "resolved_at": None, "csat": None},
+        reading | {"date": today, "active_users": 5},
+        reading | {"date": known_day, "active_users": 999},
+    ]
+
+
+def _tables(con) -> dict[str, pd.DataFrame]:
+    out = {}
+    for name, spec in TABLES.items():
+        columns = ", ".join([*spec.columns, "_line"])
+        out[name] = con.execute(f"SELECT {columns} FROM {name} ORDER BY _line").df()
+    return out
+
+
+@pytest.mark.parametrize("point_in_time", [False, True], ids=["events", "as-of"])
+def test_spark_ingest_writes_the_tables_duckdb_loads(data, spark, tmp_path, point_in_time):
+    days = pq.read_table(data / "usage_daily.parquet").column("date").to_pandas()
+    as_of = pd.Timestamp(days.min() + pd.Timedelta(days=180)).date() if point_in_time else None
+    events = [] if point_in_time else _events(data)
+    home = Home(tmp_path / "home")
+    result = lake.ingest(data, home, spark, as_of=as_of, events=events)
+    expected = warehouse.ingest(data, tmp_path / "w.duckdb", as_of=as_of, events=events)
+    assert result.data_hash == expected.data_hash
+    assert result.rows == expected.rows and result.left_out == expected.left_out
+    assert not home.warehouse.exists() and lake.newest(home) == "lake"
+
+    duck = warehouse.connect(tmp_path / "w.duckdb")
+    ours = lake.connect_embedded(home)  # the lake's Parquet, read by DuckDB
+    theirs = _tables(duck)
+    for name, frame in _tables(ours).items():
+        pd.testing.assert_frame_equal(frame, theirs[name], check_dtype=False, obj=name)
+    assert warehouse.ingest_metadata(ours) | {"loaded_at": None} == {
+        k: v for k, v in lake.current(home).items() if k != "location"
+    } | {"loaded_at": None}
+    if point_in_time:
+        assert result.left_out["usage_daily"] > 0
+        assert ours.execute("SELECT max(date) FROM usage_daily").fetchone()[0] == as_of
+    else:
+        live = ours.execute("SELECT active_users, _line FROM usage_daily WHERE _line < 0").fetchall()
+        assert live == [(5, -3)]  # the last reading of the day; the files win over event 4
+        assert ours.execute("SELECT count(*) FROM tickets WHERE ticket_id = 'T-live'").fetchone()[0] == 1
+    # and Spark reads the same tables straight from the lake
+    on_spark = lake.connect_spark(home)
+    n = on_spark.execute("SELECT count(*) FROM usage_daily").fetchone()[0]
+    assert n == len(theirs["usage_daily"])
+
+
+def test_refused_input_leaves_the_tables_and_readers_follow_the_newest_ingest(data, spark, tmp_path):
+    home = Home(tmp_path / "home")
+    lake.ingest(data, home, spark)
+    pointer = lake.root(home) / lake.POINTER
+    before = pointer.read_text()
+    bad = tmp_path / "bad"
+    shutil.copytree(data, bad)
+    table = pq.read_table(bad / "subscriptions.parquet").to_pandas()
+    table.loc[2, "amount_usd"] = 10.005
+    table.loc[4, "account_id"] = "<b>nobody's</b>"
+    table.to_parquet(bad / "subscriptions.parquet", index=False)
+    with pytest.raises(InputError) as caught:
+        lake.ingest(bad, home, spark, events=[{"table": "nowhere"}])
+    text = caught.value.log.report()
+    assert "subscriptions.parquet:3: column 'amount_usd': not an amount in whole cents" in text
+    assert "subscriptions.parquet:5: column 'account_id': unknown account_id (not in accounts)" in text
+    assert "events:1: column 'table': unknown table 'nowhere'" in text
+    assert pointer.read_text() == before
+    # the same through the command line: the problems named, no traceback, nothing changed
+    result = run_cfx("ingest", str(bad), "--engine", "spark", home=home.root, timeout=600)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "subscriptions.parquet:3: column 'amount_usd': not an amount in whole cents" in result.stderr
+    assert pointer.read_text() == before
+    assert len([p for p in lake.root(home).iterdir() if p.is_dir()]) == 1
+
+    # A DuckDB ingest after it is what readers see; a Spark ingest after that, again the lake.
+    warehouse.ingest(data, home.warehouse)
+    assert lake.newest(home) == "warehouse"
+    os.utime(pointer)
+    assert lake.newest(home) == "lake"
+    for _ in range(2):  # a third folder: the oldest goes, the current one and the one before stay
+        lake.ingest(data, home, spark)
+    assert len([p for p in lake.root(home).iterdir() if p.is_dir()]) == lake.KEEP
