@@ -17,6 +17,7 @@ import pytest
 from cfxlib.contract.issues import InputError
 from cfxlib.contract.schemas import TABLES
 from cfxlib.core.home import Home
+from cfxlib.customers import health
 from cfxlib.demo.generate import DemoOptions, generate
 from cfxlib.store import lake, warehouse
 from tests.conftest import run_cfx
@@ -91,6 +92,11 @@ def test_spark_ingest_writes_the_tables_duckdb_loads(data, spark, tmp_path, poin
         live = ours.execute("SELECT active_users, _line FROM usage_daily WHERE _line < 0").fetchall()
         assert live == [(5, -3)]  # the last reading of the day; the files win over event 4
         assert ours.execute("SELECT count(*) FROM tickets WHERE ticket_id = 'T-live'").fetchone()[0] == 1
+        # the live service's health state, built from the lake as from the warehouse
+        day = date.today()
+        scored = [health.HealthScorer.from_warehouse(c, day) for c in (ours, duck)]
+        accounts = sorted(scored[1].accounts)
+        assert accounts and scored[0].score_many(accounts, day) == scored[1].score_many(accounts, day)
     # and Spark reads the same tables straight from the lake
     on_spark = lake.connect_spark(home)
     n = on_spark.execute("SELECT count(*) FROM usage_daily").fetchone()[0]

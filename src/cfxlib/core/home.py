@@ -5,6 +5,7 @@ Everything a command writes lives under one home, so two homes never share anyth
     $CFX_HOME/
       cfx.toml            optional settings
       warehouse/cfx.duckdb  the validated warehouse (swapped in atomically by ingest)
+      lake/               the tables `cfx ingest --engine spark` wrote, and current.json pointing at them
       demo-data/          the demo company's data directory (when no data is configured)
       runs/<id>/          one folder per pipeline run
       published/          the outputs of the last successful run
