@@ -57,6 +57,17 @@ def _raw_view(con, view: str, location: str) -> None:
         )
 
 
+def _reason(exc: Exception) -> str:
+    """The first line of an engine's error that says what is wrong (a Java error through Py4J
+    starts with "An error occurred while calling o42.parquet", the cause on the next line)."""
+    lines = [line.strip().removeprefix(": ") for line in str(exc).strip().splitlines()]
+    lines = [line for line in lines if line and not line.startswith("An error occurred while calling")]
+    reason = lines[0] if lines else type(exc).__name__
+    if "GoogleHadoopFileSystem" in reason:
+        reason += "; Spark needs the Cloud Storage connector (gcs-connector-hadoop3 in spark.jars) for gs://"
+    return reason
+
+
 def _input_types(con, location: str) -> dict[str, str]:
     """The Parquet input's column names -> the engine's type names (raises when unreadable)."""
     if _is_spark(con):
@@ -86,13 +97,17 @@ def validate(
         file = f"{name}.parquet"
         location = f"{base}/{file}"
         if local and not Path(location).exists():
-            hint = " (there is a CSV file: `cfx ingest` reads CSV)" if Path(base, f"{name}.csv").exists() else ""
+            hint = (
+                " (there is a CSV file: this check and Spark read Parquet; `cfx ingest` on DuckDB reads CSV)"
+                if Path(base, f"{name}.csv").exists()
+                else ""
+            )
             log.add(Issue(file, None, None, f"missing table: no {file} in {base}{hint}"))
             continue
         try:
             types = _input_types(con, location)
         except Exception as exc:  # each engine has its own errors for an unreadable file
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = _reason(exc)
             log.add(Issue(file, None, None, f"is not a readable Parquet file ({first})"))
             continue
         if not check_header(Path(file), spec, list(types), log):
