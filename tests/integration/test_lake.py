@@ -136,3 +136,25 @@ def test_refused_input_leaves_the_tables_and_readers_follow_the_newest_ingest(da
     for _ in range(2):  # a third folder: the oldest goes, the current one and the one before stay
         lake.ingest(data, home, spark)
     assert len([p for p in lake.root(home).iterdir() if p.is_dir()]) == lake.KEEP
+
+
+def test_input_and_tables_at_urls(data, spark, tmp_path):
+    """Input read from a URL and tables written to one (``file://`` here; ``gs://`` takes the same
+    path with the Cloud Storage connector): the same tables, the fundraising file read through
+    Spark, a data hash from the content; the embedded engine says it cannot read them."""
+    local = Home(tmp_path / "local")
+    lake.ingest(data, local, spark)
+    remote = Home(tmp_path / "remote")
+    result = lake.ingest(f"file://{data}", remote, spark, location=f"file://{tmp_path}/bucket/tables")
+    meta = lake.current(remote)
+    assert meta["location"].startswith(f"file://{tmp_path}/bucket/tables/")
+    assert meta["fundraising"] is not None and meta["fundraising"] == lake.current(local)["fundraising"]
+    assert len(result.data_hash) == 64 and result.data_hash != lake.current(local)["data_hash"]
+    assert not lake.root(remote).joinpath("tables").exists()  # nothing but the pointer is local
+    ours = _tables(lake.connect_spark(remote))  # one Spark session: read one home's views, then the other's
+    theirs = _tables(lake.connect_spark(local))
+    assert len(ours["usage_daily"]) == pq.read_metadata(data / "usage_daily.parquet").num_rows
+    for name, frame in ours.items():
+        pd.testing.assert_frame_equal(frame, theirs[name], check_dtype=False, obj=name)
+    with pytest.raises(FileNotFoundError, match="only Spark reads"):
+        lake.connect_embedded(remote)
