@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -183,6 +183,20 @@ def _point_in_time(con: SparkConnection, as_of: date) -> tuple[dict[str, str], d
     return views, left_out
 
 
+def _write_tables(con: SparkConnection, views: dict[str, str], folder: str, events: bool) -> dict[str, int]:
+    """Write each table's view as ``folder/table-NAME.parquet``; returns the rows as the
+    warehouse counts them: the rows of each file, and the live events added (``events``)."""
+    rows: dict[str, int] = {}
+    for name in TABLES:
+        frame = con.execute(f"SELECT {_typed_columns(name)} FROM {ident(views[name])}").frame
+        frame.write.parquet(f"{folder}/table-{name}.parquet")
+        rows[name] = con.execute(f"SELECT count(*) FROM {ident(f'_typed_{name}')}").fetchone()[0]
+        if events:
+            added = con.execute(f"SELECT count(*) FROM {ident(name)}").fetchone()[0] - rows[name]
+            rows["events"] = rows.get("events", 0) + added
+    return rows
+
+
 def ingest(
     data: str | Path,
     home: Home,
@@ -218,33 +232,21 @@ def ingest(
 
     target_root = (location or str(root(home))).rstrip("/")
     folder = f"{target_root}/{datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    rows: dict[str, int] = {}  # as the warehouse counts them: rows of the files, then events added
-    for name in TABLES:
-        frame = con.execute(f"SELECT {_typed_columns(name)} FROM {ident(views[name])}").frame
-        frame.write.parquet(f"{folder}/table-{name}.parquet")
-        rows[name] = con.execute(f"SELECT count(*) FROM {ident(f'_typed_{name}')}").fetchone()[0]
-        if events:
-            added = con.execute(f"SELECT count(*) FROM {ident(name)}").fetchone()[0] - rows[name]
-            rows["events"] = rows.get("events", 0) + added
+    try:
+        rows = _write_tables(con, views, folder, bool(events))
+    except BaseException:
+        if _local(folder):  # a half-written folder is never pointed at; do not leave it behind
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     if _local(base):
         found = [Path(base, f"{n}.parquet") for n in TABLES]
         profile_file = Path(base, fundraising.FILE_NAME)
         digest = warehouse.data_hash(found + ([profile_file] if profile else []), events)
     else:
         digest = _content_hash(con, events)
-    meta = {
-        "location": folder,
-        "engine": "spark",
-        "data_dir": base,
-        "data_hash": digest,
-        "as_of": as_of.isoformat() if as_of else None,
-        "left_out": left_out,
-        "loaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "rows": rows,
-        "events": len(events or []),
-        "files": {n: f"{n}.parquet" for n in TABLES},
-        "fundraising": profile.model_dump(mode="json") if profile else None,
-    }
+    files = {n: f"{n}.parquet" for n in TABLES}
+    meta = {"location": folder, "engine": "spark"}
+    meta |= warehouse.ingest_record(base, digest, as_of, left_out, rows, events, files, profile)
     _switch(home, meta)
     return warehouse.IngestResult(
         warehouse=Path(folder) if _local(folder) else root(home) / POINTER,

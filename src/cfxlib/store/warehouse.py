@@ -353,6 +353,32 @@ def _load_events(con, events: list[dict], log: IssueLog) -> int:
     return loaded
 
 
+def ingest_record(
+    data_dir: str,
+    digest: str,
+    as_of: date | None,
+    left_out: dict[str, int],
+    rows: dict[str, int],
+    events: list[dict] | None,
+    files: dict[str, str],
+    profile: fundraising.Fundraising | None,
+) -> dict:
+    """What an ingest records (the warehouse's ``_ingest`` table, the lake's pointer): where the
+    data came from, its hash, the point in time and rows left out, rows loaded, live events
+    included, each table's file, and the validated fundraising file as JSON (or None)."""
+    return {
+        "data_dir": data_dir,
+        "data_hash": digest,
+        "as_of": as_of.isoformat() if as_of else None,
+        "left_out": left_out,
+        "loaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "rows": rows,
+        "events": len(events or []),
+        "files": files,
+        "fundraising": profile.model_dump(mode="json") if profile else None,
+    }
+
+
 def ingest(
     data_dir: Path,
     warehouse: Path,
@@ -417,17 +443,16 @@ def ingest(
                 raise InputError(log, f"{data_dir} is invalid; the warehouse was not changed")
             left_out = point_in_time(con, as_of) if as_of is not None else {}
             digest = data_hash(list(found.values()) + ([profile_path] if profile else []), events)
-            meta = {
-                "data_dir": str(data_dir.resolve()),
-                "data_hash": digest,
-                "as_of": as_of.isoformat() if as_of else None,
-                "left_out": left_out,
-                "loaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "rows": rows,
-                "events": len(events or []),
-                "files": {n: p.name for n, p in found.items()},
-                "fundraising": profile.model_dump(mode="json") if profile else None,
-            }
+            meta = ingest_record(
+                str(data_dir.resolve()),
+                digest,
+                as_of,
+                left_out,
+                rows,
+                events,
+                {n: p.name for n, p in found.items()},
+                profile,
+            )
             con.execute("CREATE TABLE _ingest (key VARCHAR, value VARCHAR)")
             con.executemany("INSERT INTO _ingest VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
             con.execute("CHECKPOINT")
