@@ -138,23 +138,40 @@ def test_refused_input_leaves_the_tables_and_readers_follow_the_newest_ingest(da
     assert len([p for p in lake.root(home).iterdir() if p.is_dir()]) == lake.KEEP
 
 
-def test_input_and_tables_at_urls(data, spark, tmp_path):
-    """Input read from a URL and tables written to one (``file://`` here; ``gs://`` takes the same
-    path with the Cloud Storage connector): the same tables, the fundraising file read through
-    Spark, a data hash from the content; the embedded engine says it cannot read them."""
-    local = Home(tmp_path / "local")
-    lake.ingest(data, local, spark)
-    remote = Home(tmp_path / "remote")
-    result = lake.ingest(f"file://{data}", remote, spark, location=f"file://{tmp_path}/bucket/tables")
-    meta = lake.current(remote)
-    assert meta["location"].startswith(f"file://{tmp_path}/bucket/tables/")
-    assert meta["fundraising"] is not None and meta["fundraising"] == lake.current(local)["fundraising"]
-    assert len(result.data_hash) == 64 and result.data_hash != lake.current(local)["data_hash"]
-    assert not lake.root(remote).joinpath("tables").exists()  # nothing but the pointer is local
-    ours = _tables(lake.connect_spark(remote))  # one Spark session: read one home's views, then the other's
-    theirs = _tables(lake.connect_spark(local))
-    assert len(ours["usage_daily"]) == pq.read_metadata(data / "usage_daily.parquet").num_rows
-    for name, frame in ours.items():
-        pd.testing.assert_frame_equal(frame, theirs[name], check_dtype=False, obj=name)
-    with pytest.raises(FileNotFoundError, match="only Spark reads"):
-        lake.connect_embedded(remote)
+def test_input_and_tables_in_cloud_storage(data, spark, tmp_path, monkeypatch):
+    """Input read from ``gs://`` and tables written there (Google's connector against the GCS
+    emulator): the same tables as from local files, the fundraising file read through Spark, a
+    data hash from the content; the embedded engine says it cannot read them."""
+    import uuid
+
+    from cfxlib.store.spark import session
+    from tests.servers import GcsEmulator
+
+    emulator = GcsEmulator().start()
+    try:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.host)
+        session()  # gs:// now goes to the emulator
+        bucket = emulator.bucket(f"cfx-{uuid.uuid4().hex[:12]}", versioning=False)
+        for path in data.iterdir():
+            if path.is_file():
+                bucket.blob(f"input/{path.name}").upload_from_filename(str(path))
+        local = Home(tmp_path / "local")
+        lake.ingest(data, local, spark)
+        remote = Home(tmp_path / "remote")
+        result = lake.ingest(f"gs://{bucket.name}/input", remote, spark, location=f"gs://{bucket.name}/tables")
+        meta = lake.current(remote)
+        assert meta["location"].startswith(f"gs://{bucket.name}/tables/")
+        assert meta["fundraising"] is not None and meta["fundraising"] == lake.current(local)["fundraising"]
+        assert len(result.data_hash) == 64 and result.data_hash != lake.current(local)["data_hash"]
+        written = [b.name for b in emulator.client().list_blobs(bucket.name, prefix="tables/")]
+        assert any(n.endswith(".parquet") and "/table-usage_daily.parquet/part-" in n for n in written)
+        assert [p.name for p in lake.root(remote).iterdir()] == [lake.POINTER]  # nothing else is local
+        ours = _tables(lake.connect_spark(remote))  # one Spark session: one home's views, then the other's
+        theirs = _tables(lake.connect_spark(local))
+        assert len(ours["usage_daily"]) == pq.read_metadata(data / "usage_daily.parquet").num_rows
+        for name, frame in ours.items():
+            pd.testing.assert_frame_equal(frame, theirs[name], check_dtype=False, obj=name)
+        with pytest.raises(FileNotFoundError, match="only Spark reads"):
+            lake.connect_embedded(remote)
+    finally:
+        emulator.kill()
