@@ -145,8 +145,10 @@ def _ingest(data_dir: str | Path, home: Home, as_of: date | None, engine: str = 
             result = lake.ingest(
                 data_dir, home.ensure(), _spark(settings), as_of=as_of, events=events, location=settings.spark.tables
             )
+    elif isinstance(data_dir, str):
+        raise UserError(f"{data_dir}: the embedded ingest reads local folders; read a URL with --engine spark")
     else:
-        result = _ingest_duckdb(Path(data_dir), home, as_of, events, ingest)
+        result = _ingest_duckdb(data_dir, home, as_of, events, ingest)
     if new:
         archive.fold(new)
         log.checkpoint(mark)
