@@ -123,7 +123,7 @@ def _data_location(value: str | Path | None) -> str | Path | None:
     return Path(value)
 
 
-def _ingest(data_dir: str | Path, home: Home, as_of: date | None, engine: str = "duckdb"):
+def _ingest(data_dir: str | Path, home: Home, as_of: date | None, engine: str, settings):
     """Validate and load ``data_dir`` plus the live events: those folded into earlier ingests
     (the archive) and those accepted since (the log after its checkpoint). On success the new
     events are archived and the log checkpointed, so no ingest reads the whole log again.
@@ -140,7 +140,6 @@ def _ingest(data_dir: str | Path, home: Home, as_of: date | None, engine: str = 
     if engine == "spark":
         from cfxlib.store import lake
 
-        settings = load_settings()
         with console.status(f"validating {data_dir} on Spark and writing its tables"):
             result = lake.ingest(
                 data_dir, home.ensure(), _spark(settings), as_of=as_of, events=events, location=settings.spark.tables
@@ -167,11 +166,10 @@ def _ingest_duckdb(data_dir: Path, home: Home, as_of: date | None, events: list[
         return ingest(data_dir, home.ensure().warehouse, as_of=as_of, progress=report, events=events)
 
 
-def print_summary(home: Home, engine: str = "duckdb") -> None:
+def print_summary(home: Home, engine: str, settings) -> None:
     from cfxlib.store import lake
     from cfxlib.store.summary import summary as tables_summary
 
-    settings = load_settings()
     con = lake.connect(home, engine, settings.spark.master, settings.spark.driver_memory)
     try:
         summary = tables_summary(con)
@@ -225,9 +223,9 @@ def ingest_cmd(
     engine = _engine(engine, settings)
     home = Home(settings.home)
     location = _data_location(data_dir)
-    result = _ingest(location, home, _parse_date(as_of, "--as-of"), engine)
+    result = _ingest(location, home, _parse_date(as_of, "--as-of"), engine, settings)
     _print_loaded(result, location)
-    print_summary(home, engine)
+    print_summary(home, engine, settings)
 
 
 @app.command("validate")
@@ -343,8 +341,8 @@ def run_cmd(
         if _has_events(home) or meta.get("as_of") != wanted:
             data_dir = _data_location(meta["data_dir"])
     if data_dir is not None:
-        _print_loaded(_ingest(data_dir, home, as_of_date, ingest_engine), data_dir)
-    print_summary(home, engine)
+        _print_loaded(_ingest(data_dir, home, as_of_date, ingest_engine, settings), data_dir)
+    print_summary(home, engine, settings)
     month = f"{as_of_date.year:04d}-{as_of_date.month:02d}" if as_of_date else None
     names = [s.name for s in pipeline.STEPS] + ["render"]
     with _progress() as progress:

@@ -78,8 +78,6 @@ def connect_spark(home: Home, master: str = "local[2]", driver_memory: str = "2g
         connection = SparkConnection.from_parquet(meta["location"], master, driver_memory, tables=list(TABLES))
         connection.register_rows("_ingest", _metadata_rows(meta), "key string, value string")
         return connection
-    if not home.warehouse.exists():
-        warehouse.connect(home.warehouse)  # raises with advice
     folder = warehouse.export_parquet(home.warehouse, home.root / "spark-tables")
     return SparkConnection.from_parquet(folder, master, driver_memory)
 

@@ -489,8 +489,8 @@ def export_parquet(warehouse: Path, folder: Path) -> Path:
     holds this warehouse's export is reused."""
     import fcntl
 
+    con = connect(warehouse)  # raises with advice when there is none, before anything is made
     Path(folder).mkdir(parents=True, exist_ok=True)
-    con = connect(warehouse)
     lock = open(Path(folder) / ".lock", "w")  # noqa: SIM115 (notebooks run side by side)
     fcntl.flock(lock, fcntl.LOCK_EX)
     try:
