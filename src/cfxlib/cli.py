@@ -864,12 +864,20 @@ def dataroom_keygen(
     """Make an age key pair for an investor: the identity goes to FILE, the public key is printed last."""
     from datetime import UTC, datetime
 
-    from cfxlib.dataroom import crypto
+    from cfxlib.dataroom import crypto, room
 
     secret, public = crypto.new_identity()
     created = datetime.now(UTC).isoformat(timespec="seconds")
     crypto.write_private(out, f"# created: {created}\n# public key: {public}\n{secret}\n")
     err.print(f"identity written to {out} (keep it private); give the public key below to the data room owner")
+    settings = load_settings()
+    signer = room.signer_id(Home(settings.home))
+    if signer:
+        err.print(
+            f"this home's data room signer key id (for `cfx dataroom open --key-id`): {signer}",
+            highlight=False,
+            markup=False,
+        )
     print(public)
 
 
@@ -925,6 +933,7 @@ def dataroom_sync(
             highlight=False,
         )
         _flush(home, settings)
+    console.print(f"signer key id: {room.signer_id(home)}", highlight=False, markup=False)
     print(result.label)
 
 
@@ -933,12 +942,21 @@ def dataroom_verify(
     target: Annotated[str | None, typer.Option(help="gs://BUCKET/PREFIX or file:///PATH.")] = None,
     identity: Annotated[Path | None, typer.Option(help="An age identity: also decrypt and check every file.")] = None,
     version: Annotated[str | None, typer.Option(help="A version label (default: latest).")] = None,
+    key_id: Annotated[
+        str | None,
+        typer.Option(
+            "--key-id",
+            help="The signer key id you were given (RW..., printed by `cfx dataroom sync`); "
+            "default CFX_DATAROOM__SIGNER or the key pinned in $CFX_HOME/keys.",
+        ),
+    ] = None,
 ) -> None:
     """Check signatures and hashes of a version (with --identity, of the decrypted files too)."""
     from cfxlib.dataroom import room
 
     settings, home, url = _dataroom_context(target)
-    result = room.verify(home, url, identity, version, timeout_s=settings.dataroom.timeout_s)
+    signer = key_id or settings.dataroom.signer
+    result = room.verify(home, url, identity, version, timeout_s=settings.dataroom.timeout_s, signer=signer)
     detail = f", {result.files} files decrypted and checked" if identity else ""
     console.print(
         f"{result.label}: signature good ({result.key_source}); {result.objects} objects match{detail}", highlight=False
@@ -951,12 +969,23 @@ def dataroom_open(
     out: Annotated[Path, typer.Option(help="Folder to write the decrypted files into.")],
     target: Annotated[str | None, typer.Option(help="gs://BUCKET/PREFIX or file:///PATH.")] = None,
     version: Annotated[str | None, typer.Option(help="A version label (default: latest).")] = None,
+    key_id: Annotated[
+        str | None,
+        typer.Option(
+            "--key-id",
+            help="The signer key id you were given (RW..., printed by `cfx dataroom sync`); "
+            "default CFX_DATAROOM__SIGNER or the key pinned in $CFX_HOME/keys.",
+        ),
+    ] = None,
 ) -> None:
     """Decrypt and verify a version into OUT (written only when every file checked)."""
     from cfxlib.dataroom import room
 
     settings, home, url = _dataroom_context(target)
-    result = room.verify(home, url, identity, version, out=out, timeout_s=settings.dataroom.timeout_s)
+    signer = key_id or settings.dataroom.signer
+    result = room.verify(
+        home, url, identity, version, out=out, timeout_s=settings.dataroom.timeout_s, signer=signer
+    )
     console.print(f"{result.label}: {result.files} files verified and written to {out}", highlight=False)
 
 

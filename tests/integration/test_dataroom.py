@@ -92,8 +92,15 @@ def test_sync_verify_open_without_plaintext_and_with_standard_tools(home, invest
         assert {b.name: b.generation for b in gcs.client().bucket("room").list_blobs()} == generations
         # verify (signatures and hashes), then open with the investor's key.
         assert run_cfx("dataroom", "verify", home=home, env=env).returncode == 0
+        # An investor's own home has no pinned key: the key in the bucket is not trusted by itself.
+        signer = next(x for x in first.stdout.splitlines() if x.startswith("signer key id: ")).split(": ")[1]
+        elsewhere = tmp_path / "investor-home"
         out = tmp_path / "opened"
-        opened = run_cfx("dataroom", "open", "--identity", str(key), "--out", str(out), home=home, env=env)
+        refused = run_cfx("dataroom", "open", "--identity", str(key), "--out", str(out), home=elsewhere, env=env)
+        assert refused.returncode == 2 and "--key-id" in refused.stderr and not out.exists(), refused.stderr
+        opened = run_cfx(
+            "dataroom", "open", "--identity", str(key), "--out", str(out), "--key-id", signer, home=elsewhere, env=env
+        )
         assert opened.returncode == 0, opened.stderr
         pub = home / "published"
         assert (out / "02-reports" / "investor_metrics.pdf").read_bytes() == (

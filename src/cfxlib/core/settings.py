@@ -139,6 +139,11 @@ class DataroomSettings(_Section):
     spec: Path | None = Field(
         None, description="What the data room holds; default: the repository's dataroom/manifest.yml."
     )
+    signer: str | None = Field(
+        None,
+        description="The signer key id (the minisign public key, RW...) that `open` and `verify` trust; "
+        "printed by `cfx dataroom sync` and in the data room email. Default: the key pinned in $CFX_HOME/keys.",
+    )
 
 
 class OpsSettings(_Section):

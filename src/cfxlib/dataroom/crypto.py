@@ -129,6 +129,36 @@ def public_key_bytes(keys_dir: Path) -> bytes:
     return (Path(keys_dir) / SIGN_PUB).read_bytes()
 
 
+def key_id(public_key: bytes) -> str:
+    """The signer key id cfx prints and trusts: the minisign public key itself, in the base64 form
+    ``minisign -P`` takes (``RW...``, 56 characters).
+
+    minisign's own 16-hex "key number" is chosen by whoever makes the key, so a forger can copy
+    it; the whole public key cannot be forged, so it is the id."""
+    try:
+        return _b64(minisign.PublicKey.from_bytes(public_key).to_base64())
+    except (minisign.Error, ValueError) as exc:
+        raise DataRoomError(f"{SIGN_PUB}: not a minisign public key ({exc})") from None
+
+
+def public_key_from_id(text: str, source: str) -> bytes:
+    """The public key (file bytes) of a signer key id given by a person; ``source`` names where
+    it came from in the error."""
+    value = "".join(text.split())
+    try:
+        pk = minisign.PublicKey.from_base64(value)
+    except (minisign.Error, ValueError):
+        raise UserError(
+            f"{source}: {value[:12]!r}... is not a data room signer key id (the minisign public key, RW... "
+            "56 characters, as printed by `cfx dataroom sync`)"
+        ) from None
+    return f"untrusted comment: cfx data room signer\n{_b64(pk.to_base64())}\n".encode("ascii")
+
+
+def _b64(value: bytes | str) -> str:
+    return value.decode("ascii") if isinstance(value, bytes) else value
+
+
 def sign(key: minisign.SecretKey, data: bytes, comment: str) -> bytes:
     """A minisign signature file (prehashed Ed25519, as ``minisign -S`` writes) over ``data``."""
     return bytes(key.sign(data, prehash=True, trusted_comment=comment)) + b"\n"

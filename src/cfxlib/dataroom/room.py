@@ -34,7 +34,7 @@ from cfxlib.core.home import Home
 from cfxlib.core.outputs import write_atomic
 from cfxlib.core.repo import REPO
 from cfxlib.core.settings import Settings
-from cfxlib.dataroom import bundle, crypto, spec
+from cfxlib.dataroom import bundle, crypto, paths, spec
 from cfxlib.dataroom.crypto import DataRoomError
 from cfxlib.dataroom.storage import Conflict, open_target
 from cfxlib.notify.deliver import notify, outbox_for
@@ -231,7 +231,9 @@ def next_version(home: Home, settings: Settings, target: str | None = None) -> N
     url = target_url(settings, home, target)
     store = open_target(url, settings.dataroom.timeout_s)
     generation = store.generation("latest")  # read before latest: a change in between fails the final write
-    latest = (store.read("latest") or b"").decode().strip() or None
+    latest = (store.read("latest") or b"").decode("utf-8", "replace").strip() or None
+    if latest is not None:
+        paths.label(latest, f"{url}/latest")
     return Next(store, url, snap, version_label(snap["code_commit"], snap["data_hash"]), latest, generation)
 
 
@@ -316,8 +318,13 @@ def _announce(home: Home, settings: Settings, manifest: dict, url: str) -> None:
         lines += [f"  {kind}: {p}" for p in ch[kind]]
     lines += [
         "",
-        "Open it with your age identity: cfx dataroom open --identity KEY --out DIR",
-        "or verify it without cfx: minisign -Vm SHA256SUMS -p dataroom-sign.pub, then sha256sum -c.",
+        f"Signer key id: {signer_id(home)}",
+        "",
+        "Open it with your age identity and that key id:",
+        f"  cfx dataroom open --identity KEY --out DIR --key-id {signer_id(home)}",
+        f"or verify it without cfx: minisign -Vm SHA256SUMS -P {signer_id(home)}, then sha256sum -c.",
+        "Check the key id against the one you were given when you were invited; never trust a key read",
+        "from the bucket alone.",
     ]
     notify(
         outbox_for(home),
@@ -329,6 +336,7 @@ def _announce(home: Home, settings: Settings, manifest: dict, url: str) -> None:
             "run_id": manifest["run_id"],
             "changes": ch,
             "target": url,
+            "signer_key_id": signer_id(home),
         },
         EmailContent(
             subject=f"[ChatterFix] data room {manifest['label']} published ({summary})", text="\n".join(lines) + "\n"
@@ -346,26 +354,42 @@ class VerifyResult:
     key_source: str = ""
 
 
-def _public_key(home: Home, store) -> tuple[bytes, str]:
+SIGNER_HELP = (
+    "give the signer key id the data room owner sent you (`--key-id RW...`, printed by `cfx dataroom sync` and "
+    "in the data room email), or set CFX_DATAROOM__SIGNER, or pin the key as $CFX_HOME/keys/" + crypto.SIGN_PUB
+)
+
+
+def _public_key(home: Home, store, signer: str | None = None) -> tuple[bytes, str]:
+    """The key signatures must verify against, and where it came from.
+
+    A key read from the target is not a trust anchor (whoever can write the bucket can replace it
+    and sign with their own key): it is used only when it equals the key id the reader was given
+    out of band, or the key pinned in ``$CFX_HOME/keys``."""
     local = home.keys / crypto.SIGN_PUB
+    if signer:
+        given = crypto.public_key_from_id(signer, "--key-id / CFX_DATAROOM__SIGNER")
+        return given, f"signer key id {crypto.key_id(given)[:16]}... (given)"
     if local.exists():
         return local.read_bytes(), f"pinned key $CFX_HOME/keys/{crypto.SIGN_PUB}"
     remote = store.read(crypto.SIGN_PUB)
-    if remote is None:
-        raise DataRoomError(f"{crypto.SIGN_PUB}: missing at the target")
-    return (
-        remote,
-        f"the key published with the data room ({crypto.SIGN_PUB}); compare its id with the one you were given",
-    )
+    found = f" (the target's {crypto.SIGN_PUB} has id {crypto.key_id(remote)})" if remote else ""
+    raise DataRoomError(f"no trusted signer key: the target's own key is not trusted by itself{found}; " + SIGNER_HELP)
+
+
+def signer_id(home: Home) -> str | None:
+    """This home's data room signer key id (``RW...``), when it has a signing key."""
+    path = home.keys / crypto.SIGN_PUB
+    return crypto.key_id(path.read_bytes()) if path.exists() else None
 
 
 def _resolve(store, version: str | None) -> str:
     if version:
-        return version
+        return paths.label(version, "--version")
     latest = store.read("latest")
     if latest is None:
         raise DataRoomError("latest: missing; nothing was published at this target yet")
-    return latest.decode().strip()
+    return paths.label(latest.decode("utf-8", "replace").strip(), "latest")
 
 
 def verify(
@@ -375,14 +399,17 @@ def verify(
     version: str | None = None,
     out: Path | None = None,
     timeout_s: float = 60.0,
+    signer: str | None = None,
 ) -> VerifyResult:
     """Check a version: signatures, every object's SHA-256, and with an identity every file.
 
-    With ``out``, the verified files are written there (``open``), all or nothing.
+    With ``out``, the verified files are written there (``open``), all or nothing. Signatures must
+    verify against ``signer`` (a key id given out of band) or the key pinned in ``$CFX_HOME/keys``;
+    every name read from the target is checked before it is used (:mod:`cfxlib.dataroom.paths`).
     """
     store = open_target(url, timeout_s)
     label = _resolve(store, version)
-    public, source = _public_key(home, store)
+    public, source = _public_key(home, store, signer)
     base = f"versions/{label}"
     sums = store.read(f"{base}/SHA256SUMS")
     sig = store.read(f"{base}/SHA256SUMS.minisig")
@@ -392,9 +419,11 @@ def verify(
     if f"cfx data room {label} " not in comment + " ":
         raise DataRoomError(f"{base}/SHA256SUMS: signed for another version ({comment})")
     expected = {}
-    for line in sums.decode().splitlines():
-        digest, name = line.split("  ", 1)
-        expected[name] = digest
+    for n, line in enumerate(sums.decode("utf-8", "replace").splitlines(), 1):
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64:
+            raise DataRoomError(f"{base}/SHA256SUMS line {n}: not '<sha256>  <object>'")
+        expected[paths.object_name(name, f"{base}/SHA256SUMS line {n}")] = digest
     for name, digest in expected.items():
         actual = store.sha256(name)
         if actual is None:
@@ -413,16 +442,22 @@ def verify(
     manifest = json.loads(manifest_bytes)
     if manifest.get("label") != label:
         raise DataRoomError(f"{base}/manifest.json: describes {manifest.get('label')}, not {label}")
+    names = [(f, paths.relative_file(f.get("path"), f"{base}/manifest.json")) for f in manifest.get("files", [])]
+    for f, rel in names:
+        paths.object_name(f.get("object", ""), f"{base}/manifest.json ({rel})")
+        if str(rel) == "manifest.json":
+            raise DataRoomError(f"{base}/manifest.json: a file may not be named manifest.json")
     with tempfile.TemporaryDirectory(prefix="cfx-dataroom-") as tmp:
         work = Path(tmp)
-        for f in manifest["files"]:
+        (work / "files").mkdir()
+        for f, rel in names:
             if expected.get(f["object"]) != f["object_sha256"]:
                 raise DataRoomError(f"{f['object']}: not listed in SHA256SUMS as the manifest says")
             enc = work / "object.age"
             store.download(f["object"], enc)
             if _sha256_file(enc) != f["object_sha256"]:
                 raise DataRoomError(f"{f['object']}: changed while reading")
-            dst = work / "files" / f["path"]
+            dst = paths.inside(work / "files", rel, f"{f['object']} ({rel})")
             crypto.decrypt_file(enc, dst, ident, f"{f['object']} ({f['path']})")
             if dst.stat().st_size != f["size"] or _sha256_file(dst) != f["sha256"]:
                 raise DataRoomError(f"{f['object']} ({f['path']}): decrypted content does not match the manifest")
@@ -433,7 +468,8 @@ def verify(
             (work / "files" / "manifest.json").write_bytes(manifest_bytes)
             for src in sorted((work / "files").rglob("*")):
                 if src.is_file():
-                    dst = out / src.relative_to(work / "files")
+                    rel = src.relative_to(work / "files")
+                    dst = paths.inside(out, rel.as_posix(), f"{base}/manifest.json ({rel})")
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     shutil.move(str(src), dst)
     return result
@@ -441,8 +477,14 @@ def verify(
 
 def versions(home: Home, url: str, timeout_s: float = 60.0) -> list[dict]:
     store = open_target(url, timeout_s)
-    labels = sorted({name.split("/")[1] for name in store.list("versions/") if name.endswith("/SHA256SUMS")})
-    latest = (store.read("latest") or b"").decode().strip()
+    labels = sorted(
+        {
+            name.split("/")[1]
+            for name in store.list("versions/")
+            if name.endswith("/SHA256SUMS") and paths.LABEL.match(name.split("/")[1])
+        }
+    )
+    latest = (store.read("latest") or b"").decode("utf-8", "replace").strip()
     rows = []
     for label in labels:
         local = folder(home) / "versions" / label / "manifest.json"

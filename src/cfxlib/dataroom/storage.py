@@ -36,7 +36,11 @@ class FileStore:
         self.url = self.root.as_uri()
 
     def _path(self, name: str) -> Path:
-        return self.root / name
+        from cfxlib.dataroom.paths import inside
+
+        if not name or name.startswith("/") or "\\" in name or ".." in name.split("/"):
+            raise UserError(f"{self.url}: refuses object name {name[:120]!r} (outside the data room folder)")
+        return inside(self.root, name, self.url)
 
     def generation(self, name: str) -> int | None:
         try:
