@@ -17,7 +17,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(BIN)/cfx run
+	$(BIN)/cfx run --demo
 
 lint: install
 	$(BIN)/ruff check src tests bench notebooks

@@ -176,7 +176,7 @@ def main() -> None:
         "CFX_DEMO__MONTHS": "24",
         "CFX_DEMO__END_MONTH": "2025-12",
     }
-    subprocess.run([CFX, "run"], env=env, check=True, capture_output=True)
+    subprocess.run([CFX, "run", "--demo"], env=env, check=True, capture_output=True)
     token = subprocess.run(
         [CFX, "token", "create", "--role", "analyst"], env=env, check=True, capture_output=True, text=True
     ).stdout.strip()

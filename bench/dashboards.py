@@ -290,7 +290,7 @@ def main() -> None:
     started = now()
     try:
         print("publishing the default demo company (cfx run)...", flush=True)
-        subprocess.run([CFX, "run"], env=env, check=True, capture_output=True)
+        subprocess.run([CFX, "run", "--demo"], env=env, check=True, capture_output=True)
         rows = []
         for spec in specs:
             rows.append(row(spec, scenario(spec, env, work, args.events)))

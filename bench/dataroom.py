@@ -43,7 +43,7 @@ def main() -> None:
         "CFX_DEMO__MONTHS": "20",
         "CFX_DEMO__END_MONTH": "2025-12",
     }
-    assert measure([CFX, "run"], env=small).returncode == 0, "cfx run failed"
+    assert measure([CFX, "run", "--demo"], env=small).returncode == 0, "cfx run failed"
     big = (home / "published").resolve() / "big.bin"
 
     def write_big(mb: int) -> None:

@@ -41,7 +41,7 @@ def kernel_overhead() -> float:
 
 def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="cfx-pipeline-"))
-    whole = measure([CFX, "run"], env={"CFX_HOME": str(home)})
+    whole = measure([CFX, "run", "--demo"], env={"CFX_HOME": str(home)})
     assert whole.returncode == 0, "cfx run failed"
     run = json.loads((home / "published" / "run.json").read_text())
     overhead = kernel_overhead()

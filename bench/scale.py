@@ -52,7 +52,7 @@ def one(accounts: int, engine: str) -> dict:
         assert gen.returncode == 0, "demo-data failed"
         ingest = measure([CFX, "ingest", str(data), "--engine", engine], env=env)
         assert ingest.returncode == 0, f"ingest --engine {engine} failed at {accounts} accounts"
-        run = measure([CFX, "run", "--engine", engine], env=env)
+        run = measure([CFX, "run", "--demo", "--engine", engine], env=env)
         assert run.returncode == 0, f"cfx run --engine {engine} failed at {accounts} accounts"
         steps = json.loads((home / "published" / "run.json").read_text())["steps"]
         print(

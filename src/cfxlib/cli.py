@@ -268,18 +268,25 @@ def _engine(option: str | None, settings) -> str:
 
 def _last_ingest(home: Home) -> tuple[str, dict] | None:
     """(engine, metadata) of the newest ingest, warehouse or lake; None when there was none."""
+    from cfxlib.core import provenance
     from cfxlib.store import lake, warehouse
 
     source = lake.newest(home)
-    if source == "lake":
-        return "spark", lake.current(home)
     if source is None:
         return None
-    con = warehouse.connect(home.warehouse)
-    try:
-        return "duckdb", warehouse.ingest_metadata(con)
-    finally:
-        con.close()
+    if source == "lake":
+        engine, meta = "spark", dict(lake.current(home))
+    else:
+        con = warehouse.connect(home.warehouse)
+        try:
+            engine, meta = "duckdb", warehouse.ingest_metadata(con)
+        finally:
+            con.close()
+    demo_dirs = {str(home.demo_data), str(home.root / "demo-data-parquet")}  # homes made before the demo marker
+    if meta.get("source") != provenance.DEMO:
+        demo = provenance.is_demo_data(meta.get("data_dir")) or str(meta.get("data_dir")) in demo_dirs
+        meta["source"] = provenance.DEMO if demo else provenance.DATA
+    return engine, meta
 
 
 def _print_loaded(result, data_dir: str | Path) -> None:
@@ -303,10 +310,18 @@ def run_cmd(
     engine: Annotated[
         str | None, typer.Option(help="duckdb (default) or spark: where the set-based computations run.")
     ] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Run on the generated demo company (fictional figures, stamped 'Demo data', never sent to investors).",
+        ),
+    ] = False,
 ) -> None:
     """The main job: ingest, execute the notebooks, render the site and PDFs, publish atomically."""
     import os
 
+    from cfxlib.core import provenance
     from cfxlib.demo import DemoOptions, generate
     from cfxlib.publish import pipeline
 
@@ -315,20 +330,29 @@ def run_cmd(
     os.environ["CFX_ENGINE"] = engine  # the notebooks' kernels inherit it
     home = Home(settings.home).ensure()
     as_of_date = _parse_date(as_of, "--as-of") or settings.as_of
-    data_dir = _data_location(data or settings.data_dir)
+    if demo and data:
+        raise UserError("--demo and --data exclude each other: run the demo company or your data, not both")
+    data_dir = None if demo else _data_location(data or settings.data_dir)
     ingest_engine = engine
     last = _last_ingest(home)
-    if data_dir is None and last is None:
-        demo = settings.demo
+    last_is_demo = last is not None and last[1].get("source") == provenance.DEMO
+    if data_dir is None and not demo and (last is None or last_is_demo):
+        why = "the last run was the demo company, which only --demo publishes" if last_is_demo else "no data configured"
+        raise UserError(
+            f"{why}: point cfx at your data with `cfx run --data DIR` (or data_dir in cfx.toml, or CFX_DATA_DIR; "
+            "`cfx ingest DIR` also works), or run the fictional demo company with `cfx run --demo` (what `make run` does)"
+        )
+    if demo and not (last_is_demo and provenance.is_demo_data(last[1].get("data_dir"))):
+        opts = settings.demo
         fmt = "parquet" if engine == "spark" else "csv"  # Spark reads Parquet
         target = home.demo_data if fmt == "csv" else home.root / "demo-data-parquet"
-        console.print(f"No data configured: generating the demo company into {target}")
+        console.print(f"Demo company (fictional data, stamped 'Demo data'): generating it into {target}")
         with _progress() as progress:
-            task = progress.add_task("generating accounts", total=demo.accounts)
+            task = progress.add_task("generating accounts", total=opts.accounts)
             generate(
                 target,
                 DemoOptions(
-                    accounts=demo.accounts, months=demo.months, seed=demo.seed, end_month=demo.end_month, fmt=fmt
+                    accounts=opts.accounts, months=opts.months, seed=opts.seed, end_month=opts.end_month, fmt=fmt
                 ),
                 progress=lambda done, total: progress.update(task, completed=done),
             )
@@ -449,7 +473,7 @@ def report_customer_success(
     target = out or home.root / "reports" / "customer-success"
     con = lake.connect_embedded(home)
     try:
-        truth = customer_results.truth_for(Path(warehouse.ingest_metadata(con)["data_dir"]))
+        truth = customer_results.truth_for(warehouse.ingest_metadata(con))
         with err.status("scoring health and churn, evaluating the model"):
             results = customer_results.compute(
                 con, _parse_month(as_of), truth, settings.costs.downtime_cost_per_hour_usd
@@ -658,13 +682,18 @@ def _flush(home: Home, settings, due_only: bool = False):
 @investor_app.command("weekly")
 def investor_weekly(
     week: Annotated[str | None, typer.Option(help="ISO week YYYY-Www (default: the current week).")] = None,
+    allow_demo: Annotated[
+        bool, typer.Option("--allow-demo", help="Send or upload even when the publication is the demo company.")
+    ] = False,
 ) -> None:
     """Record the week's snapshot, evaluate the alerts, and send the weekly investor update (once per
     recipient per week; re-running sends nothing twice)."""
     from cfxlib.investor import weekly
+    from cfxlib.publish.snapshot import refuse_demo
 
     settings = load_settings()
     home = Home(settings.home).ensure()
+    refuse_demo(home, allow_demo, "`cfx investor weekly` records and sends")
     try:
         result = weekly.weekly(home, settings, week)
     except ValueError as exc:
@@ -687,13 +716,17 @@ def investor_weekly(
 @investor_app.command("alerts")
 def investor_alerts(
     as_json: Annotated[bool, typer.Option("--json", help="Print every rule's state as JSON.")] = False,
+    allow_demo: Annotated[
+        bool, typer.Option("--allow-demo", help="Send or upload even when the publication is the demo company.")
+    ] = False,
 ) -> None:
     """Evaluate the alert rules against the latest published snapshot and notify what changed."""
     from cfxlib.investor import alerts
-    from cfxlib.publish.snapshot import published
+    from cfxlib.publish.snapshot import published, refuse_demo
 
     settings = load_settings()
     home = Home(settings.home).ensure()
+    refuse_demo(home, allow_demo, "`cfx investor alerts` evaluates and sends")
     notices = alerts.evaluate(home, settings, published(home)).notices
     if as_json:
         print(json.dumps(alerts.state_table(home), indent=2))
@@ -747,12 +780,18 @@ def investor_history(
 
 
 @investor_app.command("board-pack")
-def investor_board_pack() -> None:
+def investor_board_pack(
+    allow_demo: Annotated[
+        bool, typer.Option("--allow-demo", help="Send or upload even when the publication is the demo company.")
+    ] = False,
+) -> None:
     """Keep the month's board pack (PDFs, snapshot, finance figures) and send it once to investors."""
     from cfxlib.investor import board_pack
+    from cfxlib.publish.snapshot import refuse_demo
 
     settings = load_settings()
     home = Home(settings.home).ensure()
+    refuse_demo(home, allow_demo, "`cfx investor board-pack` keeps and sends")
     pack = board_pack.build(home, settings)
     console.print(
         f"board pack {pack.month} {'written' if pack.created else 'already kept'}: {pack.folder}", highlight=False
@@ -765,10 +804,16 @@ def investor_board_pack() -> None:
 def notify_flush(
     due: Annotated[bool, typer.Option("--due", help="Only messages whose retry time has come (scheduler).")] = False,
     strict: Annotated[bool, typer.Option(help="Exit 3 when anything still waits or failed.")] = False,
+    allow_demo: Annotated[
+        bool, typer.Option("--allow-demo", help="Send or upload even when the publication is the demo company.")
+    ] = False,
 ) -> None:
     """Deliver the notifications that wait in the outbox."""
+    from cfxlib.publish.snapshot import refuse_demo
+
     settings = load_settings()
     home = Home(settings.home).ensure()
+    refuse_demo(home, allow_demo, "`cfx notify flush` delivers")
     report = _flush(home, settings, due_only=due)
     if not report.sent and not report.waiting and not report.failed and not report.busy:
         console.print("outbox: nothing to deliver")
@@ -916,11 +961,16 @@ def dataroom_sync(
     target: Annotated[
         str | None, typer.Option(help="gs://BUCKET/PREFIX or file:///PATH (default from settings).")
     ] = None,
+    allow_demo: Annotated[
+        bool, typer.Option("--allow-demo", help="Send or upload even when the publication is the demo company.")
+    ] = False,
 ) -> None:
     """Build, sign, encrypt and upload what changed as a new version; prints the label last."""
     from cfxlib.dataroom import room
+    from cfxlib.publish.snapshot import refuse_demo
 
     settings, home, url = _dataroom_context(target)
+    refuse_demo(home, allow_demo, "`cfx dataroom sync` uploads")
     result = room.sync(home, settings, url)
     if result.already:
         console.print(f"{url} already holds {result.label} (verified); nothing uploaded", highlight=False)
@@ -983,9 +1033,7 @@ def dataroom_open(
 
     settings, home, url = _dataroom_context(target)
     signer = key_id or settings.dataroom.signer
-    result = room.verify(
-        home, url, identity, version, out=out, timeout_s=settings.dataroom.timeout_s, signer=signer
-    )
+    result = room.verify(home, url, identity, version, out=out, timeout_s=settings.dataroom.timeout_s, signer=signer)
     console.print(f"{result.label}: {result.files} files verified and written to {out}", highlight=False)
 
 

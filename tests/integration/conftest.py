@@ -28,7 +28,7 @@ def published(tmp_path_factory):
     from tests.conftest import run_cfx
 
     home = tmp_path_factory.mktemp("pipeline-home")
-    result = run_cfx("run", home=home, env=SMALL, timeout=1200)
+    result = run_cfx("run", "--demo", home=home, env=SMALL, timeout=1200)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return home
 

@@ -378,7 +378,7 @@ def test_next_run_includes_live_events(server, published):
     ]
     r = httpx.post(server.url + "/api/events", json={"events": events}, headers={"Authorization": f"Bearer {ingest}"})
     assert r.status_code == 202, r.text
-    result = run_cfx("run", home=published, timeout=1200)
+    result = run_cfx("run", "--demo", home=published, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     con = duckdb.connect(str(published / "warehouse" / "cfx.duckdb"), read_only=True)
     try:

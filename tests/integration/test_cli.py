@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -77,12 +78,46 @@ def test_csv_and_parquet_load_the_same_numbers(tmp_path):
     assert summaries[0] == summaries[1]
 
 
-def test_run_generates_the_demo_company_when_nothing_is_configured(cfx, home):
-    result = cfx("run", env={"CFX_DEMO__ACCOUNTS": "60", "CFX_DEMO__MONTHS": "8"})
+def test_the_demo_runs_only_when_asked_and_is_stamped_everywhere(cfx, home, tmp_path):
+    """A bare `cfx run` with no data refuses (the scheduled path must never publish fictional
+    figures); `--demo` publishes the demo company stamped "Demo data" on every page and PDF page;
+    investor sending and data room upload refuse it unless --allow-demo."""
+    from cfxlib.core.provenance import DEMO_LABEL, DEMO_NOTE
+    from tests.pdf import pdf_text
+
+    small = {"CFX_DEMO__ACCOUNTS": "60", "CFX_DEMO__MONTHS": "8"}
+    bare = cfx("run", env=small)
+    assert bare.returncode == 2 and "--demo" in bare.stderr and "--data" in bare.stderr, bare.stderr
+    assert "Traceback" not in bare.stderr and not (home / "published").exists()
+    result = cfx("run", "--demo", env=small)
     assert result.returncode == 0, result.stderr
-    assert (home / "demo-data" / "accounts.csv").exists()
+    assert (home / "demo-data" / "accounts.csv").exists() and (home / "demo-data" / "_demo.json").exists()
     assert (home / "warehouse" / "cfx.duckdb").exists()
     assert "Recurring revenue" in result.stdout
+    pub = home / "published"
+    assert json.loads((pub / "run.json").read_text())["source"] == "demo"
+    assert json.loads((pub / "metrics_snapshot.json").read_text())["source"] == "demo"
+    pages = sorted((pub / "site").rglob("*.html"))
+    content = [p for p in pages if p.name != "index.html" or "cfx-demo-banner" in p.read_text()]
+    assert content and all(DEMO_NOTE in " ".join(p.read_text().split()) for p in content), [p.name for p in content]
+    for pdf in sorted((pub / "reports").glob("*.pdf")):
+        texts = pdf_text(pdf).split("\f")
+        assert texts and all(DEMO_LABEL.lower() in t.lower() for t in texts), pdf.name
+    # After a demo run, a bare run (the scheduler's daily refresh) still refuses.
+    again = cfx("run")
+    assert again.returncode == 2 and "demo company" in again.stderr
+    for args in (
+        ("investor", "weekly"),
+        ("investor", "alerts"),
+        ("investor", "board-pack"),
+        ("notify", "flush"),
+        ("dataroom", "sync"),
+    ):
+        refused = cfx(*args)
+        assert refused.returncode == 2 and "demo company" in refused.stderr and "--allow-demo" in refused.stderr, args
+    assert not (home / "investor" / "snapshots").exists() or not any((home / "investor" / "snapshots").iterdir())
+    allowed = cfx("investor", "weekly", "--allow-demo")
+    assert allowed.returncode == 0, allowed.stderr
 
 
 def test_user_mistakes_get_a_message_not_a_traceback(cfx, tmp_path):

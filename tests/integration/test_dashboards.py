@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import datetime
 import os
 import re
@@ -136,6 +139,14 @@ def test_customer_success_live_filters_and_calculator(stack, browser):
     assert response.status == 200
     page.wait_for_selector(".cfx-health-gauge", timeout=60_000)
     assert f"{sum(scores) / len(scores):.1f}" in page.inner_text(".cfx-health-gauge")
+    # the demo publication says so on the page; the session cookie holds a random id, not the token
+    assert "Demo data" in page.inner_text(".cfx-header")
+    cookies = page.context.cookies()
+    assert cookies and all(analyst not in c["value"] and analyst[4:20] not in c["value"] for c in cookies)
+    for cookie in cookies:  # tornado's signed value: "2|1:0|10:<time>|<len>:<name>|<len>:<base64 value>|<sig>"
+        for part in cookie["value"].split("|"):
+            with contextlib.suppress(binascii.Error):
+                assert analyst.encode() not in base64.b64decode(part.split(":", 1)[-1] + "==")
     # the page loads the widget manager's JavaScript only, not every JupyterLab extension installed
     loaded = page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
     extensions = {

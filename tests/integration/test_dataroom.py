@@ -71,7 +71,7 @@ def test_sync_verify_open_without_plaintext_and_with_standard_tools(home, invest
     try:
         gcs.bucket("room")
         env = env_for(gcs, public)
-        first = run_cfx("dataroom", "sync", home=home, env=env)
+        first = run_cfx("dataroom", "sync", "--allow-demo", home=home, env=env)
         assert first.returncode == 0, first.stderr
         label = first.stdout.strip().splitlines()[-1]
         snap = json.loads((home / "published" / "metrics_snapshot.json").read_text())
@@ -87,7 +87,7 @@ def test_sync_verify_open_without_plaintext_and_with_standard_tools(home, invest
                 assert marker not in data, (name, marker)
         # Re-sync: nothing uploaded, no object rewritten.
         generations = {b.name: b.generation for b in gcs.client().bucket("room").list_blobs()}
-        again = run_cfx("dataroom", "sync", home=home, env=env)
+        again = run_cfx("dataroom", "sync", "--allow-demo", home=home, env=env)
         assert again.returncode == 0 and "nothing uploaded" in again.stdout and again.stdout.strip().endswith(label)
         assert {b.name: b.generation for b in gcs.client().bucket("room").list_blobs()} == generations
         # verify (signatures and hashes), then open with the investor's key.
@@ -148,9 +148,9 @@ def test_a_new_version_uploads_only_what_changed_and_old_versions_stay_readable(
     try:
         gcs.bucket("room")
         env = env_for(gcs, public, CFX_WEBHOOKS__URLS=json.dumps([hooks.url]), CFX_WEBHOOKS__SECRET=secret)
-        first = run_cfx("dataroom", "sync", home=home, env=env).stdout.strip().splitlines()[-1]
+        first = run_cfx("dataroom", "sync", "--allow-demo", home=home, env=env).stdout.strip().splitlines()[-1]
         new_publication(home)
-        result = run_cfx("dataroom", "sync", home=home, env=env)
+        result = run_cfx("dataroom", "sync", "--allow-demo", home=home, env=env)
         assert result.returncode == 0, result.stderr
         second = result.stdout.strip().splitlines()[-1]
         assert second != first and second.endswith(".ffffffff")
@@ -186,7 +186,7 @@ def test_tampering_and_wrong_keys_are_refused_naming_the_object(home, investor, 
     try:
         gcs.bucket("room")
         env = env_for(gcs, public)
-        label = run_cfx("dataroom", "sync", home=home, env=env).stdout.strip().splitlines()[-1]
+        label = run_cfx("dataroom", "sync", "--allow-demo", home=home, env=env).stdout.strip().splitlines()[-1]
         bucket = gcs.client().bucket("room")
         names = sorted(b.name for b in bucket.list_blobs(prefix=f"series-a/versions/{label}/files/"))
         a, b = names[0], names[1]
@@ -222,7 +222,12 @@ def test_a_sync_cut_off_by_the_storage_resumes(home, investor, tmp_path):
     full = {k: v for k, v in os.environ.items() if not k.startswith("CFX_")}
     full.update(env, CFX_HOME=str(home))
     proc = subprocess.Popen(
-        [str(CFX), "dataroom", "sync"], cwd=REPO, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [str(CFX), "dataroom", "sync", "--allow-demo"],
+        cwd=REPO,
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     files = root / "room" / "series-a" / "versions"
     deadline = time.monotonic() + 120
@@ -237,7 +242,7 @@ def test_a_sync_cut_off_by_the_storage_resumes(home, investor, tmp_path):
     assert not (root / "room" / "series-a" / "latest").exists(), "latest must be written last"
     uploaded_before = sum(1 for _ in files.rglob("*.age"))
     gcs.start()
-    resumed = run_cfx("dataroom", "sync", home=home, env=env)
+    resumed = run_cfx("dataroom", "sync", "--allow-demo", home=home, env=env)
     assert resumed.returncode == 0, resumed.stderr
     manifest_files = sum(len(section.files) for section in spec.load().sections)
     uploaded_now = int(resumed.stdout.split("uploaded ")[1].split(" ")[0])

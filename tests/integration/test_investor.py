@@ -54,7 +54,7 @@ def test_weekly_update_goes_once_to_each_investor_with_chart_and_pdf(home):
     smtp = SmtpServer().start()
     try:
         env = mail_env(smtp)
-        first = run_cfx("investor", "weekly", "--week", "2026-W48", home=home, env=env)
+        first = run_cfx("investor", "weekly", "--allow-demo", "--week", "2026-W48", home=home, env=env)
         assert first.returncode == 0, first.stderr
         updates = [m for _, m in smtp.messages if m["X-Cfx-Notification"] == "investor.update"]
         assert sorted(m["To"] for m in updates) == sorted(INVESTORS)
@@ -78,12 +78,12 @@ def test_weekly_update_goes_once_to_each_investor_with_chart_and_pdf(home):
         archive = (home / "investor" / "updates" / "2026-W48.html").read_text()
         assert "data:image/png;base64," in archive and "cid:" not in archive
         count = len(smtp.messages)
-        again = run_cfx("investor", "weekly", "--week", "2026-W48", home=home, env=env)
+        again = run_cfx("investor", "weekly", "--allow-demo", "--week", "2026-W48", home=home, env=env)
         assert again.returncode == 0 and "unchanged" in again.stdout
         assert len(smtp.messages) == count, "a re-run sent mail again"
         assert week_file.read_bytes() == before
         # The next week compares with this one; history shows both weeks.
-        nxt = run_cfx("investor", "weekly", "--week", "2026-W49", home=home, env=env)
+        nxt = run_cfx("investor", "weekly", "--allow-demo", "--week", "2026-W49", home=home, env=env)
         assert nxt.returncode == 0, nxt.stderr
         w49 = [m for _, m in smtp.messages if "2026-W49" in m["Subject"]]
         assert len(w49) == 2 and "vs last week (2026-W48)" in w49[0].get_body(("html",)).get_content()
@@ -95,7 +95,7 @@ def test_weekly_update_goes_once_to_each_investor_with_chart_and_pdf(home):
 
 
 def test_bad_week_is_a_clear_error(home):
-    result = run_cfx("investor", "weekly", "--week", "2026-W54", home=home)
+    result = run_cfx("investor", "weekly", "--allow-demo", "--week", "2026-W54", home=home)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "2026-W54" in result.stderr and "week" in result.stderr
 
@@ -113,14 +113,14 @@ def test_alert_fires_once_then_resolves_once_by_email_and_signed_webhook(home):
             CFX_THRESHOLDS__UPTIME_MIN_PCT="99.99",  # the demo's worst service is below this
         )
         for _ in range(3):  # re-runs on the same data never send again
-            result = run_cfx("investor", "alerts", home=home, env=env)
+            result = run_cfx("investor", "alerts", "--allow-demo", home=home, env=env)
             assert result.returncode == 0, result.stderr
         alerts = [m for m in smtp.to("ops@chatterfix.example") if "Uptime" in m["Subject"]]
         assert len(alerts) == 1 and "resolved" not in alerts[0]["Subject"]
         assert not smtp.to(INVESTORS[0]), "alerts go to the alert recipients only"
         env["CFX_THRESHOLDS__UPTIME_MIN_PCT"] = "90"
         for _ in range(2):
-            result = run_cfx("investor", "alerts", home=home, env=env)
+            result = run_cfx("investor", "alerts", "--allow-demo", home=home, env=env)
             assert result.returncode == 0, result.stderr
         alerts = [m for m in smtp.to("ops@chatterfix.example") if "Uptime" in m["Subject"]]
         assert len(alerts) == 2 and "resolved" in alerts[1]["Subject"]
@@ -142,7 +142,7 @@ def test_alert_fires_once_then_resolves_once_by_email_and_signed_webhook(home):
 def test_mail_server_down_delays_delivery_then_each_message_goes_exactly_once(home):
     smtp = SmtpServer()  # not started: the port refuses connections
     env = mail_env(smtp, CFX_THRESHOLDS__UPTIME_MIN_PCT="99.99")
-    result = run_cfx("investor", "weekly", "--week", "2026-W40", home=home, env=env)
+    result = run_cfx("investor", "weekly", "--allow-demo", "--week", "2026-W40", home=home, env=env)
     assert result.returncode == 0, result.stderr
     assert "wait in the outbox" in result.stderr and "cannot be reached" in result.stderr
     assert "Traceback" not in result.stderr
@@ -150,14 +150,14 @@ def test_mail_server_down_delays_delivery_then_each_message_goes_exactly_once(ho
     kinds = sorted({m["type"] for m in pending})
     assert kinds == ["alert.firing", "investor.update"]  # the update and at least the uptime alert
     assert len(pending) == 2 * len({m["key"].split("/email/")[0] for m in pending})
-    again = run_cfx("notify", "flush", "--strict", home=home, env=env)
+    again = run_cfx("notify", "flush", "--allow-demo", "--strict", home=home, env=env)
     assert again.returncode == 3
     smtp.start()
     try:
-        flushed = run_cfx("notify", "flush", home=home, env=env)
+        flushed = run_cfx("notify", "flush", "--allow-demo", home=home, env=env)
         assert flushed.returncode == 0 and f"delivered: {len(pending)}" in flushed.stdout
-        assert run_cfx("notify", "flush", home=home, env=env).returncode == 0
-        run_cfx("investor", "weekly", "--week", "2026-W40", home=home, env=env)
+        assert run_cfx("notify", "flush", "--allow-demo", home=home, env=env).returncode == 0
+        run_cfx("investor", "weekly", "--allow-demo", "--week", "2026-W40", home=home, env=env)
         assert len(smtp.messages) == len(pending)
         for address in INVESTORS:
             ids = [m["Message-ID"] for m in smtp.to(address)]
@@ -176,7 +176,7 @@ def test_killed_weekly_run_rerun_sends_nothing_twice(home):
     env.update(mail_env(smtp, CFX_INVESTOR__RECIPIENTS=json.dumps(recipients)), CFX_HOME=str(home))
     try:
         proc = subprocess.Popen(
-            [str(CFX), "investor", "weekly", "--week", "2026-W41"],
+            [str(CFX), "investor", "weekly", "--allow-demo", "--week", "2026-W41"],
             cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -189,7 +189,7 @@ def test_killed_weekly_run_rerun_sends_nothing_twice(home):
         proc.wait()
         assert len(smtp.messages) == 1
         smtp.rcpt_delay_s = 0
-        rerun = run_cfx("investor", "weekly", "--week", "2026-W41", home=home, env=env)
+        rerun = run_cfx("investor", "weekly", "--allow-demo", "--week", "2026-W41", home=home, env=env)
         assert rerun.returncode == 0, rerun.stderr
         for address in recipients:
             ids = [m["Message-ID"] for m in smtp.to(address)]
@@ -211,13 +211,13 @@ def test_starttls_and_login_with_the_password_from_the_environment(home, tmp_pat
             CFX_SMTP__USERNAME="cfx-mailer",
             CFX_SMTP__PASSWORD="wrong-password",
         )
-        refused = run_cfx("investor", "weekly", "--week", "2026-W42", home=home, env=env)
+        refused = run_cfx("investor", "weekly", "--allow-demo", "--week", "2026-W42", home=home, env=env)
         assert refused.returncode == 0 and "refused the login of cfx-mailer" in refused.stderr
         assert "wrong-password" not in refused.stdout + refused.stderr and not smtp.messages
         env["CFX_SMTP__PASSWORD"] = "s3cret-pass!"
         waiting = len(outbox(home, env))
         assert waiting >= 2  # the update to two investors (and any alert the demo fires)
-        sent = run_cfx("notify", "flush", home=home, env=env)
+        sent = run_cfx("notify", "flush", "--allow-demo", home=home, env=env)
         assert sent.returncode == 0 and f"delivered: {waiting}" in sent.stdout
         assert smtp.logins == ["cfx-mailer"] and len(smtp.messages) == waiting
         for path in (home / "outbox").rglob("*.json"):
@@ -233,17 +233,17 @@ def test_webhook_retries_with_backoff_and_a_refusal_is_set_aside(home):
     secret = run_cfx("notify", "webhook-secret", home=home).stdout.strip()
     env = {"CFX_WEBHOOKS__URLS": json.dumps([hooks.url]), "CFX_WEBHOOKS__SECRET": secret}
     try:
-        result = run_cfx("investor", "weekly", "--week", "2026-W43", home=home, env=env)
+        result = run_cfx("investor", "weekly", "--allow-demo", "--week", "2026-W43", home=home, env=env)
         assert result.returncode == 0, result.stderr
         assert [r["status"] for r in hooks.requests] == [503, 503, 200]
         assert len({r["headers"]["webhook-id"] for r in hooks.requests}) == 1  # one message, three attempts
         body = Webhook(secret).verify(hooks.accepted()[0]["body"], hooks.accepted()[0]["headers"])
         assert body["type"] == "investor.update" and body["data"]["week"] == "2026-W43"
         hooks.statuses = [410]
-        gone = run_cfx("investor", "weekly", "--week", "2026-W44", home=home, env=env)
+        gone = run_cfx("investor", "weekly", "--allow-demo", "--week", "2026-W44", home=home, env=env)
         assert gone.returncode == 0 and "failed for good" in gone.stderr and "410" in gone.stderr
         assert [m["state"] for m in outbox(home, env) if "2026-W44" in m["key"]] == ["failed"]
-        bad = run_cfx("notify", "flush", home=home, env={**env, "CFX_WEBHOOKS__SECRET": "whsec_short"})
+        bad = run_cfx("notify", "flush", "--allow-demo", home=home, env={**env, "CFX_WEBHOOKS__SECRET": "whsec_short"})
         assert bad.returncode == 2 and "webhook secret" in bad.stderr and "Traceback" not in bad.stderr
     finally:
         hooks.stop()
@@ -251,5 +251,5 @@ def test_webhook_retries_with_backoff_and_a_refusal_is_set_aside(home):
 
 def test_a_port_nobody_listens_on_is_reported_not_raised(home):
     env = {"CFX_WEBHOOKS__URLS": json.dumps([f"http://127.0.0.1:{free_port()}/x"])}
-    result = run_cfx("investor", "weekly", "--week", "2026-W45", home=home, env=env)
+    result = run_cfx("investor", "weekly", "--allow-demo", "--week", "2026-W45", home=home, env=env)
     assert result.returncode == 0 and "signing secret" in result.stderr

@@ -232,7 +232,9 @@ def test_failed_step_keeps_the_previous_publication(published, tmp_path):
     nb = json.loads((broken / "04_customer_health.ipynb").read_text())
     nb["cells"][3]["source"] = "raise RuntimeError('simulated failure in health')"
     (broken / "04_customer_health.ipynb").write_text(json.dumps(nb))
-    result = run_cfx("run", home=published, env={**SMALL, "CFX_PIPELINE__NOTEBOOK_DIR": str(broken)}, timeout=900)
+    result = run_cfx(
+        "run", "--demo", home=published, env={**SMALL, "CFX_PIPELINE__NOTEBOOK_DIR": str(broken)}, timeout=900
+    )
     assert result.returncode == 2
     assert (
         re.search(r"04_customer_health failed at cell \d+", result.stderr)

@@ -38,8 +38,12 @@ def write_version(store: Path, key: minisign.KeyPair, label: str, files: dict[st
     manifest = json.dumps({"label": label, "files": entries}).encode()
     secret = key.secret_key
     (store / f"versions/{label}/manifest.json.age").write_bytes(crypto.encrypt_bytes(manifest, recipients))
-    (store / f"versions/{label}/manifest.json.minisig").write_bytes(crypto.sign(secret, manifest, f"cfx data room {label} m"))
-    sums.append(f"{_sha((store / f'versions/{label}/manifest.json.age').read_bytes())}  versions/{label}/manifest.json.age")
+    (store / f"versions/{label}/manifest.json.minisig").write_bytes(
+        crypto.sign(secret, manifest, f"cfx data room {label} m")
+    )
+    sums.append(
+        f"{_sha((store / f'versions/{label}/manifest.json.age').read_bytes())}  versions/{label}/manifest.json.age"
+    )
     text = ("\n".join([*sums, *sums_extra]) + "\n").encode()
     (store / f"versions/{label}/SHA256SUMS").write_bytes(text)
     (store / f"versions/{label}/SHA256SUMS.minisig").write_bytes(

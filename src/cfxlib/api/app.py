@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Query, WebSocket, WebSocketDisconnect
+from fastapi import Depends, FastAPI, HTTPException, Query, WebSocket, WebSocketDisconnect
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
@@ -32,7 +32,7 @@ from pydantic import BaseModel
 from cfxlib import __version__
 from cfxlib.api.access_log import AccessLog
 from cfxlib.api.access_log import configure as configure_access_log
-from cfxlib.api.auth import PERMISSIONS, TokenGate, TokenStore, bearer_token
+from cfxlib.api.auth import PERMISSIONS, PUBLIC, Scope, TokenGate, TokenStore, bearer_token, roles_for
 from cfxlib.api.events import events_json_schema, example_events, validate_batch
 from cfxlib.api.feed import MAX_BUFFER_BYTES, ExposeServerSend, Feed
 from cfxlib.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -82,21 +82,18 @@ PUBLISH_EVERY = 500
 account changed by a part gets one update, its state after the part, whose ``cause`` is the
 part's last event for that account."""
 SECURED = {"security": [{"bearer": []}]}
-"""OpenAPI: the route needs ``Authorization: Bearer TOKEN`` (checked by :class:`~cfxlib.api.auth.TokenGate`)."""
-ACCESS = (
-    ("/metrics", "any"),
-    ("/api/ops", "finance.public"),
-    ("/api/pilots", "customers"),
-    ("/api/finance/summary", "finance.public"),
-    ("/api/finance/forecast", "finance.public"),
-    ("/api/finance/unit-economics", "finance.public"),
-    ("/api/finance/retention", "finance.public"),
-    ("/api/finance/", "finance"),
-    ("/api/customers/", "customers"),
-    ("/api/events", "events"),
-    ("/api/", "any"),
-)
-"""Scope each HTTP path needs, first match wins (a trailing ``/`` matches everything below)."""
+"""OpenAPI: the route needs ``Authorization: Bearer TOKEN``."""
+
+
+def needs(scope: str) -> dict:
+    """Route keywords declaring who may call it: the :class:`~cfxlib.api.auth.Scope` dependency
+    (enforced by :class:`~cfxlib.api.auth.TokenGate` before routing and by the dependency itself),
+    and the OpenAPI security with the roles it admits (``x-cfx-roles``). A route without it is
+    refused to every role."""
+    extra = {} if scope == PUBLIC else {**SECURED, "x-cfx-roles": roles_for(scope)}
+    return {"dependencies": [Depends(Scope(scope))], "openapi_extra": extra}
+
+
 CHECKS_TTL_S = 5.0
 """How long /healthz reuses its local checks (they open the warehouse and read state files)."""
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
@@ -320,7 +317,7 @@ def _local_docs(app: FastAPI) -> None:
 
     app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
 
-    @app.get("/docs", include_in_schema=False)
+    @app.get("/docs", include_in_schema=False, **needs(PUBLIC))
     async def docs() -> Response:
         return get_swagger_ui_html(
             openapi_url=app.openapi_url,
@@ -357,10 +354,14 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         redoc_url=None,
     )
     _local_docs(app)
+    for route in app.router.routes:  # made by FastAPI or mounted: declared public here
+        if getattr(route, "path", None) in (app.openapi_url, DOCS_ASSETS):
+            route.cfx_scope = PUBLIC
     _complete_allow_headers(app)
     app.state.service = service
     metrics = ServiceMetrics(home, lambda: len(service.feed.clients))
-    app.add_middleware(TokenGate, tokens=service.tokens, access=ACCESS)
+    app.state.tokens = service.tokens
+    app.add_middleware(TokenGate, tokens=service.tokens, routes=lambda: app.router.routes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     base_openapi = app.openapi
 
@@ -382,7 +383,10 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
     app.openapi = openapi
 
     @app.get(
-        "/healthz", response_model=Healthz, responses={503: {"model": Healthz, "description": "Nothing published yet."}}
+        "/healthz",
+        response_model=Healthz,
+        responses={503: {"model": Healthz, "description": "Nothing published yet."}},
+        **needs(PUBLIC),
     )
     async def healthz():
         """Public and cheap: 200 when the service can serve; ``checks`` carry the local health
@@ -397,7 +401,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
             status="ok", version=__version__, run_id=pub.run_id, as_of=pub.as_of, healthy=healthy, checks=checks
         )
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, **needs("any"))
     async def prometheus_metrics():
         """Prometheus metrics (any role's token; `bearer_token` in the scrape config)."""
         return Response(await run_in_threadpool(metrics.exposition), media_type=METRICS_CONTENT_TYPE)
@@ -410,19 +414,20 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         return service.cached(pub, name, build) if start is None and end is None else _json(build())
 
     @app.get(
-        "/api/finance/summary", response_model=FinanceSummary, openapi_extra=SECURED, responses=responses(401, 403, 503)
+        "/api/finance/summary",
+        response_model=FinanceSummary,
+        **needs("finance.public"),
+        responses=responses(401, 403, 503),
     )
     async def finance_summary():
         pub = service.publication()
         return service.cached(
             pub,
             "summary",
-            lambda: FinanceSummary(**pub.finance["summary"], run_id=pub.run_id),
+            lambda: FinanceSummary(**pub.finance["summary"], run_id=pub.run_id, source=pub.source),
         )
 
-    @app.get(
-        "/api/finance/mrr", response_model=MrrSeries, openapi_extra=SECURED, responses=responses(401, 403, 422, 503)
-    )
+    @app.get("/api/finance/mrr", response_model=MrrSeries, **needs("finance"), responses=responses(401, 403, 422, 503))
     async def finance_mrr(
         by: ByTier = None,
         from_: FromMonth = None,
@@ -433,7 +438,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
     @app.get(
         "/api/finance/movements",
         response_model=Movements,
-        openapi_extra=SECURED,
+        **needs("finance"),
         responses=responses(401, 403, 422, 503),
     )
     async def finance_movements(
@@ -444,7 +449,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         return _series(service.publication(), "movements_by_tier" if by else "movements", Movements, from_, to)
 
     @app.get(
-        "/api/finance/forecast", response_model=Forecast, openapi_extra=SECURED, responses=responses(401, 403, 503)
+        "/api/finance/forecast", response_model=Forecast, **needs("finance.public"), responses=responses(401, 403, 503)
     )
     async def finance_forecast():
         pub = service.publication()
@@ -453,14 +458,17 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
     @app.get(
         "/api/finance/unit-economics",
         response_model=UnitEconomics,
-        openapi_extra=SECURED,
+        **needs("finance.public"),
         responses=responses(401, 403, 503),
     )
     async def finance_unit_economics():
         return _series(service.publication(), "unit_economics", UnitEconomics, None, None)
 
     @app.get(
-        "/api/finance/retention", response_model=Retention, openapi_extra=SECURED, responses=responses(401, 403, 503)
+        "/api/finance/retention",
+        response_model=Retention,
+        **needs("finance.public"),
+        responses=responses(401, 403, 503),
     )
     async def finance_retention():
         pub = service.publication()
@@ -468,7 +476,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
             pub, "retention", lambda: Retention(as_of=pub.as_of, run_id=pub.run_id, **pub.finance["retention"])
         )
 
-    @app.get("/api/ops", response_model=Ops, openapi_extra=SECURED, responses=responses(401, 403, 503))
+    @app.get("/api/ops", response_model=Ops, **needs("finance.public"), responses=responses(401, 403, 503))
     async def ops():
         """Service operations by month and, per service, in every month: uptime, latency, errors, AI calls."""
         pub = service.publication()
@@ -487,7 +495,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         "/api/pilots",
         status_code=201,
         response_model=Pilot,
-        openapi_extra=SECURED,
+        **needs("customers"),
         responses=responses(400, 401, 403, 422),
     )
     async def create_pilot(body: PilotIn):
@@ -495,7 +503,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         record = await run_in_threadpool(service.pilots.add, body.model_dump(mode="json"))
         return _json(Pilot(**record), status_code=201)
 
-    @app.get("/api/pilots", response_model=Pilots, openapi_extra=SECURED, responses=responses(401, 403))
+    @app.get("/api/pilots", response_model=Pilots, **needs("customers"), responses=responses(401, 403))
     async def list_pilots():
         """Every recorded pilot, oldest first."""
         return _json(Pilots(pilots=await run_in_threadpool(service.pilots.list)))
@@ -503,7 +511,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
     @app.get(
         "/api/customers/health",
         response_model=HealthPage,
-        openapi_extra=SECURED,
+        **needs("customers"),
         responses=responses(401, 403, 422, 503),
     )
     async def customers_health(
@@ -531,16 +539,16 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         )
 
     @app.get(
-        "/api/customers/at-risk", response_model=AtRisk, openapi_extra=SECURED, responses=responses(401, 403, 422, 503)
+        "/api/customers/at-risk", response_model=AtRisk, **needs("customers"), responses=responses(401, 403, 422, 503)
     )
     async def customers_at_risk(limit: int = Query(100, ge=1, le=10_000)):
         pub = service.publication()
-        return _json(AtRisk(as_of=pub.as_of, run_id=pub.run_id, rows=pub.at_risk[:limit]))
+        return _json(AtRisk(as_of=pub.as_of, run_id=pub.run_id, source=pub.source, rows=pub.at_risk[:limit]))
 
     @app.get(
         "/api/customers/at-risk-trend",
         response_model=RiskTrend,
-        openapi_extra=SECURED,
+        **needs("customers"),
         responses=responses(401, 403, 503),
     )
     async def at_risk_trend():
@@ -552,7 +560,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
     @app.get(
         "/api/customers/churn-distribution",
         response_model=ChurnDistribution,
-        openapi_extra=SECURED,
+        **needs("customers"),
         responses=responses(401, 403, 503),
     )
     async def churn_distribution():
@@ -575,7 +583,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
     @app.get(
         "/api/customers/health-trend",
         response_model=BookHistory,
-        openapi_extra=SECURED,
+        **needs("customers"),
         responses=responses(401, 403, 503),
     )
     async def health_trend():
@@ -588,7 +596,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
     @app.get(
         "/api/customers/{account_id}/history",
         response_model=HealthHistory,
-        openapi_extra=SECURED,
+        **needs("customers"),
         responses=responses(401, 403, 404, 422, 503),
     )
     async def customer_history(account_id: str = PathParam(max_length=200)):
@@ -606,7 +614,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
     @app.get(
         "/api/customers/{account_id}",
         response_model=CustomerDetail,
-        openapi_extra=SECURED,
+        **needs("customers"),
         responses=responses(401, 403, 404, 422, 503),
     )
     async def customer(account_id: str = PathParam(max_length=200)):
@@ -628,7 +636,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         "/api/events",
         status_code=202,
         response_model=EventsAccepted,
-        openapi_extra=SECURED,
+        **needs("events"),
         responses=responses(400, 401, 403, 413, 422, 503, rejected=EventsRejected),
     )
     async def post_events(body: EventsIn, response: Response):
@@ -660,7 +668,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         metrics.events.inc(len(clean))
         return EventsAccepted(accepted=len(clean), health_updates=updates)
 
-    @app.websocket("/ws/customer-health")
+    @app.websocket("/ws/customer-health", dependencies=[Depends(Scope("feed"))])
     async def customer_health_feed(
         websocket: WebSocket, token: str | None = None, tier: str | None = None, band: str | None = None
     ):

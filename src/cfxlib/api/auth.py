@@ -21,6 +21,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from fastapi import HTTPException, WebSocketException
+from starlette.requests import HTTPConnection
+from starlette.routing import Match
+
 from cfxlib.core.errors import UserError
 
 ROLES = ("analyst", "executive", "investor", "ingest")
@@ -130,6 +134,10 @@ class TokenStore:
         """The active record for a presented token, or None (unknown, expired or revoked)."""
         if not token:
             return None
+        return self.lookup_hash(_hash(token))
+
+    def lookup_hash(self, digest: str) -> TokenRecord | None:
+        """The active record whose token hashes to ``digest`` (a session that keeps no token)."""
         now = time.monotonic()
         if now - self._checked >= RECHECK_S:
             try:
@@ -142,8 +150,13 @@ class TokenStore:
                     self._by_hash = {r.sha256: r for r in self._records()} if stamp else {}
                     self._stamp = stamp
             self._checked = now
-        record = self._by_hash.get(_hash(token))
+        record = self._by_hash.get(digest)
         return record if record and record.active() else None
+
+
+def token_hash(token: str) -> str:
+    """The SHA-256 a token is stored and looked up by (never the token itself)."""
+    return _hash(token)
 
 
 def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -156,40 +169,143 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+PUBLIC = "public"
+"""The scope of a route anyone may call without a token (``/healthz``, the API docs)."""
+ANY_ROLE = "any"
+"""The scope of a route any active token may call (``/metrics``)."""
+
+
+def roles_for(scope: str | None) -> list[str]:
+    """The roles a scope admits (none for an undeclared route: deny by default)."""
+    if scope in (PUBLIC, ANY_ROLE):
+        return list(ROLES)
+    return [r for r in ROLES if scope in PERMISSIONS[r]]
+
+
+class Scope:
+    """A route's declared scope, as a FastAPI dependency: ``dependencies=[Depends(Scope("finance"))]``.
+
+    It is the single declaration of who may call the route: :class:`TokenGate` reads it from the
+    route before routing (the cheap first check), and the dependency checks it again when the
+    route runs, so a route is never served on the strength of a table kept elsewhere."""
+
+    def __init__(self, scope: str):
+        if scope not in {PUBLIC, ANY_ROLE} | {s for perms in PERMISSIONS.values() for s in perms}:
+            raise ValueError(f"unknown scope {scope!r}")
+        self.scope = scope
+
+    def __repr__(self) -> str:
+        return f"Scope({self.scope!r})"
+
+    async def __call__(self, connection: HTTPConnection) -> TokenRecord | None:
+        if self.scope == PUBLIC:
+            return None
+        tokens: TokenStore = connection.app.state.tokens
+        token = bearer_token(connection.scope["headers"]) or (
+            connection.query_params.get("token") if connection.scope["type"] == "websocket" else None
+        )
+        status, detail, record = check(tokens, token, self.scope)
+        if status and connection.scope["type"] == "websocket":
+            raise WebSocketException(code=4401 if status == 401 else 4403, reason=detail)
+        if status:
+            raise HTTPException(status, detail, headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
+        return record
+
+
+def check(tokens: TokenStore, token: str | None, scope: str | None) -> tuple[int, str, TokenRecord | None]:
+    """``(0, "", record)`` when ``token`` may use a route of ``scope``; else ``(401|403, why, record)``.
+
+    ``scope`` None is a route that declares none: refused to every role."""
+    if scope == PUBLIC:
+        return 0, "", None
+    record = tokens.lookup(token)
+    if record is None:
+        return 401, "missing, unknown, expired or revoked token", None
+    if scope is None:
+        return 403, "this endpoint declares no access scope; it is refused to every role", record
+    if scope != ANY_ROLE and scope not in PERMISSIONS[record.role]:
+        return 403, f"role {record.role!r} may not use this endpoint", record
+    return 0, "", record
+
+
+def declared_scope(route) -> str | None:
+    """The scope a route declares: a :class:`Scope` dependency, or ``cfx_scope`` set on routes
+    FastAPI makes itself (the OpenAPI document, static files). None when it declares none."""
+    for dep in getattr(route, "dependencies", None) or []:
+        if isinstance(dep.dependency, Scope):
+            return dep.dependency.scope
+    return getattr(route, "cfx_scope", None)
+
+
 class TokenGate:
-    """ASGI middleware: every HTTP request to a path in ``access`` needs an active token whose
-    role has the path's scope (``"any"``: any role). No token, or an unknown, expired or revoked
-    one: 401; a role without the scope: 403. Checked before routing and body or query
-    validation, so an anonymous caller learns nothing about the API but 401; and cheaply, as a
-    plain check rather than a per-route dependency. The WebSocket route checks its own token
-    (it may also come as ``?token=``)."""
+    """ASGI middleware: deny by default, before routing. Each request is matched to its route and
+    the route's declared scope (:func:`declared_scope`) decides: public passes; otherwise an active
+    token whose role has the scope is needed (401 without one, 403 for a role without the scope or
+    a route that declares no scope). A path no route serves needs an active token too (401), so an
+    anonymous caller learns nothing about the API. Checked before body or query validation, and
+    cheaply: the route of each method and path is looked up once and remembered. WebSocket
+    handshakes are checked the same way (the token may also come as ``?token=``)."""
 
-    def __init__(self, app, tokens: TokenStore, access: tuple[tuple[str, str], ...]):
-        self.app, self.tokens, self.access = app, tokens, access
+    CACHE_SIZE = 4096
 
-    def scope_for(self, path: str) -> str | None:
-        for prefix, scope in self.access:
-            if path == prefix or (prefix.endswith("/") and path.startswith(prefix)):
-                return scope
-        return None
+    def __init__(self, app, tokens: TokenStore, routes):
+        self.app, self.tokens, self.routes = app, tokens, routes
+        self._cache: dict[tuple[str, str, str], tuple[bool, str | None]] = {}
+
+    def route_scope(self, scope) -> tuple[bool, str | None]:
+        """``(matched, declared scope)`` for an ASGI request scope."""
+        key = (scope["type"], scope.get("method", ""), scope["path"])
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        partial = None
+        found: tuple[bool, str | None] | None = None
+        for route in self.routes():
+            match, _ = route.matches(scope)
+            if match == Match.FULL:
+                found = (True, declared_scope(route))
+                break
+            if match == Match.PARTIAL and partial is None:
+                partial = (True, declared_scope(route))
+        found = found or partial or (False, None)
+        if len(self._cache) < self.CACHE_SIZE:
+            self._cache[key] = found
+        return found
 
     async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        matched, need = self.route_scope(scope)
+        token = bearer_token(scope["headers"])
+        if token is None and scope["type"] == "websocket":
+            token = _query_token(scope.get("query_string", b""))
+        if not matched:
+            status = 0 if self.tokens.lookup(token) is not None else 401
+            detail = "missing, unknown, expired or revoked token"
+        else:
+            status, detail, _ = check(self.tokens, token, need)
+        if not status:
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"detail": detail}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if status == 401:
+            headers.append((b"www-authenticate", b"Bearer"))
         if scope["type"] == "http":
-            need = self.scope_for(scope["path"])
-            if need is not None:
-                record = self.tokens.lookup(bearer_token(scope["headers"]))
-                if record is None:
-                    status, detail = 401, "missing, unknown, expired or revoked token"
-                elif need != "any" and need not in PERMISSIONS[record.role]:
-                    status, detail = 403, f"role {record.role!r} may not use this endpoint"
-                else:
-                    status = 0
-                if status:
-                    body = json.dumps({"detail": detail}).encode()
-                    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-                    if status == 401:
-                        headers.append((b"www-authenticate", b"Bearer"))
-                    await send({"type": "http.response.start", "status": status, "headers": headers})
-                    await send({"type": "http.response.body", "body": body})
-                    return
-        await self.app(scope, receive, send)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await receive()  # websocket.connect
+        if "websocket.http.response" in scope.get("extensions", {}):
+            await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await send({"type": "websocket.close", "code": 4401 if status == 401 else 4403})
+
+
+def _query_token(query: bytes) -> str | None:
+    from urllib.parse import parse_qs
+
+    values = parse_qs(query.decode("latin-1")).get("token")
+    return values[0] if values else None

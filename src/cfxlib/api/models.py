@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -54,6 +54,9 @@ class Healthz(BaseModel):
 class Published(BaseModel):
     as_of: str = Field(description="Month the figures describe, YYYY-MM.")
     run_id: str = Field(description="The pipeline run the figures come from.")
+    source: Literal["demo", "data"] = Field(
+        "data", description="'demo' when the publication is the fictional demo company (shown as 'Demo data')."
+    )
 
 
 class ForecastEnd(_Row):

@@ -54,6 +54,11 @@ class Publication:
         return self.run["run_id"]
 
     @property
+    def source(self) -> str:
+        """``demo`` for the fictional demo company, ``data`` otherwise (see :mod:`cfxlib.core.provenance`)."""
+        return self.snapshot.get("source", "data")
+
+    @property
     def as_of(self) -> str:
         """Month of the figures, YYYY-MM."""
         return self.snapshot["as_of"]

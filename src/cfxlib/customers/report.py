@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from cfxlib.contract.money import round_money_fields
+from cfxlib.core import provenance
 from cfxlib.core.records import jsonable, records
 from cfxlib.customers import health, kpis, playbooks, scoring, survival
 
@@ -25,11 +26,13 @@ class CustomerResults:
     risk_trend: dict | None = None
 
 
-def truth_for(data_dir: Path | None) -> pd.DataFrame | None:
-    """The demo generator's churn truth beside a data directory, if there is one."""
-    if data_dir is None:
+def truth_for(ingest: dict) -> pd.DataFrame | None:
+    """The demo generator's churn truth beside the ingested data directory, read only when the
+    ingest is the demo company's (``ingest["source"] == "demo"``, see
+    :mod:`cfxlib.core.provenance`): a ``_truth/`` folder beside real data is never read."""
+    if ingest.get("source") != provenance.DEMO or not ingest.get("data_dir"):
         return None
-    path = Path(data_dir) / "_truth" / "churn_probability.csv"
+    path = Path(ingest["data_dir"]) / "_truth" / "churn_probability.csv"
     return pd.read_csv(path) if path.exists() else None
 
 

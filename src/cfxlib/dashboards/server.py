@@ -2,8 +2,10 @@
 
 - **Who may look.** :class:`CfxIdentityProvider` (Voilà's ``identity_provider_class``) accepts
   a cfx API token as ``?token=`` (or a bearer header), checks it against the same token store
-  as the service, and remembers it in a signed, HTTP-only cookie for the page's own follow-up
-  requests (kernel channels, static files). No or an unknown token: 401 with a sentence on how
+  as the service, and remembers the viewer by a random session id in a signed, HTTP-only cookie
+  for the page's own follow-up requests (kernel channels, static files): the cookie never holds
+  the token, and the server keeps only the token's hash per session (:class:`Sessions`), so a
+  revoked token ends its sessions at once. No or an unknown token: 401 with a sentence on how
   to get one. A role without the dashboard's scope (the investor on the customer success
   dashboard): 403. The kernel calls the service with the viewer's token (Voilà hands the query
   string to the kernel), so the service's roles apply to every number shown.
@@ -20,16 +22,45 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
+import time
 from pathlib import Path
 
 from jupyter_server.auth.identity import IdentityProvider, User
 from tornado import web
 
-from cfxlib.api.auth import PERMISSIONS, TokenStore
+from cfxlib.api.auth import PERMISSIONS, TokenStore, token_hash
 from cfxlib.core.home import Home
 
 REPO = Path(__file__).resolve().parents[3]
-COOKIE = "cfx-dashboard-token"
+COOKIE = "cfx-dashboard-session"
+SESSION_TTL_S = 24 * 3600
+
+
+class Sessions:
+    """Dashboard sessions in memory: random id -> (token hash, expiry). A restart forgets them
+    (the viewer opens the page with ``?token=`` again)."""
+
+    def __init__(self, ttl_s: float = SESSION_TTL_S, limit: int = 10_000):
+        self.ttl_s, self.limit = ttl_s, limit
+        self._by_id: dict[str, tuple[str, float]] = {}
+
+    def new(self, token: str) -> str:
+        now = time.time()
+        if len(self._by_id) >= self.limit:
+            self._by_id = {k: v for k, v in self._by_id.items() if v[1] > now}
+        sid = secrets.token_urlsafe(32)
+        self._by_id[sid] = (token_hash(token), now + self.ttl_s)
+        return sid
+
+    def token_hash(self, sid: str | None) -> str | None:
+        found = self._by_id.get(sid or "")
+        if found is None or found[1] <= time.time():
+            self._by_id.pop(sid or "", None)
+            return None
+        return found[0]
+
+
 NEEDS = {"customer_success": "customers", "reporting_portal": "finance.public"}
 """Scope a role needs per dashboard (the service's scopes: the investor has finance.public only)."""
 TEMPLATE = "cfx"
@@ -50,6 +81,7 @@ class CfxIdentityProvider(IdentityProvider):
     """Voilà's users are cfx API tokens (see the module documentation)."""
 
     tokens: TokenStore | None = None  # set by :func:`run` from the home
+    sessions: Sessions = Sessions()
     max_kernels: int = 20
 
     @property
@@ -64,11 +96,13 @@ class CfxIdentityProvider(IdentityProvider):
         header = handler.request.headers.get("Authorization", "")
         if not token and header.lower().startswith("bearer "):
             token = header[7:].strip()
-        from_cookie = False
-        if not token:
+        record = None
+        if self.tokens is not None and token:
+            record = self.tokens.lookup(token)
+        elif self.tokens is not None:
             raw = handler.get_secure_cookie(COOKIE)
-            token, from_cookie = (raw.decode() if raw else None), True
-        record = self.tokens.lookup(token) if token and self.tokens is not None else None
+            digest = self.sessions.token_hash(raw.decode() if raw else None)
+            record = self.tokens.lookup_hash(digest) if digest else None
         if record is None:
             return None
         name = dashboard_of(handler.request.path)
@@ -78,8 +112,9 @@ class CfxIdentityProvider(IdentityProvider):
             running = len(handler.settings["kernel_manager"].list_kernel_ids())
             if running >= self.max_kernels:
                 return _refuse(handler, 503, f"{running} dashboards are open, the limit; try again in a minute.")
-        if not from_cookie:
-            handler.set_secure_cookie(COOKIE, token, httponly=True, samesite="Strict", expires_days=1)
+        if token:
+            sid = self.sessions.new(token)
+            handler.set_secure_cookie(COOKIE, sid, httponly=True, samesite="Strict", expires_days=1)
         return User(username=f"{record.role}:{record.id}", name=record.name or record.role)
 
 

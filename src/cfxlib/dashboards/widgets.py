@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 import ipywidgets as w
 
+from cfxlib.core.provenance import DEMO, DEMO_NOTE
 from cfxlib.customers.roi import customer_roi
 from cfxlib.dashboards.client import AccessDenied, FeedListener, ServiceClient
 from cfxlib.publish.formats import pct, usd  # the site's number formats
@@ -43,12 +44,20 @@ STYLE = """
 .cfx-muted { color:#5b6b7c; font-size:12px; }
 .cfx-feed-status, .cfx-last-update { margin-right:24px; }
 .lm-TabBar-tab { min-width:190px !important; }
+.cfx-demo-banner { background:#fff4d6; color:#7a4700; border:1px solid #9a5b00; border-radius:4px; font-weight:600; padding:6px 12px; margin:6px 0; }
 </style>
 """
 
 
 def esc(value) -> str:
     return html.escape("" if value is None else str(value))
+
+
+def demo_banner(source: str) -> str:
+    """The visible "Demo data" mark of a demo publication (empty for real data)."""
+    if source != DEMO:
+        return ""
+    return f'<div class="cfx-demo-banner" role="note">{esc(DEMO_NOTE)}</div>'
 
 
 def table(headers: list[str], rows: Iterable[list[str]], numeric: set[int] = frozenset()) -> str:
@@ -239,6 +248,7 @@ class CustomerSuccess:
         self.health: dict[str, dict] = {r["account_id"]: r for r in client.all_health()}
         risk = client.get("/api/customers/at-risk", limit=10_000)
         self.as_of, self.run_id = risk["as_of"], risk["run_id"]
+        self.source = risk.get("source", "data")
         self.at_risk: list[dict] = risk["rows"]
         self.updates = 0
         self.shown: set[str] = set()
@@ -402,7 +412,7 @@ class CustomerSuccess:
         )
         self.churn.value = render_churn_distribution(self.client.get("/api/customers/churn-distribution")["bins"])
         self.header.value = (
-            STYLE + f"<h2>Customer success · as of {esc(self.as_of)}</h2>"
+            STYLE + demo_banner(self.source) + f"<h2>Customer success · as of {esc(self.as_of)}</h2>"
             f'<p class="cfx-muted">run {esc(self.run_id)} · scores update live from the service</p>'
         )
 
@@ -558,7 +568,11 @@ class ReportingPortal:
         as_of = (summary or {}).get("as_of", "n/a")
         self.view = w.VBox(
             [
-                w.HTML(STYLE + f"<h2>Reporting portal · as of {esc(as_of)}</h2>"),
+                w.HTML(
+                    STYLE
+                    + demo_banner((summary or {}).get("source", "data"))
+                    + f"<h2>Reporting portal · as of {esc(as_of)}</h2>"
+                ),
                 w.HBox([self.start, self.end, self.tier]),
                 self.tabs,
             ]

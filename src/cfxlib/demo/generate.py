@@ -26,6 +26,7 @@ import pandas as pd
 
 from cfxlib.contract.fundraising import FILE_NAME as FUNDRAISING_FILE
 from cfxlib.contract.schemas import PRIORITIES, TABLES, TIERS
+from cfxlib.core import provenance
 from cfxlib.core.errors import UserError
 from cfxlib.demo import behaviour as bh
 from cfxlib.demo.sinks import TableSink
@@ -691,6 +692,7 @@ def generate(
         for suffix in (".csv", ".parquet"):
             (out_dir / f"{name}{suffix}").unlink(missing_ok=True)
     shutil.rmtree(out_dir / "_truth", ignore_errors=True)
+    (out_dir / provenance.DEMO_MARKER).unlink(missing_ok=True)  # written last: a complete demo
     (out_dir / "_truth").mkdir()
 
     rng = np.random.default_rng([opts.seed, 0])
@@ -732,7 +734,15 @@ def generate(
         for sink in sinks.values():
             sink.close()
     _fundraising_file(out_dir, cal, float(mrr[-1]), today or date.today())
+    provenance.write_marker(
+        out_dir, {"accounts": opts.accounts, "months": opts.months, "seed": opts.seed, "end_month": cal_end(cal)}
+    )
     return {name: sink.rows for name, sink in sinks.items()}
+
+
+def cal_end(cal: Calendar) -> str:
+    """The last month of the generated data, ``YYYY-MM``."""
+    return (pd.Timestamp(cal.end) - pd.Timedelta(days=1)).strftime("%Y-%m")
 
 
 def _fundraising_file(out_dir: Path, cal: Calendar, last_mrr: float, today: date) -> Path:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from cfxlib.contract import alert_rules, datadict
 from cfxlib.contract.rules import account_state_at_sql
+from cfxlib.core import provenance
 from cfxlib.core.home import Home
 from cfxlib.core.settings import Settings, load_settings
 from cfxlib.customers import health, scoring
@@ -108,6 +109,7 @@ def data_quality(ctx: Context) -> dict:
         "as_of": ctx.as_of_month,
         "data_hash": meta["data_hash"],
         "data_dir": meta["data_dir"],
+        "source": meta["source"],
         "loaded_at": meta["loaded_at"],
         "rows": meta["rows"],
         "coverage": {k: {"first": v[0], "last": v[1], "distinct": v[2]} for k, v in coverage.items()},
@@ -175,7 +177,7 @@ def churn_model(ctx: Context) -> customer_results.CustomerResults:
     """Churn scores, at-risk accounts, KPIs, model card -> ``customer_success.json`` and ``.md``."""
     con = ctx.connect()
     try:
-        truth = customer_results.truth_for(Path(warehouse.ingest_metadata(con)["data_dir"]))
+        truth = customer_results.truth_for(warehouse.ingest_metadata(con))
         res = customer_results.compute(con, ctx.as_of_month, truth, ctx.settings.costs.downtime_cost_per_hour_usd)
     finally:
         con.close()
@@ -203,6 +205,7 @@ def investor_snapshot(ctx: Context, commit: str = "unknown") -> dict:
         leads,
         ctx.settings.thresholds,
         alert_rules.load(ctx.settings.home, ctx.settings.thresholds),
+        source=quality.get("source", provenance.DATA),
     )
     data = json.loads(snap.model_dump_json())
     ctx.write_json("metrics_snapshot.json", data)
@@ -217,7 +220,9 @@ def investor_snapshot(ctx: Context, commit: str = "unknown") -> dict:
     variables.write(values, ctx.artifacts / "variables.yml")
     reports = ctx.run_dir / "reports"
     reports.mkdir(exist_ok=True)
-    footer = f"ChatterFix · cfx run {ctx.run_id} · data {quality['data_hash'][:12]}"
+    demo = data["source"] == provenance.DEMO
+    footer = f"{provenance.DEMO_LABEL.upper() + ' · ' if demo else ''}ChatterFix · cfx run {ctx.run_id} · data {quality['data_hash'][:12]}"
+    banner = provenance.DEMO_NOTE if demo else ""
     # The reports are the site's .qmd pages, rendered from a folder laid out like the site's
     # (the page beside _artifacts/), so includes and figures resolve the same way.
     pdf_base = ctx.run_dir / "pdf-build"
@@ -230,9 +235,9 @@ def investor_snapshot(ctx: Context, commit: str = "unknown") -> dict:
         text = f"# ChatterFix {heading[0].lower() + heading[1:]} — {data['as_of']}\n\n{body.strip()}\n"
         (reports / f"{stem}.md").write_text(text.replace("_artifacts/figures/", "figures/"), encoding="utf-8")
         render.render_html_report(
-            text.replace("_artifacts/figures/", "figures/"), reports / f"{stem}.html", heading, footer
+            text.replace("_artifacts/figures/", "figures/"), reports / f"{stem}.html", heading, footer, banner
         )
-        render.render_pdf(text, pdf_base, reports / f"{stem}.pdf", f"ChatterFix {heading.lower()}", footer)
+        render.render_pdf(text, pdf_base, reports / f"{stem}.pdf", f"ChatterFix {heading.lower()}", footer, banner)
     return data
 
 

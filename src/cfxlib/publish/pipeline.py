@@ -33,6 +33,7 @@ from importlib import metadata
 from pathlib import Path
 
 from cfxlib import __version__
+from cfxlib.core import provenance
 from cfxlib.core.errors import UserError
 from cfxlib.core.home import Home
 from cfxlib.core.repo import REPO  # noqa: F401  (re-exported: pipeline.REPO)
@@ -213,7 +214,7 @@ def _publish_folder(run_dir: Path) -> Path:
     return pub
 
 
-def _render_site(run_dir: Path, repo: Path, footer: str) -> str:
+def _render_site(run_dir: Path, repo: Path, footer: str, banner: str = "") -> str:
     src = run_dir / "site-src"
     if src.exists():
         shutil.rmtree(src)
@@ -226,6 +227,13 @@ def _render_site(run_dir: Path, repo: Path, footer: str) -> str:
         src / "reports" / "_artifacts",
         ignore=shutil.ignore_patterns("*.parquet", "*.json", "*.csv"),
     )
+    if banner:  # on every page, for Quarto and the built-in renderer alike: a div after the front matter
+        for page in (src / "reports").rglob("*.qmd"):
+            text = page.read_text(encoding="utf-8")
+            found = render.FRONT_MATTER.match(text)
+            cut = found.end() if found else 0
+            mark = f"\n::: {{.cfx-demo-banner}}\n{banner}\n:::\n\n"
+            page.write_text(text[:cut] + mark + text[cut:], encoding="utf-8")
     return render.render_site(src, run_dir / "publish" / "site", footer=footer)
 
 
@@ -310,8 +318,11 @@ def run(
             quality = json.loads((run_dir / "artifacts" / "data_quality.json").read_text())
             snapshot = json.loads((run_dir / "artifacts" / "metrics_snapshot.json").read_text())
             pub = _publish_folder(run_dir)
+            demo = quality.get("source") == provenance.DEMO
             footer = f"ChatterFix · data as of {snapshot['as_of']} · run {run_id} · data {quality['data_hash'][:12]} · code {commit}"
-            engine = _render_site(run_dir, repo, footer)
+            if demo:
+                footer = f"{provenance.DEMO_LABEL.upper()} · {footer}"
+            engine = _render_site(run_dir, repo, footer, provenance.DEMO_NOTE if demo else "")
             if not (pub / "site" / "index.html").exists():
                 raise PipelineError("rendering produced no site/index.html")
             record["steps"]["render"] = {
@@ -320,6 +331,7 @@ def run(
                 "engine": engine,
             }
             record["data_hash"] = quality["data_hash"]
+            record["source"] = quality.get("source", provenance.DATA)
             record["as_of"] = snapshot["as_of"]
             report("render", "done")
         except Exception as exc:  # noqa: BLE001

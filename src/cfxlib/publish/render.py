@@ -112,6 +112,7 @@ code { background:#eef2f7; padding:1px 5px; border-radius:4px; font-size:13px; }
 .tabset-nav button.active { color:var(--accent); border-bottom-color:var(--accent); font-weight:600; }
 .tab-panel { display:none; } .tab-panel.active { display:block; }
 footer { text-align:center; color:var(--muted); font-size:12px; margin:0 0 30px; }
+.cfx-demo-banner { background:#fff4d6; color:#7a4700; border:1px solid #9a5b00; border-radius:4px; font-weight:600; text-align:center; padding:6px 12px; margin:12px auto; max-width:1100px; }
 """
 
 JS = """
@@ -144,7 +145,14 @@ document.querySelectorAll('.panel-tabset').forEach(function (set, n) {
 
 
 def _page(
-    title: str, site_title: str, nav: list[tuple[str, str]], current: str, body: str, footer: str, heading: bool = True
+    title: str,
+    site_title: str,
+    nav: list[tuple[str, str]],
+    current: str,
+    body: str,
+    footer: str,
+    heading: bool = True,
+    banner: str = "",
 ) -> str:
     links = "".join(
         f'<a href="{html.escape(href)}"{" class=active" if href == current else ""}>{html.escape(text)}</a>'
@@ -154,7 +162,7 @@ def _page(
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)} — {html.escape(site_title)}</title><style>{CSS}</style></head>
 <body><header class="site"><div class="brand">{html.escape(site_title)}</div><nav>{links}</nav></header>
-<main>{f"<h1>{html.escape(title)}</h1>" if heading else ""}
+{f'<div class="cfx-demo-banner" role="note">{html.escape(banner)}</div>' if banner else ""}<main>{f"<h1>{html.escape(title)}</h1>" if heading else ""}
 {body}
 </main><footer>{html.escape(footer)}</footer><script>{JS}</script></body></html>
 """
@@ -251,8 +259,14 @@ TYPST_PREAMBLE = """
 """
 
 
-def render_pdf(markdown: str, base: Path, pdf: Path, title: str, footer: str = "") -> Path:
-    """Markdown (with figures relative to ``base``) -> typst -> PDF."""
+DEMO_HEADER = """
+#set page(header: align(center)[#box(fill: rgb("#fff4d6"), stroke: 0.6pt + rgb("#9a5b00"), inset: (x: 8pt, y: 3pt), radius: 2pt)[#text(size: 8pt, weight: "bold", fill: rgb("#7a4700"))[#"{banner}"]]])
+"""
+
+
+def render_pdf(markdown: str, base: Path, pdf: Path, title: str, footer: str = "", banner: str = "") -> Path:
+    """Markdown (with figures relative to ``base``) -> typst -> PDF; ``banner`` (e.g. the demo
+    mark) heads every page."""
     import pypandoc
     import typst
 
@@ -261,7 +275,10 @@ def render_pdf(markdown: str, base: Path, pdf: Path, title: str, footer: str = "
     body = body.replace("align(center)[#table(", "align(left)[#table(")
     source = base / (pdf.stem + ".typ")
     source.write_text(
-        TYPST_PREAMBLE.format(title=typst_string(title), footer=typst_string(footer)) + body, encoding="utf-8"
+        TYPST_PREAMBLE.format(title=typst_string(title), footer=typst_string(footer))
+        + (DEMO_HEADER.format(banner=typst_string(banner)) if banner else "")
+        + body,
+        encoding="utf-8",
     )
     pdf.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -271,9 +288,10 @@ def render_pdf(markdown: str, base: Path, pdf: Path, title: str, footer: str = "
     return pdf
 
 
-def render_html_report(markdown: str, html_path: Path, title: str, footer: str = "") -> Path:
+def render_html_report(markdown: str, html_path: Path, title: str, footer: str = "", banner: str = "") -> Path:
     """A standalone HTML page for a report (same look as the site, no navbar)."""
     html_path.write_text(
-        _page(title, "ChatterFix", [], "", markdown_to_html(markdown), footer, heading=False), encoding="utf-8"
+        _page(title, "ChatterFix", [], "", markdown_to_html(markdown), footer, heading=False, banner=banner),
+        encoding="utf-8",
     )
     return html_path

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from cfxlib.contract import alert_rules
+from cfxlib.core.provenance import DATA, Source
 
 SCHEMA_VERSION = "1.1.0"
 
@@ -53,6 +54,9 @@ class MetricsSnapshot(BaseModel):
     run_id: str = Field(description="Pipeline run that produced the snapshot.")
     data_hash: str = Field(description="SHA-256 of the input data files.")
     code_commit: str = Field(description="Git commit of the code that computed it.")
+    source: Source = Field(
+        DATA, description="'demo' for the fictional demo company (never sent to investors), 'data' otherwise."
+    )
     mrr: float = Field(description="Monthly recurring revenue at month end.")
     arr: float = Field(description="Annual recurring revenue = 12 x MRR.")
     arr_growth_mom: float | None = Field(description="ARR growth against the previous month end.")
@@ -82,7 +86,16 @@ class MetricsSnapshot(BaseModel):
 
 
 def build(
-    run_id: str, data_hash: str, commit: str, finance: dict, customer: dict | None, ops_total, leads, thresholds, rules
+    run_id: str,
+    data_hash: str,
+    commit: str,
+    finance: dict,
+    customer: dict | None,
+    ops_total,
+    leads,
+    thresholds,
+    rules,
+    source: Source = DATA,
 ) -> MetricsSnapshot:
     """The snapshot from the finance payload, the customer payload and the ops/lead tables.
 
@@ -101,6 +114,7 @@ def build(
         run_id=run_id,
         data_hash=data_hash,
         code_commit=commit,
+        source=source,
         mrr=s["mrr"],
         arr=s["arr"],
         arr_growth_mom=s["arr_growth_mom"],
@@ -147,6 +161,23 @@ def published(home) -> dict:
     if not path.exists():
         raise UserError(f"no published run under {home.root}: run `cfx run` first (looked for {path})")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def refuse_demo(home, allow_demo: bool, what: str) -> None:
+    """Stop ``what`` (e.g. "cfx investor weekly sends") when the latest publication is the demo
+    company, unless ``allow_demo`` (``--allow-demo``, for a test inbox or bucket)."""
+    from cfxlib.core.errors import UserError
+    from cfxlib.core.provenance import DEMO
+
+    path = home.published / "metrics_snapshot.json"
+    if allow_demo or not path.exists():
+        return
+    if json.loads(path.read_text(encoding="utf-8")).get("source") == DEMO:
+        raise UserError(
+            f"the latest publication is the demo company (fictional figures): {what} nothing of it. "
+            "Publish your data with `cfx run --data DIR` (or set data_dir), or pass --allow-demo to try this "
+            "on a test inbox or bucket"
+        )
 
 
 def schema_json() -> str:

@@ -39,6 +39,7 @@ from cfxlib.contract.validate import (
     schema_for_chunks,
     table_file,
 )
+from cfxlib.core import provenance
 from cfxlib.core.outputs import fsync_dir
 from cfxlib.store.eventarchive import canonical
 from cfxlib.store.sql_checks import ValueCheck, count_breaking_sql
@@ -365,9 +366,12 @@ def ingest_record(
 ) -> dict:
     """What an ingest records (the warehouse's ``_ingest`` table, the lake's pointer): where the
     data came from, its hash, the point in time and rows left out, rows loaded, live events
-    included, each table's file, and the validated fundraising file as JSON (or None)."""
+    included, each table's file, the validated fundraising file as JSON (or None), and the
+    data's source (``demo`` for the demo generator's folder, else ``data``; see
+    :mod:`cfxlib.core.provenance`)."""
     return {
         "data_dir": data_dir,
+        "source": provenance.source_of(data_dir),
         "data_hash": digest,
         "as_of": as_of.isoformat() if as_of else None,
         "left_out": left_out,
@@ -480,7 +484,9 @@ def connect(warehouse: Path, read_only: bool = True) -> duckdb.DuckDBPyConnectio
 def ingest_metadata(con) -> dict:
     """What :func:`ingest` recorded: data_dir, data_hash, as_of, rows, files, ``fundraising`` (the
     validated fundraising file as JSON, or None when the data directory has none)."""
-    return {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM _ingest").fetchall()}
+    meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM _ingest").fetchall()}
+    meta.setdefault("source", provenance.source_of(meta.get("data_dir")))  # warehouses loaded before sources
+    return meta
 
 
 def export_parquet(warehouse: Path, folder: Path) -> Path:

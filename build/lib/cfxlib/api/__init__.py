@@ -1,0 +1,1 @@
+"""The cfx HTTP and WebSocket service (FastAPI). Start it with ``cfx serve``."""

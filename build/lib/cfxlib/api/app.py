@@ -1,0 +1,753 @@
+"""The HTTP and WebSocket service (FastAPI), started by ``cfx serve``.
+
+It serves the latest publication read-only (see :mod:`cfxlib.api.publication`), accepts live
+events durably (:mod:`cfxlib.api.events`), keeps customer health current with the incremental
+:class:`~cfxlib.customers.health.HealthScorer`, and pushes changes to ``/ws/customer-health`` clients
+(:mod:`cfxlib.api.feed`). Every route except ``/healthz`` needs a bearer token; roles are in
+:mod:`cfxlib.api.auth`; models in :mod:`cfxlib.api.models`.
+
+Requests never compute what a publication fixed: finance answers are encoded once per
+publication and served as bytes; routes are ``async`` and do no I/O beyond one ``stat`` of the
+token file, and a background thread loads new publications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Query, WebSocket, WebSocketDisconnect
+from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+from cfxlib import __version__
+from cfxlib.api.access_log import AccessLog
+from cfxlib.api.access_log import configure as configure_access_log
+from cfxlib.api.auth import PERMISSIONS, PUBLIC, Scope, TokenGate, TokenStore, bearer_token, roles_for
+from cfxlib.api.events import events_json_schema, example_events, validate_batch
+from cfxlib.api.feed import MAX_BUFFER_BYTES, ExposeServerSend, Feed
+from cfxlib.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from cfxlib.api.metrics import MetricsMiddleware, ServiceMetrics
+from cfxlib.api.models import (
+    AtRisk,
+    Band,
+    BookHistory,
+    ChurnDistribution,
+    CustomerDetail,
+    EventsAccepted,
+    EventsIn,
+    EventsRejected,
+    FinanceSummary,
+    Forecast,
+    HealthCheck,
+    HealthHistory,
+    HealthPage,
+    Healthz,
+    Movements,
+    MrrSeries,
+    Ops,
+    Pilot,
+    PilotIn,
+    Pilots,
+    Retention,
+    RiskTrend,
+    Tier,
+    UnitEconomics,
+    responses,
+)
+from cfxlib.api.publication import Publication, PublicationWatcher
+from cfxlib.contract.schemas import TABLES
+from cfxlib.core.home import Home
+from cfxlib.core.settings import load_settings
+from cfxlib.customers import health
+from cfxlib.ops import probes
+from cfxlib.store import lake
+from cfxlib.store.eventlog import EventLog
+from cfxlib.store.pilots import PilotStore
+
+log = logging.getLogger("cfx.api")
+MAX_BODY_BYTES = 1_000_000
+MAX_EVENTS = 5_000
+PUBLISH_EVERY = 500
+"""Events scored together and handed to the feed at once (well under 0.1 s of scoring). Each
+account changed by a part gets one update, its state after the part, whose ``cause`` is the
+part's last event for that account."""
+SECURED = {"security": [{"bearer": []}]}
+"""OpenAPI: the route needs ``Authorization: Bearer TOKEN``."""
+
+
+def needs(scope: str) -> dict:
+    """Route keywords declaring who may call it: the :class:`~cfxlib.api.auth.Scope` dependency
+    (enforced by :class:`~cfxlib.api.auth.TokenGate` before routing and by the dependency itself),
+    and the OpenAPI security with the roles it admits (``x-cfx-roles``). A route without it is
+    refused to every role."""
+    extra = {} if scope == PUBLIC else {**SECURED, "x-cfx-roles": roles_for(scope)}
+    return {"dependencies": [Depends(Scope(scope))], "openapi_extra": extra}
+
+
+CHECKS_TTL_S = 5.0
+"""How long /healthz reuses its local checks (they open the warehouse and read state files)."""
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+ByTier = Annotated[str | None, Query(pattern="^tier$", description="'tier' for one row per tier and month")]
+FromMonth = Annotated[str | None, Query(alias="from", pattern=MONTH_PATTERN, description="first month, YYYY-MM")]
+ToMonth = Annotated[str | None, Query(pattern=MONTH_PATTERN, description="last month, YYYY-MM")]
+
+
+def _json(model: BaseModel, status_code: int = 200) -> Response:
+    return Response(model.model_dump_json().encode(), media_type="application/json", status_code=status_code)
+
+
+class Service:
+    """State shared by the routes: home, tokens, publication, events, scorer and feed clients."""
+
+    def __init__(self, home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES):
+        self.home = home
+        self.tokens = TokenStore(home.tokens)
+        self.watcher = PublicationWatcher(home.published)
+        self.watcher.listeners.append(self.on_publication)
+        self.events = EventLog(home.events)
+        self.pilots = PilotStore(home.pilots)
+        self.scorer: health.HealthScorer | None = None
+        self.scorer_target: str | None = None
+        self.live: dict[str, dict] = {}  # account -> health after live events, for ``scorer_target``
+        self.feed = Feed(feed_buffer_bytes)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._scoring = threading.RLock()
+        self._checks: tuple[float, list[HealthCheck]] | None = None
+
+    async def local_checks(self) -> list[HealthCheck]:
+        now = time.monotonic()
+        if self._checks is None or now - self._checks[0] > CHECKS_TTL_S:
+            found = await run_in_threadpool(probes.local_checks, self.home, load_settings())
+            self._checks = (now, [HealthCheck(**c.as_dict()) for c in found])
+        return self._checks[1]
+
+    def publication(self) -> Publication:
+        pub = self.watcher.current()
+        if pub is None:
+            raise HTTPException(503, "nothing published yet: run `cfx run`")
+        return pub
+
+    def ensure_scorer(self, pub: Publication) -> health.HealthScorer:
+        """The incremental scorer for ``pub`` (built from its warehouse plus the stored live events)."""
+        with self._scoring:
+            return self._ensure_scorer(pub)
+
+    def _ensure_scorer(self, pub: Publication) -> health.HealthScorer:
+        if self.scorer is None or self.scorer_target != pub.target:
+            con = lake.connect_embedded(self.home)
+            try:
+                scorer = health.HealthScorer.from_warehouse(con, pub.as_of_date)
+            finally:
+                con.close()
+            touched: set[str] = set()
+            for position, event in enumerate(self.events.read_checkpointed()[0], 1):
+                try:
+                    touched.add(scorer.apply(event["table"], event))
+                except Exception as exc:  # noqa: BLE001 - logged with its place in the log, never dropped silently
+                    log.error(
+                        "stored event %d (%s) could not be replayed into live health: %s: %s",
+                        position,
+                        event.get("table"),
+                        type(exc).__name__,
+                        exc,
+                    )
+            # What clients see must not depend on a restart: accounts with stored events get
+            # their live scores now, not at their next event.
+            replayed = sorted(a for a in touched if a in pub.health_by_id)
+            live = {r["account_id"]: r for r in scorer.score_many(replayed, pub.as_of_date)} if replayed else {}
+            self.scorer, self.scorer_target, self.live = scorer, pub.target, live
+            # The publication and scorer state live as long as the publication: keep them out of
+            # the cyclic collector's full passes, which otherwise stall requests for 100+ ms.
+            # (Unfreeze first, so cycles left by the previous publication can still be freed.)
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+        return self.scorer
+
+    def on_publication(self, pub: Publication) -> None:
+        """A new publication was loaded (watcher thread): rebuild the scorer, resync feed clients."""
+        with contextlib.suppress(Exception):  # a broken warehouse must not stop serving; events retry
+            self.ensure_scorer(pub)
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.feed.resync, lambda client: self.snapshot(pub, client.wants))
+
+    def snapshot(self, pub: Publication, wants: Callable[[dict], bool]) -> dict:
+        """The feed's first message: current health of the accounts a client asked for."""
+        rows = [r for r in self.all_health(pub) if wants(r)]
+        return {"type": "snapshot", "run_id": pub.run_id, "as_of": pub.snapshot["as_of"], "accounts": rows}
+
+    def cached(self, pub: Publication, key: str, build: Callable[[], BaseModel]) -> Response:
+        """A response fixed by the publication, validated and encoded on first use."""
+        body = pub.responses.get(key)
+        if body is None:
+            body = pub.responses[key] = build().model_dump_json().encode()
+        return Response(body, media_type="application/json")
+
+    def ingest(self, pub: Publication, events: list, timing: dict[str, float] | None = None):
+        """Validate a posted batch and, when every event passed, :meth:`accept` it (one worker
+        thread for both). Returns (clean events, errors, health changes).
+
+        ``timing``, when given, receives each stage's duration in milliseconds: ``validate``,
+        ``lock`` (waiting for other batches), ``store`` (writing to the log), ``score`` and
+        ``sync`` (waiting for the disk)."""
+        timing = {} if timing is None else timing
+        start = time.perf_counter()
+        clean, errors = validate_batch(events, pub.accounts)
+        timing["validate"] = 1000 * (time.perf_counter() - start)
+        if errors:
+            return [], errors, 0
+        return clean, [], self.accept(pub, clean, timing)
+
+    def accept(self, pub: Publication, events: list[dict], timing: dict[str, float] | None = None) -> int:
+        """Store validated events durably, score them, and publish changed scores to the feed.
+
+        Runs in a worker thread. One lock keeps writing, scoring and publishing in one order, so
+        concurrent batches reach the log and every client in the order they were scored. The
+        events are written to the log (the kernel has them: a crash of this process loses
+        nothing) before they are scored and published; the flush to disk is awaited after the
+        lock, so this returns, and the POST answers 202, only once they are on disk, while a
+        slow flush does not hold up updates. Returns the number of health changes; ``timing``
+        as in :meth:`ingest` plus ``sync`` (waiting for the disk)."""
+        timing = {} if timing is None else timing
+        start = time.perf_counter()
+        with self._scoring:
+            locked = time.perf_counter()
+            position = self.events.write(events)
+            stored = time.perf_counter()
+            timing["lock"], timing["store"] = 1000 * (locked - start), 1000 * (stored - locked)
+            scorer = self.ensure_scorer(pub)
+            as_of = pub.as_of_date  # each account's windows reach its newest data (see HealthScorer)
+            changes = 0
+            for first in range(0, len(events), PUBLISH_EVERY):  # big batches go out in parts: first updates within 1 s
+                last: dict[str, dict] = {}  # account -> its latest event in this part
+                for event in events[first : first + PUBLISH_EVERY]:
+                    last[scorer.apply(event["table"], event)] = event
+                messages = []
+                for row in scorer.score_many(list(last), as_of):
+                    account_id = row["account_id"]
+                    before = self.health_row(pub, account_id)
+                    self.live[account_id] = row
+                    if before is None or before.get("health_score") != row.get("health_score"):
+                        event = last[account_id]
+                        cause = {"table": event["table"], **{k: event[k] for k in TABLES[event["table"]].key}}
+                        messages.append({"type": "update", "sent_at": time.time(), "cause": cause, **row})
+                if messages:
+                    changes += len(messages)
+                    if self.loop is not None:
+                        self.loop.call_soon_threadsafe(self.feed.publish, messages)
+            scored = time.perf_counter()
+            timing["score"] = 1000 * (scored - stored)
+        self.events.sync(position)
+        timing["sync"] = 1000 * (time.perf_counter() - scored)
+        return changes
+
+    def _live(self, pub: Publication) -> dict[str, dict]:
+        return self.live if self.scorer_target == pub.target else {}
+
+    def health_row(self, pub: Publication, account_id: str) -> dict | None:
+        return self._live(pub).get(account_id) or pub.health_by_id.get(account_id)
+
+    def all_health(self, pub: Publication) -> list[dict]:
+        live = self._live(pub)
+        return [live.get(r["account_id"], r) for r in pub.health] if live else pub.health
+
+
+def churn_bins(rows, width: float = 0.1) -> list[dict]:
+    """Accounts and ARR per tier and churn-probability bin of ``width``."""
+    edges = [round(i * width, 10) for i in range(int(round(1 / width)))]
+    out = {(t, e): {"accounts": 0, "arr": 0.0} for t in ("Starter", "Professional", "Enterprise") for e in edges}
+    for r in rows:
+        p, tier = r.get("p_churn_3m"), r.get("tier")
+        if p is None or (tier, 0.0) not in out:
+            continue
+        edge = edges[min(int(p / width), len(edges) - 1)]
+        out[(tier, edge)]["accounts"] += 1
+        out[(tier, edge)]["arr"] += r.get("arr") or 0.0
+    return [
+        {"tier": t, "low": e, "high": round(e + width, 10), "accounts": v["accounts"], "arr": round(v["arr"], 2)}
+        for (t, e), v in out.items()
+    ]
+
+
+def server_timing(timing: dict[str, float]) -> str:
+    """A ``Server-Timing`` header value (W3C) from stage durations in milliseconds."""
+    return ", ".join(f"{name};dur={ms:.2f}" for name, ms in timing.items())
+
+
+def _complete_allow_headers(app: FastAPI) -> None:
+    """A 405 names every method the path supports (RFC 9110), not only those of the first route
+    Starlette matched: ``GET`` and ``POST /api/pilots`` are two routes of one resource."""
+    from fastapi.exception_handlers import http_exception_handler
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.routing import Match
+
+    async def handler(request, exc: StarletteHTTPException):
+        response = await http_exception_handler(request, exc)
+        if exc.status_code == 405:
+            methods: set[str] = set()
+            for route in app.router.routes:
+                if route.matches(request.scope)[0] != Match.NONE and getattr(route, "methods", None):
+                    methods |= set(route.methods)
+            response.headers["Allow"] = ", ".join(sorted(methods))
+        return response
+
+    app.add_exception_handler(StarletteHTTPException, handler)
+
+
+DOCS_ASSETS = "/docs/assets"
+
+
+def _local_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI 5 (it reads OpenAPI 3.1) from the files the ``fastapi-offline``
+    package ships, served by the service itself instead of a CDN."""
+    from importlib.resources import files
+
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False, **needs(PUBLIC))
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} — API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+
+def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI:
+    service = Service(home, feed_buffer_bytes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        service.loop = asyncio.get_running_loop()
+        beat = asyncio.create_task(service.feed.heartbeats())
+        await run_in_threadpool(service.events.open)  # recovers a torn tail, takes the writer lock
+        await run_in_threadpool(validate_batch, example_events(), None)  # first use costs ~0.2 s; not on a request
+        await run_in_threadpool(service.watcher.refresh)  # loads the publication and warms the scorer
+        service.watcher.start()
+        yield
+        service.watcher.stop()
+        beat.cancel()
+        service.events.close()
+
+    app = FastAPI(
+        title="cfx service",
+        version=__version__,
+        description="ChatterFix finance, customer health and live events. Bearer tokens: `cfx token create --role ROLE`.",
+        lifespan=lifespan,
+        max_body_size=MAX_BODY_BYTES,
+        docs_url=None,  # served below from local files: no CDN, works offline
+        redoc_url=None,
+    )
+    _local_docs(app)
+    for route in app.router.routes:  # made by FastAPI or mounted: declared public here
+        if getattr(route, "path", None) in (app.openapi_url, DOCS_ASSETS):
+            route.cfx_scope = PUBLIC
+    _complete_allow_headers(app)
+    app.state.service = service
+    metrics = ServiceMetrics(home, lambda: len(service.feed.clients))
+    app.state.tokens = service.tokens
+    app.add_middleware(TokenGate, tokens=service.tokens, routes=lambda: app.router.routes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    base_openapi = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = base_openapi()
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["bearer"] = {"type": "http", "scheme": "bearer", "description": "`cfx token create --role ROLE`"}
+            events = schema["components"]["schemas"]["EventsIn"]["properties"]["events"]
+            events["items"] = events_json_schema()  # typed from the contract; parsed by cfx's own validation
+        # The documented example batch must be one the service accepts: its account and date
+        # come from the current publication (an example account that does not exist is refused).
+        events = app.openapi_schema["components"]["schemas"]["EventsIn"]["properties"]["events"]
+        pub = service.watcher.current()
+        if pub is not None and pub.health:
+            events["examples"] = [example_events(pub.health[0]["account_id"], pub.as_of_date.isoformat())]
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+    @app.get(
+        "/healthz",
+        response_model=Healthz,
+        responses={503: {"model": Healthz, "description": "Nothing published yet."}},
+        **needs(PUBLIC),
+    )
+    async def healthz():
+        """Public and cheap: 200 when the service can serve; ``checks`` carry the local health
+        checks of ``cfx health`` (computed at most every 5 seconds)."""
+        pub = service.watcher.current()
+        checks = await service.local_checks()
+        healthy = all(c.ok for c in checks)
+        if pub is None:
+            body = Healthz(status="nothing published", version=__version__, healthy=False, checks=checks)
+            return JSONResponse(body.model_dump(), status_code=503)
+        return Healthz(
+            status="ok", version=__version__, run_id=pub.run_id, as_of=pub.as_of, healthy=healthy, checks=checks
+        )
+
+    @app.get("/metrics", include_in_schema=False, **needs("any"))
+    async def prometheus_metrics():
+        """Prometheus metrics (any role's token; `bearer_token` in the scrape config)."""
+        return Response(await run_in_threadpool(metrics.exposition), media_type=METRICS_CONTENT_TYPE)
+
+    def _months(rows: list[dict], start: str | None, end: str | None) -> list[dict]:
+        return [r for r in rows if (start is None or r["month"] >= start) and (end is None or r["month"] <= end)]
+
+    def _series(pub: Publication, name: str, model: type[BaseModel], start: str | None, end: str | None):
+        build = lambda: model(as_of=pub.as_of, run_id=pub.run_id, rows=_months(pub.finance[name], start, end))  # noqa: E731
+        return service.cached(pub, name, build) if start is None and end is None else _json(build())
+
+    @app.get(
+        "/api/finance/summary",
+        response_model=FinanceSummary,
+        **needs("finance.public"),
+        responses=responses(401, 403, 503),
+    )
+    async def finance_summary():
+        pub = service.publication()
+        return service.cached(
+            pub,
+            "summary",
+            lambda: FinanceSummary(**pub.finance["summary"], run_id=pub.run_id, source=pub.source),
+        )
+
+    @app.get("/api/finance/mrr", response_model=MrrSeries, **needs("finance"), responses=responses(401, 403, 422, 503))
+    async def finance_mrr(
+        by: ByTier = None,
+        from_: FromMonth = None,
+        to: ToMonth = None,
+    ):
+        return _series(service.publication(), "mrr_by_tier" if by else "mrr", MrrSeries, from_, to)
+
+    @app.get(
+        "/api/finance/movements",
+        response_model=Movements,
+        **needs("finance"),
+        responses=responses(401, 403, 422, 503),
+    )
+    async def finance_movements(
+        by: ByTier = None,
+        from_: FromMonth = None,
+        to: ToMonth = None,
+    ):
+        return _series(service.publication(), "movements_by_tier" if by else "movements", Movements, from_, to)
+
+    @app.get(
+        "/api/finance/forecast", response_model=Forecast, **needs("finance.public"), responses=responses(401, 403, 503)
+    )
+    async def finance_forecast():
+        pub = service.publication()
+        return service.cached(pub, "forecast", lambda: Forecast(**{**pub.finance["forecast"], "run_id": pub.run_id}))
+
+    @app.get(
+        "/api/finance/unit-economics",
+        response_model=UnitEconomics,
+        **needs("finance.public"),
+        responses=responses(401, 403, 503),
+    )
+    async def finance_unit_economics():
+        return _series(service.publication(), "unit_economics", UnitEconomics, None, None)
+
+    @app.get(
+        "/api/finance/retention",
+        response_model=Retention,
+        **needs("finance.public"),
+        responses=responses(401, 403, 503),
+    )
+    async def finance_retention():
+        pub = service.publication()
+        return service.cached(
+            pub, "retention", lambda: Retention(as_of=pub.as_of, run_id=pub.run_id, **pub.finance["retention"])
+        )
+
+    @app.get("/api/ops", response_model=Ops, **needs("finance.public"), responses=responses(401, 403, 503))
+    async def ops():
+        """Service operations by month and, per service, in every month: uptime, latency, errors, AI calls."""
+        pub = service.publication()
+        return service.cached(
+            pub,
+            "ops",
+            lambda: Ops(
+                as_of=pub.as_of,
+                run_id=pub.run_id,
+                monthly=pub.ops.get("monthly", []),
+                by_service=pub.ops.get("by_service", []),
+            ),
+        )
+
+    @app.post(
+        "/api/pilots",
+        status_code=201,
+        response_model=Pilot,
+        **needs("customers"),
+        responses=responses(400, 401, 403, 422),
+    )
+    async def create_pilot(body: PilotIn):
+        """Record a pilot for a prospect (on disk before the answer); invalid fields get 422 naming them."""
+        record = await run_in_threadpool(service.pilots.add, body.model_dump(mode="json"))
+        return _json(Pilot(**record), status_code=201)
+
+    @app.get("/api/pilots", response_model=Pilots, **needs("customers"), responses=responses(401, 403))
+    async def list_pilots():
+        """Every recorded pilot, oldest first."""
+        return _json(Pilots(pilots=await run_in_threadpool(service.pilots.list)))
+
+    @app.get(
+        "/api/customers/health",
+        response_model=HealthPage,
+        **needs("customers"),
+        responses=responses(401, 403, 422, 503),
+    )
+    async def customers_health(
+        tier: Tier | None = None,
+        band: Band | None = None,
+        page: int = Query(1, ge=1, le=100_000),
+        page_size: int = Query(100, ge=1, le=1000),
+    ):
+        pub = service.publication()
+        rows = [
+            r
+            for r in service.all_health(pub)
+            if (tier is None or r["tier"] == tier.value) and (band is None or r["band"] == band.value)
+        ]
+        start = (page - 1) * page_size
+        return _json(
+            HealthPage(
+                as_of=pub.as_of,
+                run_id=pub.run_id,
+                page=page,
+                page_size=page_size,
+                total=len(rows),
+                accounts=rows[start : start + page_size],
+            )
+        )
+
+    @app.get(
+        "/api/customers/at-risk", response_model=AtRisk, **needs("customers"), responses=responses(401, 403, 422, 503)
+    )
+    async def customers_at_risk(limit: int = Query(100, ge=1, le=10_000)):
+        pub = service.publication()
+        return _json(AtRisk(as_of=pub.as_of, run_id=pub.run_id, source=pub.source, rows=pub.at_risk[:limit]))
+
+    @app.get(
+        "/api/customers/at-risk-trend",
+        response_model=RiskTrend,
+        **needs("customers"),
+        responses=responses(401, 403, 503),
+    )
+    async def at_risk_trend():
+        """How the churn model's ARR at risk moved over the last six months, with what churned since."""
+        pub = service.publication()
+        trend = (pub.customers or {}).get("at_risk_trend") or {"trained_through": None, "points": [], "note": "none"}
+        return service.cached(pub, "at_risk_trend", lambda: RiskTrend(as_of=pub.as_of, run_id=pub.run_id, **trend))
+
+    @app.get(
+        "/api/customers/churn-distribution",
+        response_model=ChurnDistribution,
+        **needs("customers"),
+        responses=responses(401, 403, 503),
+    )
+    async def churn_distribution():
+        """Accounts and ARR per tier and 10-point band of 3-month churn probability."""
+        pub = service.publication()
+        return service.cached(
+            pub,
+            "churn_distribution",
+            lambda: ChurnDistribution(as_of=pub.as_of, run_id=pub.run_id, bins=churn_bins(pub.risk_by_id.values())),
+        )
+
+    def active_account(account_id: str) -> tuple[Publication, dict]:
+        """The publication and the account's current health row, or 404."""
+        pub = service.publication()
+        row = service.health_row(pub, account_id)
+        if row is None:
+            raise HTTPException(404, f"no active account {account_id!r} in run {pub.run_id}")
+        return pub, row
+
+    @app.get(
+        "/api/customers/health-trend",
+        response_model=BookHistory,
+        **needs("customers"),
+        responses=responses(401, 403, 503),
+    )
+    async def health_trend():
+        """Weekly mean health and accounts per band over the 90 days to the publication."""
+        pub = service.publication()
+        return service.cached(
+            pub, "health_trend", lambda: BookHistory(as_of=pub.as_of, run_id=pub.run_id, points=pub.book_history)
+        )
+
+    @app.get(
+        "/api/customers/{account_id}/history",
+        response_model=HealthHistory,
+        **needs("customers"),
+        responses=responses(401, 403, 404, 422, 503),
+    )
+    async def customer_history(account_id: str = PathParam(max_length=200)):
+        """The account's weekly health over 90 days, then its current (live) score."""
+        pub, row = active_account(account_id)
+        points = list(pub.history.get(account_id, []))
+        if (
+            not points
+            or points[-1]["as_of"] != row.get("as_of")
+            or points[-1]["health_score"] != row.get("health_score")
+        ):
+            points.append({"as_of": row.get("as_of"), "health_score": row.get("health_score"), "band": row.get("band")})
+        return _json(HealthHistory(as_of=pub.as_of, run_id=pub.run_id, account_id=account_id, points=points))
+
+    @app.get(
+        "/api/customers/{account_id}",
+        response_model=CustomerDetail,
+        **needs("customers"),
+        responses=responses(401, 403, 404, 422, 503),
+    )
+    async def customer(account_id: str = PathParam(max_length=200)):
+        pub, row = active_account(account_id)
+        risk = pub.risk_by_id.get(account_id, {})
+        return _json(
+            CustomerDetail(
+                account_id=account_id,
+                run_id=pub.run_id,
+                health=row,
+                churn_probability_3m=risk.get("p_churn_3m"),
+                arr=risk.get("arr"),
+                drivers=risk.get("reasons", []),
+                recommendation={k: risk.get(k) for k in ("playbook", "action", "owner", "due_days")},
+            )
+        )
+
+    @app.post(
+        "/api/events",
+        status_code=202,
+        response_model=EventsAccepted,
+        **needs("events"),
+        responses=responses(400, 401, 403, 413, 422, 503, rejected=EventsRejected),
+    )
+    async def post_events(body: EventsIn, response: Response):
+        if len(body.events) > MAX_EVENTS:
+            raise HTTPException(413, f"at most {MAX_EVENTS:,} events per request")
+        pub = service.publication()
+        timing: dict[str, float] = {}
+        start = time.perf_counter()
+        try:
+            clean, errors, updates = await run_in_threadpool(service.ingest, pub, body.events, timing)
+        except OSError as exc:  # disk full, I/O error: say so instead of a bare 500
+            log.error("live events could not be stored: %s", exc)
+            raise HTTPException(
+                503,
+                f"the events could not be stored durably ({exc.strerror}); retry later (event keys make a retry safe)",
+            ) from None
+        timing["total"] = 1000 * (time.perf_counter() - start)
+        response.headers["Server-Timing"] = server_timing(timing)
+        if errors:
+            return JSONResponse(
+                {
+                    "detail": "invalid events; nothing of this batch was stored",
+                    "errors": errors[:200],
+                    "error_count": len(errors),
+                },
+                status_code=422,
+                headers={"Server-Timing": response.headers["Server-Timing"]},
+            )
+        metrics.events.inc(len(clean))
+        return EventsAccepted(accepted=len(clean), health_updates=updates)
+
+    @app.websocket("/ws/customer-health", dependencies=[Depends(Scope("feed"))])
+    async def customer_health_feed(
+        websocket: WebSocket, token: str | None = None, tier: str | None = None, band: str | None = None
+    ):
+        record = service.tokens.lookup(bearer_token(websocket.scope["headers"]) or token)
+        if record is None or "feed" not in PERMISSIONS[record.role]:
+            status = 401 if record is None else 403
+            with contextlib.suppress(Exception):
+                await websocket.send_denial_response(
+                    JSONResponse({"detail": "unauthorized" if status == 401 else "forbidden"}, status_code=status)
+                )
+                return
+            await websocket.close(code=4401 if status == 401 else 4403)
+            return
+        pub = service.watcher.current()
+        await websocket.accept()
+        if pub is None:
+            await websocket.send_json({"type": "error", "message": "nothing published yet"})
+            await websocket.close(code=1013)
+            return
+        tiers = set(tier.split(",")) if tier else None
+        bands = set(band.split(",")) if band else None
+        client = service.feed.client(websocket, tiers, bands)  # holds updates until the snapshot is out
+        pump = None
+        try:
+            await websocket.send_text(json.dumps(service.snapshot(pub, client.wants), default=str))
+            client.start()
+            pump = asyncio.create_task(client.pump())
+            while not pump.done():
+                receive = asyncio.create_task(websocket.receive_text())
+                done, _ = await asyncio.wait({receive, pump}, return_when=asyncio.FIRST_COMPLETED)
+                if receive not in done:
+                    receive.cancel()
+                    break
+                receive.result()  # clients may send pings; ignored
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            service.feed.remove(client)
+            if pump is not None:
+                pump.cancel()
+
+    return app
+
+
+def server_config(app, host: str, port: int):
+    """How ``cfx serve`` runs the app under uvicorn.
+
+    The sans-I/O websockets protocol lets the feed write frames straight to each connection
+    (:mod:`cfxlib.api.feed`). No permessage-deflate: compressing every small JSON message for
+    every client costs far more CPU than it saves on the wire, and uncompressed frames can be
+    encoded once for all clients."""
+    import uvicorn
+
+    return uvicorn.Config(
+        ExposeServerSend(app),
+        host=host,
+        port=port,
+        log_level="warning",
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+    )
+
+
+def serve(home: Home, host: str, port: int, feed_buffer_bytes: int = MAX_BUFFER_BYTES, access_log: bool = True) -> None:
+    """Run the service until interrupted; print where it listens, then one access-log line per
+    request on standard output (tokens redacted; ``access_log=False`` for none)."""
+    import uvicorn
+
+    logging.getLogger("uvicorn.access").disabled = True  # request lines can carry ?token=: ours redacts
+    if access_log:
+        configure_access_log()
+    else:
+        logging.getLogger("cfx.access").disabled = True
+    app = create_app(home, feed_buffer_bytes)
+    app.state.service.events.open()  # before uvicorn: a second writer is a user error, not a startup traceback
+    shown = f"[{host}]" if ":" in host else host
+    print(
+        f"cfx serve: listening on http://{shown}:{port} (API docs http://{shown}:{port}/docs; "
+        f"WebSocket ws://{shown}:{port}/ws/customer-health); state {home.root}; Ctrl-C stops",
+        flush=True,
+    )
+    uvicorn.Server(server_config(AccessLog(app), host, port)).run()

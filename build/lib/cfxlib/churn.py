@@ -1,0 +1,3 @@
+"""Stable public path ``cfxlib.churn`` (the churn model), kept for the contract; the code lives in :mod:`cfxlib.customers.churn`."""
+
+from cfxlib.customers.churn import *  # noqa: F403

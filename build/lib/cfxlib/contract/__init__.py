@@ -1,0 +1,1 @@
+"""The data contract, declared once: table schemas, parsing and validation, business rules, money."""

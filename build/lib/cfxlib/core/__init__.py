@@ -1,0 +1,1 @@
+"""Foundations every layer may use: errors, the state folder, settings, safe file output."""

@@ -1,0 +1,1 @@
+"""Customer intelligence: health scores, churn model and its scores, playbooks, KPIs, survival."""

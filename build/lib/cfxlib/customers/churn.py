@@ -1,0 +1,497 @@
+"""Churn prediction: leakage-free snapshots, a calibrated classifier, evaluation and drivers.
+
+- :func:`snapshot` — for every account active at a month-end cutoff, features computed only
+  from data up to the end of that day, and (when known) the label: churned (no MRR at some month
+  end) within the next three months.
+- :class:`ChurnModel` — a scikit-learn classifier for any customer table (numeric and
+  text/categorical columns, missing values): a blend of logistic regression and gradient
+  boosting, with probabilities calibrated by cross-validation.
+- :func:`evaluate` — ROC AUC, PR AUC, Brier score, lift in the top decile, calibration curve,
+  accuracy beside always predicting "no churn", and (on the demo) the ratio to the generator's
+  true probabilities.
+- :class:`Drivers` — the top reasons behind an account's risk, in words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
+
+from cfxlib.contract.rules import account_month_sql, active_at_sql
+from cfxlib.customers.health import aggregates_sql
+from cfxlib.store.sqltext import date_literal
+
+HORIZON_MONTHS = 3
+ID_COLUMNS = ("account_id", "cutoff")
+LABEL = "churned_3m"
+CATEGORICAL = ("tier", "industry", "region")
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+def month_end(month: str) -> date:
+    return pd.Period(month, freq="M").end_time.date()
+
+
+def _features_sql(cutoff: date) -> str:
+    d = date_literal(cutoff)
+    month = date_literal(cutoff.replace(day=1))
+    return f"""
+    WITH h AS ({aggregates_sql(cutoff)}),
+    am AS ({account_month_sql(month)}),
+    mrr AS (
+        SELECT account_id,
+               max(mrr) FILTER (WHERE month = {month})::DOUBLE AS mrr,
+               max(mrr) FILTER (WHERE month = {month} - INTERVAL 3 MONTH)::DOUBLE AS mrr_3m_ago,
+               min(month) AS first_month,
+               count(*) AS months_active
+        FROM am WHERE month <= {month} GROUP BY account_id
+    ),
+    usage AS (
+        SELECT account_id,
+               avg(active_users) FILTER (WHERE date > {d} - INTERVAL 90 DAY) AS users_90d,
+               sum(work_orders_created) FILTER (WHERE date > {d} - INTERVAL 30 DAY)::DOUBLE AS work_orders_30d,
+               sum(work_orders_completed) FILTER (WHERE date > {d} - INTERVAL 30 DAY)::DOUBLE AS work_orders_done_30d,
+               sum(ai_requests) FILTER (WHERE date > {d} - INTERVAL 30 DAY)::DOUBLE AS ai_requests_30d,
+               max(assets_monitored) FILTER (WHERE date > {d} - INTERVAL 30 DAY)::DOUBLE AS assets
+        FROM usage_daily WHERE date <= {d} AND date > {d} - INTERVAL 90 DAY GROUP BY account_id
+    ),
+    tk AS (
+        SELECT account_id,
+               count(*)::DOUBLE AS tickets_90d,
+               count(*) FILTER (WHERE priority IN ('high', 'urgent'))::DOUBLE AS urgent_tickets_90d,
+               avg(csat) FILTER (WHERE resolved_at <= {d} + INTERVAL 1 DAY) AS csat_90d
+        FROM tickets WHERE opened_at < {d} + INTERVAL 1 DAY AND opened_at >= {d} - INTERVAL 89 DAY GROUP BY account_id
+    ),
+    nps AS (
+        SELECT account_id, arg_max(score, date)::DOUBLE AS nps_last, count(*)::DOUBLE AS nps_answers_12m
+        FROM nps_responses WHERE date <= {d} AND date > {d} - INTERVAL 365 DAY GROUP BY account_id
+    ),
+    renewal AS (
+        SELECT account_id,
+               min(12 - (date_diff('month', start_date, {d}) % 12)) AS months_to_renewal,
+               1 AS annual_plan
+        FROM subscriptions
+        WHERE billing_period_months = 12 AND {active_at_sql(d, "subscriptions")}
+        GROUP BY account_id
+    )
+    SELECT h.account_id, {d} AS cutoff, h.tier, a.industry, a.region,
+           h.seats, h.users_30d, h.users_prev, u.users_90d,
+           h.users_30d / nullif(h.seats, 0) AS utilisation,
+           h.users_30d / nullif(h.users_prev, 0) AS usage_trend,
+           u.work_orders_30d, u.work_orders_done_30d / nullif(u.work_orders_30d, 0) AS work_order_completion,
+           u.ai_requests_30d / nullif(h.users_30d, 0) AS ai_requests_per_user, u.assets,
+           coalesce(t.tickets_90d, 0) AS tickets_90d, coalesce(t.urgent_tickets_90d, 0) AS urgent_tickets_90d, t.csat_90d,
+           h.tickets_on_time / nullif(h.tickets_scored, 0) AS ticket_sla_share, h.open_overdue,
+           1 - h.downtime_hours / nullif(h.baseline_hours, 0) AS downtime_reduction,
+           h.nps_mean, n.nps_last, coalesce(n.nps_answers_12m, 0) AS nps_answers_12m,
+           date_diff('month', m.first_month, {month}) AS tenure_months,
+           m.mrr, m.mrr / nullif(m.mrr_3m_ago, 0) - 1 AS mrr_change_3m,
+           coalesce(r.annual_plan, 0) AS annual_plan,
+           coalesce(r.months_to_renewal, 1) AS months_to_renewal
+    FROM h
+    JOIN mrr m USING (account_id)
+    LEFT JOIN accounts a USING (account_id)
+    LEFT JOIN usage u USING (account_id)
+    LEFT JOIN tk t USING (account_id)
+    LEFT JOIN nps n USING (account_id)
+    LEFT JOIN renewal r USING (account_id)
+    WHERE m.mrr IS NOT NULL
+    ORDER BY h.account_id
+    """
+
+
+def _labels_sql(cutoff_month: str) -> str:
+    month = date_literal(pd.Period(cutoff_month, freq="M").start_time.date())
+    last = f"{month} + INTERVAL {HORIZON_MONTHS} MONTH"
+    return f"""
+    WITH am AS ({account_month_sql(last)})
+    SELECT account_id,
+           CASE WHEN count(*) FILTER (WHERE month > {month} AND month <= {last}) < {HORIZON_MONTHS} THEN 1 ELSE 0 END AS {LABEL}
+    FROM am WHERE month >= {month} AND month <= {last}
+    GROUP BY account_id
+    HAVING count(*) FILTER (WHERE month = {month}) = 1
+    """
+
+
+def data_months(con) -> list[str]:
+    """Months with MRR, ``YYYY-MM``, through the data's as-of month."""
+    from cfxlib.store.summary import data_as_of
+
+    as_of = data_as_of(con)
+    last = date_literal(as_of.replace(day=1))
+    sql = f"SELECT DISTINCT strftime(month, '%Y-%m') FROM ({account_month_sql(last)}) ORDER BY 1"
+    return [r[0] for r in con.execute(sql).fetchall()]
+
+
+def snapshot(con, month: str, with_labels: bool = True) -> pd.DataFrame:
+    """Features of every account active at the end of ``month`` (data up to that day only).
+
+    With ``with_labels`` and when the three following months are in the data, adds ``churned_3m``
+    (1 when the account had no MRR at one of the next three month ends).
+    """
+    frame = con.execute(_features_sql(month_end(month))).df()
+    frame["cutoff"] = month
+    if with_labels:
+        months = data_months(con)
+        if month in months and months.index(month) + HORIZON_MONTHS < len(months):
+            labels = con.execute(_labels_sql(month)).df()
+            frame = frame.merge(labels, on="account_id", how="left")
+            frame[LABEL] = frame[LABEL].fillna(0).astype(int)
+    return frame
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in (*ID_COLUMNS, LABEL)]
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def _split_columns(X: pd.DataFrame) -> tuple[list[str], list[str]]:
+    numeric, categorical = [], []
+    for c in X.columns:
+        if pd.api.types.is_bool_dtype(X[c]) or pd.api.types.is_numeric_dtype(X[c]):
+            numeric.append(c)
+        else:
+            categorical.append(c)
+    return numeric, categorical
+
+
+def _as_frame(X) -> pd.DataFrame:
+    frame = X.copy() if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
+    frame.columns = [str(c) for c in frame.columns]
+    for c in frame.columns:
+        if pd.api.types.is_bool_dtype(frame[c]):
+            frame[c] = frame[c].astype(float)
+        elif not pd.api.types.is_numeric_dtype(frame[c]):
+            frame[c] = frame[c].astype("object").where(frame[c].notna(), np.nan)
+            frame[c] = frame[c].map(lambda v: v if isinstance(v, float) and np.isnan(v) else str(v))
+    return frame
+
+
+class ChurnModel(ClassifierMixin, BaseEstimator):
+    """Calibrated churn classifier for any customer table.
+
+    Numeric columns are used as they are (missing values allowed); every other column is
+    treated as categorical text (rare categories pooled, unseen ones tolerated). The model is a
+    blend of two learners, averaged in probability:
+
+    - logistic regression on standardised numerics (median-imputed, with missing-value
+      indicators) and one-hot categories (``C``),
+    - histogram gradient boosting with native missing-value and categorical handling
+      (``learning_rate``, ``max_leaf_nodes``, ``min_samples_leaf``, ``l2_regularization``,
+      early stopping on a validation split),
+
+    then calibrated with ``calibration`` ("isotonic" or "sigmoid") over ``cv`` folds
+    (``CalibratedClassifierCV``). ``blend`` is the weight of the boosting model.
+    """
+
+    def __init__(
+        self,
+        blend: float = 0.5,
+        C: float = 0.3,
+        learning_rate: float = 0.05,
+        max_leaf_nodes: int = 15,
+        min_samples_leaf: int = 40,
+        l2_regularization: float = 1.0,
+        max_iter: int = 400,
+        calibration: str = "sigmoid",
+        cv: int = 3,
+        random_state: int = 0,
+    ):
+        self.blend = blend
+        self.C = C
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.max_iter = max_iter
+        self.calibration = calibration
+        self.cv = cv
+        self.random_state = random_state
+
+    def _build(self, numeric: list[str], categorical: list[str], minority: int = 1_000):
+        linear = Pipeline(
+            [
+                (
+                    "prep",
+                    ColumnTransformer(
+                        [
+                            (
+                                "num",
+                                make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()),
+                                numeric,
+                            ),
+                            (
+                                "cat",
+                                make_pipeline(
+                                    SimpleImputer(strategy="constant", fill_value="(missing)"),
+                                    OneHotEncoder(
+                                        handle_unknown="infrequent_if_exist", min_frequency=5, sparse_output=False
+                                    ),
+                                ),
+                                categorical,
+                            ),
+                        ],
+                        remainder="drop",
+                    ),
+                ),
+                ("lr", LogisticRegression(C=self.C, max_iter=2000)),
+            ]
+        )
+        boosted = Pipeline(
+            [
+                (
+                    "prep",
+                    ColumnTransformer(
+                        [
+                            ("num", "passthrough", numeric),
+                            (
+                                "cat",
+                                OrdinalEncoder(
+                                    handle_unknown="use_encoded_value",
+                                    unknown_value=np.nan,
+                                    encoded_missing_value=np.nan,
+                                    max_categories=200,
+                                ),
+                                categorical,
+                            ),
+                        ],
+                        remainder="drop",
+                    ),
+                ),
+                (
+                    "gb",
+                    HistGradientBoostingClassifier(
+                        learning_rate=self.learning_rate,
+                        max_leaf_nodes=self.max_leaf_nodes,
+                        min_samples_leaf=self.min_samples_leaf,
+                        l2_regularization=self.l2_regularization,
+                        max_iter=self.max_iter,
+                        early_stopping=minority >= 20,  # the validation split needs both classes
+                        validation_fraction=0.15,
+                        n_iter_no_change=30,
+                        categorical_features=[False] * len(numeric) + [True] * len(categorical),
+                        random_state=self.random_state,
+                    ),
+                ),
+            ]
+        )
+        # scikit-learn's soft voting: the weighted mean of the two calibrated probabilities
+        return VotingClassifier(
+            [("linear", linear), ("boosted", boosted)], voting="soft", weights=[1 - self.blend, self.blend]
+        )
+
+    def fit(self, X, y):
+        # One OpenMP thread: with several processes on two cores (pipeline lanes, test workers),
+        # gradient boosting's spinning OpenMP threads slowed fits by two orders of magnitude.
+        with threadpool_limits(limits=1):
+            return self._fit(X, y)
+
+    def _fit(self, X, y):
+        frame = _as_frame(X)
+        y = np.asarray(y).astype(int)
+        self.numeric_, self.categorical_ = _split_columns(frame)
+        self.feature_names_in_ = np.array(frame.columns, dtype=object)
+        self.n_features_in_ = frame.shape[1]
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ValueError("ChurnModel needs both churned and retained examples to fit")
+        minority = int(np.bincount(y).min())
+        base = self._build(self.numeric_, self.categorical_, minority)
+        # calibration folds need a few examples of each class; with very few, fit uncalibrated
+        folds = min(self.cv, minority // 5)
+        if folds >= 2:
+            self.model_ = CalibratedClassifierCV(base, method=self.calibration, cv=folds).fit(frame, y)
+        else:
+            self.model_ = base.fit(frame, y)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        frame = _as_frame(X)
+        with threadpool_limits(limits=1):
+            return self.model_.predict_proba(frame[list(self.feature_names_in_)])
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def lift_top_decile(y: np.ndarray, p: np.ndarray) -> float:
+    """Churn rate among the 10% highest-risk accounts / the overall churn rate."""
+    n = max(1, int(np.ceil(0.1 * len(p))))
+    top = np.argsort(-p, kind="stable")[:n]
+    base = y.mean()
+    return float(y[top].mean() / base) if base > 0 else float("nan")
+
+
+def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Predicted vs observed churn rate by decile of predicted probability."""
+    frame = pd.DataFrame({"y": y, "p": p})
+    frame["bin"] = pd.qcut(frame["p"].rank(method="first"), q=min(bins, len(frame)), labels=False)
+    return (
+        frame.groupby("bin")
+        .agg(predicted=("p", "mean"), observed=("y", "mean"), accounts=("y", "size"))
+        .reset_index(drop=True)
+    )
+
+
+def evaluate(y, p, truth=None) -> dict:
+    """Honest figures for a churn model on held-out rows (``truth``: the generator's probabilities)."""
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+    y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
+    out = {
+        "rows": len(y),
+        "churn_rate": float(y.mean()),
+        "roc_auc": float(roc_auc_score(y, p)),
+        "pr_auc": float(average_precision_score(y, p)),
+        "brier": float(brier_score_loss(y, p)),
+        "brier_base_rate": float(brier_score_loss(y, np.full_like(p, y.mean()))),
+        "lift_top_decile": lift_top_decile(y, p),
+        "accuracy": float(((p >= 0.5).astype(int) == y).mean()),
+        "accuracy_always_no_churn": float((y == 0).mean()),
+        "calibration": calibration_table(y, p).to_dict(orient="records"),
+    }
+    if truth is not None:
+        truth = np.asarray(truth, dtype=float)
+        ok = ~np.isnan(truth)
+        out["oracle_roc_auc"] = float(roc_auc_score(y[ok], truth[ok]))
+        out["model_roc_auc_same_rows"] = float(roc_auc_score(y[ok], p[ok]))
+        out["oracle_ratio"] = out["model_roc_auc_same_rows"] / out["oracle_roc_auc"]
+        out["oracle_pr_auc"] = float(average_precision_score(y[ok], truth[ok]))
+    return out
+
+
+# --------------------------------------------------------------------------- drivers
+
+DRIVER_FEATURES = {
+    "falling_usage": ("usage_trend", -1),
+    "low_utilisation": ("utilisation", -1),
+    "ticket_backlog": ("open_overdue", +1),
+    "slow_ticket_resolution": ("ticket_sla_share", -1),
+    "weak_downtime_reduction": ("downtime_reduction", -1),
+    "low_nps": ("nps_mean", -1),
+    "short_tenure": ("tenure_months", -1),
+    "shrinking_revenue": ("mrr_change_3m", -1),
+    "renewal_due": ("months_to_renewal", -1),
+}
+"""Driver name -> (feature, direction in which the feature raises risk)."""
+MIN_CONTRIBUTION = 0.15
+"""A driver must add at least this much to the account's log-odds of churn to be named."""
+
+
+def plural(n: float, word: str) -> str:
+    """``1 month``, ``3 months``, ``0 tickets`` (English plural with s)."""
+    n = round(float(n))
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
+def _describe(driver: str, row: Mapping) -> str:
+    v = row.get(DRIVER_FEATURES[driver][0])
+    fmt = {
+        "falling_usage": lambda: f"Usage is {abs(1 - v) * 100:.0f}% {'below' if v < 1 else 'above'} its earlier level",
+        "low_utilisation": lambda: (
+            f"Only {v * 100:.0f}% of {row.get('seats', 0):.0f} seats are active on an average day"
+        ),
+        "ticket_backlog": lambda: f"{plural(v, 'open support ticket')} past their target time",
+        "slow_ticket_resolution": lambda: (
+            "No recent ticket was resolved on time"
+            if v < 0.005
+            else f"Only {v * 100:.0f}% of recent tickets were resolved on time"
+        ),
+        "weak_downtime_reduction": lambda: (
+            f"Equipment downtime is only {v * 100:.0f}% below the pre-ChatterFix baseline"
+            if v > 0.005
+            else f"Equipment downtime is {abs(v) * 100:.0f}% above the pre-ChatterFix baseline"
+            if v < -0.005
+            else "Equipment downtime is no lower than before ChatterFix"
+        ),
+        "low_nps": lambda: f"NPS answers average {v:.1f} out of 10",
+        "short_tenure": lambda: f"Customer for only {plural(v, 'month')}" if v >= 1 else "New customer (first month)",
+        "shrinking_revenue": lambda: (
+            "Recurring revenue has not grown in 3 months"
+            if abs(v) < 0.005
+            else f"Recurring revenue changed {v * 100:+.0f}% in 3 months"
+        ),
+        "renewal_due": lambda: (
+            "Annual renewal due this month" if round(v) == 0 else f"Annual renewal due in {plural(v, 'month')}"
+        ),
+    }[driver]
+    try:
+        return fmt() if v is not None and not pd.isna(v) else driver.replace("_", " ")
+    except (TypeError, ValueError):
+        return driver.replace("_", " ")
+
+
+@dataclass
+class Drivers:
+    """Top reasons behind each account's risk.
+
+    A logistic regression on the standardised driver features (:data:`DRIVER_FEATURES`) is fit
+    on the training snapshots; an account's reasons are the features whose contribution
+    (coefficient x standardised value) pushes its risk up the most, for features whose
+    coefficient has the expected sign.
+    """
+
+    top: int = 3
+
+    def fit(self, frame: pd.DataFrame, y) -> Drivers:
+        cols = [f for f, _ in DRIVER_FEATURES.values() if f in frame.columns]
+        X = frame[cols].astype(float)
+        self.columns_ = cols
+        self.median_ = X.median()
+        Xf = X.fillna(self.median_)
+        self.mean_, self.std_ = Xf.mean(), Xf.std().replace(0, 1)
+        lr = LogisticRegression(C=1.0, max_iter=2000).fit((Xf - self.mean_) / self.std_, np.asarray(y).astype(int))
+        self.coef_ = pd.Series(lr.coef_[0], index=cols)
+        return self
+
+    def explain(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``drivers`` (names) and ``reasons`` (sentences), top ``top`` per row.
+
+        Ties in contribution go to the driver whose name sorts last (as ``sorted(reverse=True)``).
+        """
+        Xf = frame[self.columns_].astype(float).fillna(self.median_)
+        contrib = ((Xf - self.mean_) / self.std_) * self.coef_
+        # only drivers whose learned effect has the expected direction
+        candidates = [
+            (driver, feature)
+            for driver, (feature, direction) in DRIVER_FEATURES.items()
+            if feature in self.columns_ and np.sign(self.coef_[feature]) == direction
+        ]
+        n = len(frame)
+        value = np.empty((n, 0)) if not candidates else np.column_stack([contrib[f].to_numpy() for _, f in candidates])
+        named = value > MIN_CONTRIBUTION
+        for j, (driver, feature) in enumerate(candidates):
+            named[:, j] &= frame[feature].notna().to_numpy()
+            if driver == "renewal_due":  # monthly plans renew every month: not a reason
+                plan = frame["annual_plan"] if "annual_plan" in frame else pd.Series(0, index=frame.index)
+                named[:, j] &= plan.fillna(0).astype(bool).to_numpy()
+        rows = frame.to_dict("records")
+        names, texts = [], []
+        for i in range(n):
+            picks = sorted(((value[i, j], candidates[j][0]) for j in np.flatnonzero(named[i])), reverse=True)
+            picks = [d for _, d in picks[: self.top]]
+            names.append(picks)
+            texts.append([_describe(d, rows[i]) for d in picks])
+        return pd.DataFrame({"drivers": names, "reasons": texts}, index=frame.index)

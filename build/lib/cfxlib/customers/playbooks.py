@@ -1,0 +1,208 @@
+"""Playbooks: from an account's churn drivers to a specific action, owner and due date.
+
+The catalogue is validated YAML (``config/playbooks.yaml``); :func:`at_risk` joins churn
+probability, health and drivers, and recommends each account's action.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cfxlib.customers import churn, health
+from cfxlib.customers.scoring import ChurnResult, UsageError
+
+AT_RISK_MIN_PROBABILITY = 0.15
+
+
+class _When(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    driver: str | None = None
+    min_churn_probability: float | None = Field(None, ge=0, le=1)
+    max_component: dict[str, float] | None = None
+
+
+class Playbook(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    when: _When = _When()
+    action: str
+    detail: str | None = Field(
+        None, description="Sentence with {facts} of the account (see FACTS) appended to the action when all are known."
+    )
+    owner: str
+    due_days: int = Field(ge=0)
+
+    def matches(self, row: dict) -> bool:
+        w = self.when
+        if w.driver is not None and w.driver not in row.get("drivers", []):
+            return False
+        if w.min_churn_probability is not None and row.get("p_churn_3m", 0) < w.min_churn_probability:
+            return False
+        for comp, limit in (w.max_component or {}).items():
+            value = row.get(comp)
+            if value is None or pd.isna(value) or value > limit:
+                return False
+        return True
+
+
+def load_playbooks(path: Path | None = None) -> list[Playbook]:
+    text = (
+        Path(path).read_text(encoding="utf-8")
+        if path
+        else resources.files("cfxlib").joinpath("config/playbooks.yaml").read_text(encoding="utf-8")
+    )
+    try:
+        data = yaml.safe_load(text) or {}
+        books = [Playbook.model_validate(p) for p in data.get("playbooks", [])]
+    except (ValidationError, yaml.YAMLError) as exc:
+        raise UsageError(f"invalid playbook catalogue {path or 'cfxlib/config/playbooks.yaml'}: {exc}") from None
+    unknown = {b.when.driver for b in books if b.when.driver} - set(churn.DRIVER_FEATURES)
+    if unknown:
+        raise UsageError(
+            f"playbook catalogue names unknown driver(s) {sorted(unknown)}; known: {', '.join(churn.DRIVER_FEATURES)}"
+        )
+    return books
+
+
+FACTS = {
+    "seats": "seats on the subscription",
+    "active_seats": "seats active on an average day",
+    "idle_seats": "seats not active on an average day",
+    "target_active_seats": "active seats that would reach 60% utilisation",
+    "open_overdue": "open support tickets past their target time",
+    "renewal_in": "when the annual renewal falls ('in 2 months', 'this month')",
+    "downtime_reduction_pct": "downtime reduction against the pre-ChatterFix baseline, %",
+    "nps": "mean NPS answer (0-10)",
+    "usage_change_pct": "change of usage against its earlier level, %",
+}
+"""Facts a playbook's ``detail`` may quote, computed from the account's churn features."""
+
+
+def facts(row: dict) -> dict:
+    """The :data:`FACTS` known for an account (missing features leave their facts out)."""
+
+    def known(name):
+        v = row.get(name)
+        return None if v is None or (isinstance(v, float) and pd.isna(v)) else v
+
+    out = {}
+    seats, util = known("seats"), known("utilisation")
+    if seats is not None and util is not None:
+        active = round(seats * util)
+        out.update(
+            seats=f"{seats:.0f}",
+            active_seats=f"{active:.0f}",
+            idle_seats=f"{seats - active:.0f}",
+            target_active_seats=f"{max(active + 1, round(0.6 * seats)):.0f}",
+        )
+    if known("open_overdue") is not None:
+        out["open_overdue"] = f"{row['open_overdue']:.0f}"
+    if known("months_to_renewal") is not None:
+        out["renewal_in"] = (
+            "this month"
+            if round(row["months_to_renewal"]) == 0
+            else "in " + churn.plural(row["months_to_renewal"], "month")
+        )
+    if known("downtime_reduction") is not None:
+        out["downtime_reduction_pct"] = f"{100 * row['downtime_reduction']:.0f}"
+    if known("nps_mean") is not None:
+        out["nps"] = f"{row['nps_mean']:.1f}"
+    if known("usage_trend") is not None:
+        out["usage_change_pct"] = f"{100 * (row['usage_trend'] - 1):+.0f}"
+    return out
+
+
+def recommend(row: dict, books: list[Playbook]) -> dict:
+    """The playbook for the account's most important driver that has one (catalogue order breaks
+    ties); without such a match, the first general entry (no driver condition) that matches.
+
+    The action is made specific to the account: the playbook's ``detail`` filled with the
+    account's :func:`facts`, and, when another of its drivers calls for a different playbook,
+    that playbook as the next step."""
+    known = facts(row)
+
+    def detail(book: Playbook) -> str | None:
+        try:
+            return book.detail.format_map(known) if book.detail else None
+        except (KeyError, ValueError):
+            return None
+
+    def pick(book: Playbook, then: Playbook | None = None) -> dict:
+        specific = detail(book)
+        step = f"Next: {then.name} ({then.owner}, within {then.due_days} days)." if then else None
+        action = " ".join(x for x in (book.action, specific, step) if x)
+        return {
+            "playbook": book.name,
+            "action": action,
+            "detail": specific,
+            "next_step": step,
+            "owner": book.owner,
+            "due_days": book.due_days,
+        }
+
+    matched = []
+    for driver in row.get("drivers", []):
+        for book in books:
+            if book.when.driver == driver and book.matches(row):
+                if book not in matched:
+                    matched.append(book)
+                break
+    if matched:
+        return pick(matched[0], matched[1] if len(matched) > 1 else None)
+    for book in books:
+        if book.when.driver is None and book.matches(row):
+            return pick(book)
+    return {"playbook": None, "action": None, "detail": None, "next_step": None, "owner": None, "due_days": None}
+
+
+def at_risk(
+    result: ChurnResult,
+    health_frame: pd.DataFrame,
+    books: list[Playbook] | None = None,
+    min_probability: float = AT_RISK_MIN_PROBABILITY,
+) -> pd.DataFrame:
+    """Every account with its risk, sorted by ARR at risk; ``at_risk`` flags p >= min or a red band.
+
+    Columns: account_id, tier, arr, health_score, band, p_churn_3m, arr_at_risk (= p x ARR),
+    drivers, reasons, playbook, action, owner, due_days, and the component scores.
+    """
+    books = books if books is not None else load_playbooks()
+    s = result.scores
+    frame = s[["account_id", "tier", "mrr"]].assign(arr=lambda d: 12 * d["mrr"], p_churn_3m=s["p_churn_3m"])
+    frame = frame.drop(columns="mrr").merge(
+        health_frame[["account_id", "health_score", "band", *health.COMPONENTS]], on="account_id", how="left"
+    )
+    explained = result.drivers.explain(s)
+    frame["drivers"] = explained["drivers"].to_numpy()
+    frame["reasons"] = explained["reasons"].to_numpy()
+    frame["arr_at_risk"] = frame["p_churn_3m"] * frame["arr"]
+    features = s.drop(columns=[c for c in ("tier", "mrr", "p_churn_3m") if c in s.columns])
+    rows = frame.merge(features, on="account_id", how="left", suffixes=("", "_feature")).to_dict("records")
+    recs = pd.DataFrame([recommend(r, books) for r in rows], index=frame.index)
+    frame = pd.concat([frame, recs], axis=1)
+    frame["at_risk"] = (frame["p_churn_3m"] >= min_probability) | (frame["band"] == "red")
+    cols = [
+        "account_id",
+        "tier",
+        "arr",
+        "health_score",
+        "band",
+        "p_churn_3m",
+        "arr_at_risk",
+        "drivers",
+        "reasons",
+        "playbook",
+        "action",
+        "detail",
+        "next_step",
+        "owner",
+        "due_days",
+        "at_risk",
+        *health.COMPONENTS,
+    ]
+    return frame[cols].sort_values("arr_at_risk", ascending=False).reset_index(drop=True)

@@ -1,0 +1,297 @@
+"""Churn scores and their honest evaluation, from the warehouse at an as-of month (its last day).
+
+- :func:`churn_scores` trains :class:`~cfxlib.customers.churn.ChurnModel` only on snapshots whose
+  3-month outcome is known at the end of the as-of month and scores every account active then.
+- :func:`model_card` evaluates the same procedure out of time: train on earlier cutoffs, test on
+  the last labelled ones (with the generator's truth when the data is the demo company).
+- :func:`health_validation`: does the health score predict churn on the same rows?
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from cfxlib.core.errors import UserError
+from cfxlib.customers import churn, health
+
+TRAIN_CUTOFFS = 24
+"""At most this many monthly cutoffs (the latest labelled ones) train a model."""
+TEST_CUTOFFS = 6
+FIRST_CUTOFF = 3
+"""Cutoffs start this many months after the first month with MRR (some history first)."""
+
+
+class UsageError(UserError):
+    pass
+
+
+# --------------------------------------------------------------------------- churn scores
+
+
+def _cutoffs(con, as_of_month: str) -> tuple[list[str], list[str]]:
+    """(all months up to as-of, labelled cutoffs whose outcome is known at the as-of month end)."""
+    months = churn.data_months(con)
+    if as_of_month not in months:
+        raise UsageError(f"as-of month {as_of_month} is not in the data (months {months[0]} to {months[-1]})")
+    upto = months[: months.index(as_of_month) + 1]
+    labelled = upto[FIRST_CUTOFF : len(upto) - churn.HORIZON_MONTHS]
+    return upto, labelled
+
+
+TRAIN_MAX_ROWS = 50_000
+"""Every churn model trains on at most this many snapshot rows: a uniform sample with fixed keys
+when there are more (about 2,000 accounts x 24 cutoffs). The default demo has about 24,000 rows
+and is never sampled; a uniform sample keeps the churn rate, so probabilities stay calibrated.
+docs/benchmarks.md ("Churn training sample") measures what the cap costs in accuracy."""
+SAMPLE_SEED = 20261130
+
+
+def _fit(frame: pd.DataFrame) -> churn.ChurnModel:
+    """A churn model trained on ``frame``'s labelled snapshots."""
+    feats = churn.feature_columns(frame)
+    return churn.ChurnModel().fit(frame[feats], frame[churn.LABEL])
+
+
+def _sample_keys(month: str, rows: int) -> np.ndarray:
+    """One fixed random number per snapshot row of ``month`` (the same month gives the same keys)."""
+    return np.random.default_rng([SAMPLE_SEED, int(month.replace("-", ""))]).random(rows)
+
+
+def _smallest(keys: np.ndarray, limit: int) -> np.ndarray:
+    """Positions of the ``limit`` smallest keys, in their original order."""
+    return np.sort(np.argpartition(keys, limit)[:limit]) if len(keys) > limit else np.arange(len(keys))
+
+
+class SnapshotCache:
+    """Account snapshots (:func:`churn.snapshot`) and 3-month outcomes by month, each queried once:
+    a run's churn scores, at-risk trend and model card share most months.
+
+    Training sets come from :meth:`training`, which keeps per month only the rows that can enter
+    a sample of :data:`TRAIN_MAX_ROWS`, so a large book never holds every month's snapshot in
+    memory. Callers get copies, so adding columns to one never leaks into another.
+    """
+
+    def __init__(self, con, max_rows: int | None = None) -> None:
+        self.con = con
+        self.max_rows = TRAIN_MAX_ROWS if max_rows is None else max_rows
+        self._features: dict[str, pd.DataFrame] = {}
+        self._outcomes: dict[str, pd.DataFrame] = {}
+        self._training: dict[str, tuple[int, pd.DataFrame]] = {}
+
+    def features(self, month: str, keep: bool = True) -> pd.DataFrame:
+        """Features of every account active at the end of ``month`` (data up to that day only);
+        with ``keep=False`` read through the cache without filling it."""
+        frame = self._features.get(month)
+        if frame is None:
+            frame = churn.snapshot(self.con, month, with_labels=False)
+            if keep:
+                self._features[month] = frame
+        return frame.copy()
+
+    def outcomes(self, month: str, keep: bool = True) -> pd.DataFrame:
+        """``account_id`` and ``churned_3m`` of the accounts active at the end of ``month``."""
+        frame = self._outcomes.get(month)
+        if frame is None:
+            frame = self.con.execute(churn._labels_sql(month)).df()
+            if keep:
+                self._outcomes[month] = frame
+        return frame.copy()
+
+    def _labelled_month(self, month: str, keep: bool) -> pd.DataFrame:
+        frame = self.features(month, keep).merge(self.outcomes(month, keep), on="account_id", how="left")
+        frame[churn.LABEL] = frame[churn.LABEL].fillna(0).astype(int)
+        return frame
+
+    def labelled(self, cutoffs: list[str]) -> pd.DataFrame:
+        """Every snapshot of ``cutoffs`` with its outcome (0 when the account has none)."""
+        return pd.concat([self._labelled_month(c, keep=True) for c in cutoffs], ignore_index=True)
+
+    def training(self, cutoffs: list[str]) -> tuple[pd.DataFrame, int]:
+        """(training rows, rows available): the labelled snapshots of ``cutoffs``, or when there
+        are more than ``max_rows``, the ``max_rows`` with the smallest fixed random keys — a
+        uniform sample — in their original order."""
+        parts, available = [], 0
+        for month in cutoffs:
+            if month not in self._training:
+                frame = self._labelled_month(month, keep=False)
+                month_keys = _sample_keys(month, len(frame))
+                kept = _smallest(month_keys, self.max_rows)
+                self._training[month] = (len(frame), frame.iloc[kept].assign(_key=month_keys[kept]))
+            rows, part = self._training[month]
+            available += rows
+            parts.append(part)
+        frame = pd.concat(parts, ignore_index=True)
+        frame = frame.iloc[_smallest(frame["_key"].to_numpy(), self.max_rows)]
+        return frame.drop(columns="_key").reset_index(drop=True), available
+
+
+@dataclass
+class ChurnResult:
+    as_of_month: str
+    scores: pd.DataFrame  # account_id, p_churn_3m and the snapshot features
+    model: churn.ChurnModel
+    drivers: churn.Drivers
+    training_rows: int
+    training_cutoffs: list[str]
+    available_rows: int
+    """Labelled snapshots available; ``training_rows`` of them (a sample when more) trained the model."""
+
+
+def churn_scores(con, as_of_month: str, cache: SnapshotCache | None = None) -> ChurnResult:
+    """Train on outcomes known at the end of ``as_of_month``; score accounts active then."""
+    _, labelled = _cutoffs(con, as_of_month)
+    if not labelled:
+        raise UsageError(
+            f"not enough history before {as_of_month} to train a churn model (need {FIRST_CUTOFF + 4} months)"
+        )
+    train_cutoffs = labelled[-TRAIN_CUTOFFS:]
+    cache = cache or SnapshotCache(con)
+    train, available = cache.training(train_cutoffs)
+    if train[churn.LABEL].nunique() < 2:
+        raise UsageError("the training snapshots hold no churned (or no retained) account; cannot train")
+    model = _fit(train)
+    drivers = churn.Drivers().fit(train, train[churn.LABEL])
+    current = cache.features(as_of_month)
+    current["p_churn_3m"] = model.predict_proba(current[churn.feature_columns(train)])[:, 1]
+    return ChurnResult(as_of_month, current, model, drivers, len(train), train_cutoffs, available)
+
+
+TREND_MONTHS = 6
+"""Months shown in the at-risk trend (the as-of month and the five before it)."""
+
+
+def at_risk_trend(con, as_of_month: str, months: int = TREND_MONTHS, cache: SnapshotCache | None = None) -> dict:
+    """How the churn model's ARR at risk moved over recent months, without hindsight.
+
+    One model, trained only on outcomes known at the end of the first month shown, scores the
+    accounts active at the end of each month shown, so the months are comparable (the same model)
+    and none is scored with knowledge of its own future. ``arr_at_risk`` is the sum over active
+    accounts of p(churn within 3 months) x ARR, USD; ``churned_arr`` is the ARR of those accounts
+    that did churn within 3 months, once that is known (null for the last three months).
+    """
+    upto, labelled = _cutoffs(con, as_of_month)
+    shown = upto[-months:]
+    _, train_labelled = _cutoffs(con, shown[0])
+    if not train_labelled:
+        return {"trained_through": None, "points": [], "note": "not enough history before the months shown"}
+    train_cutoffs = train_labelled[-TRAIN_CUTOFFS:]
+    cache = cache or SnapshotCache(con)
+    train, _ = cache.training(train_cutoffs)
+    if train[churn.LABEL].nunique() < 2:
+        return {"trained_through": None, "points": [], "note": "no churn (or no retention) to learn from"}
+    model = _fit(train)
+    features = churn.feature_columns(train)
+    points = []
+    for month in shown:
+        snap = cache.features(month)
+        arr = 12 * snap["mrr"].astype(float)
+        p = model.predict_proba(snap[features])[:, 1]
+        point = {
+            "month": month,
+            "accounts": int(len(snap)),
+            "arr": float(arr.sum()),
+            "arr_at_risk": float((p * arr).sum()),
+            "expected_churned_accounts": float(p.sum()),
+            "churned_arr": None,
+        }
+        if month in labelled:
+            outcome = cache.outcomes(month)
+            churned = snap[["account_id"]].assign(arr=arr).merge(outcome, on="account_id", how="left")
+            point["churned_arr"] = float(churned.loc[churned[churn.LABEL].fillna(0) == 1, "arr"].sum())
+        points.append(point)
+    return {
+        "trained_through": train_cutoffs[-1],
+        "points": points,
+        "note": f"one model trained on outcomes known at the end of {shown[0]} scores every month shown",
+    }
+
+
+def model_card(con, as_of_month: str, truth: pd.DataFrame | None = None, cache: SnapshotCache | None = None) -> dict:
+    """Out-of-time evaluation: train on cutoffs whose outcomes were known before the test period,
+    test on the last :data:`TEST_CUTOFFS` labelled cutoffs."""
+    _, labelled = _cutoffs(con, as_of_month)
+    if len(labelled) < TEST_CUTOFFS + churn.HORIZON_MONTHS + 3:
+        raise UsageError(f"not enough labelled months before {as_of_month} for an out-of-time evaluation")
+    test_cutoffs = labelled[-TEST_CUTOFFS:]
+    first_test = labelled.index(test_cutoffs[0])
+    train_cutoffs = labelled[: first_test - churn.HORIZON_MONTHS + 1][-TRAIN_CUTOFFS:]
+    cache = cache or SnapshotCache(con)
+    train, available = cache.training(train_cutoffs)
+    test = cache.labelled(test_cutoffs)
+    model = _fit(train)
+    test["p"] = model.predict_proba(test[churn.feature_columns(train)])[:, 1]
+    oracle = None
+    if truth is not None:
+        test = test.merge(
+            truth.rename(columns={"month": "cutoff", "p_churn_3m": "truth"}), on=["account_id", "cutoff"], how="left"
+        )
+        oracle = test["truth"]
+    card = churn.evaluate(test[churn.LABEL], test["p"], truth=oracle)
+    card.update(
+        {
+            "as_of": as_of_month,
+            "train_cutoffs": [train_cutoffs[0], train_cutoffs[-1]],
+            "test_cutoffs": [test_cutoffs[0], test_cutoffs[-1]],
+            "train_rows": int(len(train)),
+            "train_rows_available": int(available),
+            "test_rows": int(len(test)),
+            "features": churn.feature_columns(train),
+            "model": "ChurnModel: logistic regression + gradient boosting blend, sigmoid-calibrated (3-fold)",
+        }
+    )
+    # Health score validation on the same test rows: does a low score precede churn?
+    card["health_validation"] = health_validation(con, test_cutoffs, test[["account_id", "cutoff", churn.LABEL]])
+    return card
+
+
+# --------------------------------------------------------------------------- health validation
+
+
+def health_validation(con, cutoffs: list[str], labels: pd.DataFrame, config: health.HealthConfig | None = None) -> dict:
+    """How well the health score and its bands separate churners (next 3 months).
+
+    ROC AUC of (100 - score), churn rate per band, and weights suggested by a logistic
+    regression of churn on the standardised components (negative coefficients = protective;
+    suggested weight = share of the protective effect), beside the configured ones.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    config = config or health.load_config()
+    frames = [health.health_scores(con, churn.month_end(c), config, changes=False).assign(cutoff=c) for c in cutoffs]
+    scores = pd.concat(frames, ignore_index=True).merge(labels, on=["account_id", "cutoff"])
+    y = scores[churn.LABEL].to_numpy()
+    out: dict = {"rows": int(len(scores))}
+    if len(np.unique(y)) < 2:
+        return out
+    out["roc_auc"] = float(roc_auc_score(y, 100 - scores["health_score"].fillna(50)))
+    bands = scores.groupby("band")[churn.LABEL].agg(["mean", "size"])
+    out["churn_rate_by_band"] = {
+        b: {"churn_rate": float(r["mean"]), "accounts": int(r["size"])} for b, r in bands.iterrows()
+    }
+    X = scores[list(health.COMPONENTS)]
+    X = (X.fillna(X.median()) - X.mean()) / X.std().replace(0, 1)
+    lr = LogisticRegression(max_iter=2000).fit(X.fillna(0), y)
+    protective = np.clip(-lr.coef_[0], 0, None)
+    suggested = 100 * protective / protective.sum() if protective.sum() > 0 else np.zeros(len(protective))
+    out["weights"] = {
+        c: {"configured": config.weights[c], "suggested": float(round(s, 1)), "coefficient": float(k)}
+        for c, s, k in zip(health.COMPONENTS, suggested, lr.coef_[0], strict=True)
+    }
+    out["component_roc_auc"] = {
+        c: float(roc_auc_score(y, -scores[c].fillna(scores[c].median())))
+        for c in health.COMPONENTS
+        if scores[c].notna().any()
+    }
+    return out
+
+
+def as_of_month_of(con) -> str:
+    from cfxlib.store.summary import data_as_of
+
+    d: date = data_as_of(con)
+    return f"{d.year:04d}-{d.month:02d}"

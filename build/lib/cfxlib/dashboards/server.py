@@ -1,0 +1,169 @@
+"""``cfx dashboards``: Voilà serving ``dashboards/`` behind cfx API tokens, with no CDN.
+
+- **Who may look.** :class:`CfxIdentityProvider` (Voilà's ``identity_provider_class``) accepts
+  a cfx API token as ``?token=`` (or a bearer header), checks it against the same token store
+  as the service, and remembers it in a signed, HTTP-only cookie for the page's own follow-up
+  requests (kernel channels, static files). No or an unknown token: 401 with a sentence on how
+  to get one. A role without the dashboard's scope (the investor on the customer success
+  dashboard): 403. The kernel calls the service with the viewer's token (Voilà hands the query
+  string to the kernel), so the service's roles apply to every number shown.
+- **Offline.** Voilà's ``lab`` template links Font Awesome from a CDN; the ``cfx`` template is
+  made from the installed one at start-up with those two links removed (nothing else of it is
+  copied into this repository), under ``$CFX_HOME/dashboards/``.
+- **Light pages.** A page loads the widget manager's JavaScript only, not every JupyterLab
+  extension installed (:data:`FRONTEND_EXTENSIONS`).
+- **Bounded.** Idle kernels are culled (``dashboards.cull_idle_s``); at most
+  ``dashboards.max_kernels`` kernels run at once, further page views get 503.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from jupyter_server.auth.identity import IdentityProvider, User
+from tornado import web
+
+from cfxlib.api.auth import PERMISSIONS, TokenStore
+from cfxlib.core.home import Home
+
+REPO = Path(__file__).resolve().parents[3]
+COOKIE = "cfx-dashboard-token"
+NEEDS = {"customer_success": "customers", "reporting_portal": "finance.public"}
+"""Scope a role needs per dashboard (the service's scopes: the investor has finance.public only)."""
+TEMPLATE = "cfx"
+FRONTEND_EXTENSIONS = ["@jupyter-widgets/jupyterlab-manager", "@voila-dashboards/widgets-manager8"]
+"""The JupyterLab extensions a dashboard page loads: the widgets only. Voilà loads every one
+installed by default, and plotly's alone is 4.7 MB of JavaScript per page view (the dashboards
+draw their charts as SVG in HTML widgets)."""
+
+
+def dashboard_of(path: str) -> str | None:
+    for name in NEEDS:
+        if f"/{name}.ipynb" in path:
+            return name
+    return None
+
+
+class CfxIdentityProvider(IdentityProvider):
+    """Voilà's users are cfx API tokens (see the module documentation)."""
+
+    tokens: TokenStore | None = None  # set by :func:`run` from the home
+    max_kernels: int = 20
+
+    @property
+    def auth_enabled(self) -> bool:  # Voilà passes an empty token: authentication is still on
+        return True
+
+    def get_handlers(self) -> list:
+        return [(r"/login", _NeedToken)]  # replaces the default /login, which would loop
+
+    def get_user(self, handler: web.RequestHandler) -> User | None:
+        token = handler.get_argument("token", None)
+        header = handler.request.headers.get("Authorization", "")
+        if not token and header.lower().startswith("bearer "):
+            token = header[7:].strip()
+        from_cookie = False
+        if not token:
+            raw = handler.get_secure_cookie(COOKIE)
+            token, from_cookie = (raw.decode() if raw else None), True
+        record = self.tokens.lookup(token) if token and self.tokens is not None else None
+        if record is None:
+            return None
+        name = dashboard_of(handler.request.path)
+        if name and NEEDS[name] not in PERMISSIONS[record.role]:
+            return _refuse(handler, 403, f"The role {record.role!r} may not open the {name} dashboard.")
+        if name and handler.request.path.startswith(("/voila/render/", "/notebooks/")):
+            running = len(handler.settings["kernel_manager"].list_kernel_ids())
+            if running >= self.max_kernels:
+                return _refuse(handler, 503, f"{running} dashboards are open, the limit; try again in a minute.")
+        if not from_cookie:
+            handler.set_secure_cookie(COOKIE, token, httponly=True, samesite="Strict", expires_days=1)
+        return User(username=f"{record.role}:{record.id}", name=record.name or record.role)
+
+
+def _refuse(handler: web.RequestHandler, status: int, text: str) -> None:
+    """Answer ``status`` with a sentence (the request stops here: no user, no page)."""
+    handler.set_status(status)
+    handler.set_header("Content-Type", "text/plain; charset=utf-8")
+    handler.finish(text + "\n")
+    return None
+
+
+class _NeedToken(web.RequestHandler):
+    def get(self) -> None:
+        self.set_status(401)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(
+            "A cfx API token is needed: add ?token=TOKEN to the dashboard's address "
+            "(cfx token create --role analyst|executive|investor).\n"
+        )
+
+
+def make_template(target: Path) -> Path:
+    """The ``cfx`` Voilà template: the installed ``lab`` one without its CDN links. Returns the
+    folder to put on ``JUPYTER_PATH`` (it holds ``voila/templates/cfx``)."""
+    import voila
+
+    share = Path(voila.__file__).resolve().parents[4] / "share" / "jupyter" / "voila" / "templates" / "lab"
+    if not share.is_dir():  # installed elsewhere (a system site-packages): ask jupyter
+        from jupyter_core.paths import jupyter_path
+
+        share = next(Path(p) / "lab" for p in jupyter_path("voila", "templates") if (Path(p) / "lab").is_dir())
+    dest = target / "voila" / "templates" / TEMPLATE
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in share.iterdir():
+        text = item.read_text(encoding="utf-8") if item.is_file() else None
+        if text is None:
+            continue
+        if item.name == "index.html.j2":
+            text = re.sub(r'\s*<link rel="stylesheet" href="https://[^"]*"[^>]*/>', "", text)
+        (dest / item.name).write_text(text, encoding="utf-8")
+    (dest / "conf.json").write_text('{"base_template": "lab"}\n', encoding="utf-8")
+    return target
+
+
+def run(
+    home: Home,
+    host: str,
+    port: int,
+    api_url: str,
+    dashboards: Path | None = None,
+    max_kernels: int = 20,
+    cull_idle_s: int = 300,
+) -> None:
+    """Serve the dashboards until interrupted."""
+    dashboards = dashboards or REPO / "dashboards"
+    share = make_template(home.root / "dashboards" / "share")
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(share), os.environ.get("JUPYTER_PATH")]))
+    os.environ["CFX_DASHBOARD_API"] = api_url  # read by the kernels (cfxlib.dashboards.client)
+    CfxIdentityProvider.tokens = TokenStore(home.tokens)
+    CfxIdentityProvider.max_kernels = max_kernels
+    from traitlets.config import Config
+    from voila.app import Voila
+
+    secret = home.root / "dashboards" / "cookie_secret"  # signs the token cookie; never leaves the home
+    if not secret.exists():
+        secret.write_bytes(os.urandom(32))
+        secret.chmod(0o600)
+    config = Config()
+    config.Voila.ip = host
+    config.Voila.port = port
+    config.Voila.open_browser = False
+    config.Voila.identity_provider_class = CfxIdentityProvider
+    config.Voila.tornado_settings = {"cookie_secret": secret.read_bytes()}
+    config.VoilaConfiguration.template = TEMPLATE
+    config.VoilaConfiguration.show_tracebacks = False
+    config.VoilaConfiguration.extension_allowlist = FRONTEND_EXTENSIONS
+    config.MappingKernelManager.cull_idle_timeout = cull_idle_s
+    config.MappingKernelManager.cull_interval = 30
+    config.MappingKernelManager.cull_connected = False
+    app = Voila(config=config)
+    app.initialize([str(dashboards)])
+    print(
+        f"cfx dashboards: http://{host}:{port}/voila/render/customer_success.ipynb?token=TOKEN and "
+        f"/voila/render/reporting_portal.ipynb?token=TOKEN (service {api_url}); Ctrl-C stops",
+        flush=True,
+    )
+    app.start()

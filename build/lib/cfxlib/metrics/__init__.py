@@ -1,0 +1,1 @@
+"""Revenue intelligence: MRR and its movements, retention, unit economics, forecasts, operations."""

@@ -1,0 +1,1 @@
+"""Operations: health checks of every component, the process supervisor (`cfx up`), releases."""

@@ -1,0 +1,84 @@
+"""``cfx health``: the local checks (:mod:`cfxlib.ops.probes`) plus the running components over
+HTTP: the service's ``/healthz`` and an authenticated call, and the dashboards answering."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from cfxlib.core.home import Home
+from cfxlib.core.settings import Settings
+from cfxlib.ops import probes
+from cfxlib.ops.probes import Check
+
+
+def service_url(settings: Settings) -> str:
+    return f"http://{settings.service.host}:{settings.service.port}"
+
+
+def dashboards_url(settings: Settings) -> str:
+    return f"http://{settings.dashboards.host}:{settings.dashboards.port}"
+
+
+def service(settings: Settings, token: str | None, timeout_s: float = 5) -> list[Check]:
+    url = service_url(settings)
+    try:
+        health = httpx.get(f"{url}/healthz", timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        return [Check("service", False, f"{url} does not answer ({type(exc).__name__}): is `cfx serve` running?")]
+    body = health.json() if health.headers.get("content-type", "").startswith("application/json") else {}
+    checks = [
+        Check(
+            "service",
+            health.status_code == 200,
+            f"{url}/healthz {health.status_code} ({body.get('status', '?')}, run {body.get('run_id')})",
+        )
+    ]
+    if token is None:
+        checks.append(Check("service API", False, "no token to make an authenticated call"))
+        return checks
+    try:
+        api = httpx.get(f"{url}/api/finance/summary", headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        return [*checks, Check("service API", False, f"authenticated call failed ({type(exc).__name__})")]
+    ok = api.status_code == 200
+    detail = f"GET /api/finance/summary {api.status_code}" + (
+        f" (ARR {api.json().get('arr'):,.0f} USD as of {api.json().get('as_of')})" if ok else ""
+    )
+    return [*checks, Check("service API", ok, detail)]
+
+
+def dashboards(settings: Settings, timeout_s: float = 5) -> Check:
+    url = dashboards_url(settings)
+    try:
+        answer = httpx.get(f"{url}/", timeout=timeout_s, follow_redirects=False)
+    except httpx.HTTPError as exc:
+        return Check("dashboards", False, f"{url} does not answer ({type(exc).__name__}): is `cfx dashboards` running?")
+    return Check("dashboards", answer.status_code < 500, f"{url}/ answers {answer.status_code}")
+
+
+def all_checks(home: Home, settings: Settings, token: str | None) -> list[Check]:
+    return [*probes.local_checks(home, settings), *service(settings, token), dashboards(settings)]
+
+
+def components_up(home: Home, settings: Settings) -> dict[str, Check]:
+    """What `cfx up --detach` waits for: each supervised component answering."""
+    serve = service(settings, None, timeout_s=2)[0]
+    serve = Check("cfx-serve", serve.ok or "503" in serve.detail, serve.detail)  # up, even with nothing published
+    dash = dashboards(settings, timeout_s=2)
+    sched = probes.scheduler(home)
+    return {
+        "cfx-serve": serve,
+        "cfx-dashboards": Check("cfx-dashboards", dash.ok, dash.detail),
+        "cfx-scheduler": Check("cfx-scheduler", sched.ok, sched.detail),
+    }
+
+
+def wait_up(home: Home, settings: Settings, timeout_s: float) -> dict[str, Check]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = components_up(home, settings)
+        if all(c.ok for c in found.values()) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)

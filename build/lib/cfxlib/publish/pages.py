@@ -1,0 +1,480 @@
+"""Markdown fragments for the site and reports, written from a run's artifacts.
+
+Every number on the site, in the launch report and in the investor PDF comes from these
+functions, which read only the run's JSON payloads (``finance.json``, ``customer_success.json``,
+``metrics_snapshot.json``) and tables — never typed by hand. The Quarto pages in ``reports/``
+include the fragments (``{{< include _artifacts/NAME.md >}}``).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from cfxlib.publish import history
+from cfxlib.publish.escape import md
+from cfxlib.publish.formats import num, pct, usd
+
+
+def month_over_month(series: list[dict], key: str, month: str) -> float | None:
+    """Relative change of `key` from the month before `month` to `month` in a monthly series."""
+    idx = next((i for i, r in enumerate(series) if r["month"] == month), None)
+    if idx is None or idx == 0 or series[idx - 1].get(key) in (None, 0):
+        return None
+    return series[idx][key] / series[idx - 1][key] - 1
+
+
+def week_change(snapshot: dict, last_week: dict | None, field: str, how: str) -> str:
+    """The change of ``field`` since ``last_week`` as text (see :func:`history.change`); a dash when unknown."""
+    value = history.change(snapshot, last_week, field, how)
+    if value is None:
+        return "—"
+    if how == "relative":
+        return pct(value, signed=True)
+    if how == "points":
+        return f"{100 * value:+.1f} pp"
+    return f"{value:+.3f} pp"
+
+
+def kpi_table(snapshot: dict, finance: dict, customer: dict | None, last_week: dict | None = None) -> str:
+    """Headline KPIs with month-over-month change where it is defined, and the change since the
+    last weekly investor snapshot (``last_week``; a dash when there is none)."""
+    s, month = finance["summary"], snapshot["as_of"]
+    mrr_rows = finance["mrr"]
+    ue = {r["month"]: r for r in finance["unit_economics"]}
+    prev_month = mrr_rows[-2]["month"] if len(mrr_rows) > 1 else None
+    ltv_cac_prev = ue.get(prev_month, {}).get("ltv_to_cac") if prev_month else None
+    rows = [
+        ("ARR", usd(s["arr"]), pct(s["arr_growth_mom"], signed=True)),
+        ("MRR", usd(s["mrr"]), pct(s["arr_growth_mom"], signed=True)),
+        ("Customers", f"{s['customers']:,}", pct(month_over_month(mrr_rows, "customers", month), signed=True)),
+        ("ARPA (per month)", usd(s["arpa"]), pct(month_over_month(mrr_rows, "arpa", month), signed=True)),
+        ("Net revenue retention (12 months)", pct(s["nrr_12m"]), ""),
+        ("Gross revenue retention (12 months)", pct(s["grr_12m"]), ""),
+        ("Logo churn (month)", pct(s["logo_churn_rate"], 2), ""),
+        ("Quick ratio", num(s["quick_ratio"]), ""),
+        (
+            "LTV : CAC",
+            num(s["ltv_to_cac"]),
+            ""
+            if ltv_cac_prev in (None, 0) or s["ltv_to_cac"] is None
+            else pct(s["ltv_to_cac"] / ltv_cac_prev - 1, signed=True),
+        ),
+        ("CAC payback", f"{num(s['cac_payback_months'])} months", ""),
+        (
+            "Uptime (month; mean of services)",
+            "n/a" if snapshot.get("uptime_pct") is None else f"{snapshot['uptime_pct']:.3f}%",
+            ""
+            if snapshot.get("worst_service_uptime_pct") is None
+            else f"worst service {snapshot['worst_service_uptime_pct']:.3f}%",
+        ),
+        ("AI calls (month)", "n/a" if snapshot.get("ai_calls") is None else f"{snapshot['ai_calls']:,}", ""),
+        (
+            "Lead conversion within 90 days",
+            pct(snapshot.get("lead_conversion_90d")),
+            f"leads of {snapshot.get('lead_conversion_month') or 'n/a'}",
+        ),
+    ]
+    if customer:
+        rows.append(
+            (
+                "ARR at risk (3-month churn probability x ARR)",
+                usd(customer["kpis"]["arr_at_risk"]),
+                pct(customer["kpis"]["arr_at_risk_share"]) + " of ARR",
+            )
+        )
+    fields = {
+        "ARR": ("arr", "relative"),
+        "MRR": ("mrr", "relative"),
+        "Customers": ("customers", "relative"),
+        "Net revenue retention (12 months)": ("nrr_12m", "points"),
+        "Gross revenue retention (12 months)": ("grr_12m", "points"),
+        "Logo churn (month)": ("logo_churn_rate", "points"),
+        "Uptime (month; mean of services)": ("uptime_pct", "uptime"),
+        "ARR at risk (3-month churn probability x ARR)": ("arr_at_risk", "relative"),
+    }
+    week = f"vs week {last_week['week']}" if last_week else "vs last week"
+    out = [f"| KPI ({month}) | value | change vs previous month | {week} |", "|:---|---:|---:|---:|"]
+    for a, b, c in rows:
+        wow = week_change(snapshot, last_week, *fields[a]) if a in fields else ""
+        out.append(f"| {a} | {b} | {c} | {wow} |")
+    if last_week is None:
+        out += ["", "*No weekly investor snapshot before this week yet (`cfx investor weekly` keeps one a week).*"]
+    return "\n".join(out)
+
+
+def forecast_sentence(snapshot: dict) -> str:
+    fc = snapshot.get("arr_forecast_12m")
+    if not fc:
+        return "No ARR forecast (not enough history)."
+    text = (
+        f"ARR in {fc['month']} is forecast at **{usd(fc['arr'])}** (80% interval {usd(fc['lo_80'])} to {usd(fc['hi_80'])}; "
+        f"95% interval {usd(fc['lo_95'])} to {usd(fc['hi_95'])})."
+    )
+    if fc.get("backtest_mape_pct") is not None:
+        text += (
+            f" Forecasts made the same way at past months missed actual ARR by {fc['backtest_mape_pct']:.1f}% on average (MAPE), "
+            f"and {pct(fc['backtest_coverage_80'], 0)} of actuals fell inside the 80% interval."
+        )
+    return text
+
+
+def alerts_block(snapshot: dict) -> str:
+    if not snapshot.get("alerts"):
+        return "No investor alert this month: every alert rule (ARR growth, uptime, retention, churn, runway, ARR at risk) is within its threshold."
+    return "\n".join(f"- **Alert:** {md(a['message'])}." for a in snapshot["alerts"])
+
+
+REPORT_LINKS = (
+    ("Investor metrics (PDF)", "reports/investor_metrics.pdf"),
+    ("Investor metrics (Markdown)", "reports/investor_metrics.md"),
+    ("Enterprise launch report (PDF)", "reports/enterprise_launch_report.pdf"),
+    ("Enterprise launch report (Markdown)", "reports/enterprise_launch_report.md"),
+    ("Customer success report (Markdown)", "customer_success.md"),
+    ("Metrics snapshot (JSON)", "metrics_snapshot.json"),
+)
+"""The published files the overview links to, relative to the publication folder (the site
+lives in its ``site/`` folder, the overview page in ``site/reports/``)."""
+
+
+def overview(
+    snapshot: dict, finance: dict, customer: dict | None, generated_at: str | None = None, last_week: dict | None = None
+) -> str:
+    links = " · ".join(f"[{label}](../../{path})" for label, path in REPORT_LINKS)
+    when = f" Generated {generated_at}." if generated_at else ""
+    return "\n\n".join(
+        [
+            f"Figures as of the end of **{snapshot['as_of']}** — run `{snapshot['run_id']}`, data `{snapshot['data_hash'][:12]}`, code `{snapshot['code_commit'][:12]}`.{when}",
+            f"Reports of this run: {links}.",
+            alerts_block(snapshot),
+            "## Key figures",
+            kpi_table(snapshot, finance, customer, last_week),
+            "## 12-month ARR forecast",
+            forecast_sentence(snapshot),
+            "![ARR history and forecast, total and by tier](_artifacts/figures/arr_forecast.png)",
+            "## Revenue",
+            "![MRR bridge over the last 12 months](_artifacts/figures/mrr_bridge.png)",
+            "![Revenue retention and logo churn](_artifacts/figures/retention_trends.png)",
+        ]
+    )
+
+
+def financial(finance: dict) -> str:
+    tiers = finance["summary"]["by_tier"]
+    lines = [
+        "### Recurring revenue by tier",
+        "",
+        "| tier | customers | MRR | ARR | ARPA | logo churn (month) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for t in tiers:
+        lines.append(
+            f"| {md(t['tier'])} | {t['customers']:,} | {usd(t['mrr'])} | {usd(t['arr'])} | {usd(t['arpa'])} | {pct(t['logo_churn_rate'], 2)} |"
+        )
+    lines += ["", "![MRR by tier](_artifacts/figures/mrr_by_tier.png)", ""]
+    lines += ["", "### MRR movements", "", "![MRR bridge over 12 months](_artifacts/figures/mrr_bridge.png)", ""]
+    lines += ["![MRR movements by month](_artifacts/figures/mrr_movements.png)", ""]
+    lines += [
+        "| month | MRR at start | new | expansion | reactivation | contraction | churn | MRR at end |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in finance["movements"][-6:]:
+        lines.append(
+            f"| {m['month']} | {usd(m['mrr_start'])} | {usd(m['new'])} | {usd(m['expansion'])} | {usd(m['reactivation'])} | "
+            f"{usd(m['contraction'])} | {usd(m['churn'])} | {usd(m['mrr_end'])} |"
+        )
+    lines += ["", "### ARR forecast", "", "![ARR forecast](_artifacts/figures/arr_forecast.png)", ""]
+    lines += [forecast_gap_sentence(finance), ""]
+    pts = [p for p in finance["forecast"]["points"] if p["unique_id"] == "Total"]
+    lines += [
+        "| month | forecast | 80% interval | 95% interval | bottom-up | gap |",
+        "|:---|---:|---:|---:|---:|---:|",
+    ]
+    for p in pts[2::3]:
+        lines.append(
+            f"| {p['month']} | {usd(p['yhat'])} | {usd(p['yhat_lo_80'])} – {usd(p['yhat_hi_80'])} | {usd(p['yhat_lo_95'])} – {usd(p['yhat_hi_95'])} | "
+            f"{usd(p['arr_bottom_up'])} | {pct(p['gap_pct'] / 100, signed=True) if p.get('gap_pct') is not None else 'n/a'} |"
+        )
+    ue = [r for r in finance["unit_economics"] if r.get("ltv") is not None]
+    lines += ["", "### Unit economics", ""]
+    if ue:
+        u = ue[-1]
+        lines += [
+            "| measure | value | definition |",
+            "|---|---:|---|",
+            f"| CAC | {usd(u['cac'])} | S&M spend of the previous month / new customers, trailing 3 months |",
+            f"| Gross margin | {pct(u['gross_margin'])} | (MRR - cost of revenue) / MRR |",
+            f"| LTV | {usd(u['ltv'])} ({usd(u['ltv_lo'])} – {usd(u['ltv_hi'])}) | ARPA x gross margin / monthly logo churn, trailing 6 months; range from the churn rate's 95% interval |",
+            f"| LTV : CAC | {num(u['ltv_to_cac'])} | |",
+            f"| CAC payback | {num(u['cac_payback_months'])} months | CAC / (ARPA x gross margin) |",
+        ]
+    ret = finance["retention"]["nrr_grr"]
+    if ret:
+        lines += [
+            "",
+            "### Retention",
+            "",
+            f"Net revenue retention over 12 months: **{pct(ret[-1]['nrr'])}**; gross: **{pct(ret[-1]['grr'])}** (cohort of {ret[-1]['cohort_customers']:,} customers).",
+            "",
+            "![Revenue retention and logo churn](_artifacts/figures/retention_trends.png)",
+            "",
+            "![Cohort net MRR retention](_artifacts/figures/cohort_retention.png)",
+        ]
+    return "\n".join(lines)
+
+
+def forecast_gap_sentence(finance: dict) -> str:
+    """Why the bottom-up projection differs from the forecast, in one sentence with its figures."""
+    pts = [p for p in finance["forecast"]["points"] if p["unique_id"] == "Total" and p.get("arr_bottom_up") is not None]
+    if not pts:
+        return ""
+    last = pts[-1]
+    return (
+        f"Tier forecasts are reconciled so that they add up to the total every month ({md(finance['forecast'].get('reconciliation') or 'none')}). "
+        f"The bottom-up projection ({usd(last['arr_bottom_up'])} in {last['month']}, {pct(last['gap_pct'] / 100, 1, signed=True)} against the forecast) "
+        "is a cross-check, not a forecast: it assumes each tier keeps its trailing 12-month net revenue retention and adds new ARR "
+        "at its average of the last 6 months, so it leaves out the growth of new business that the time-series forecast carries forward."
+    )
+
+
+def at_risk_table(customer: dict, top: int = 15) -> str:
+    """The riskiest accounts by ARR at risk: who, how much, why, what to do, who and by when."""
+    as_of_end = pd.Period(customer["as_of"], freq="M").end_time.normalize()
+    lines = [
+        "| account | ARR at risk | why | action | owner, due |",
+        "|:-----------------|-------------:|:---------------------------|:-----------------------------------|:-----------|",
+    ]
+    for r in customer["at_risk"][:top]:
+        who = f"**{md(r.get('account_name') or r['account_id'])}** ({md(r['account_id'])}), {md(r['tier'])}"
+        risk = (
+            f"{usd(r['arr_at_risk'])} of {usd(r['arr'])} — p(churn) {pct(r['p_churn_3m'], 0)}, "
+            f"health {num(r['health_score'], 0)} ({r['band']})"
+        )
+        why = " · ".join(md(x) for x in r["reasons"]) or "-"
+        due = (
+            (as_of_end + pd.Timedelta(days=int(r["due_days"]))).date().isoformat()
+            if r.get("due_days") is not None
+            else "-"
+        )
+        play = r.get("playbook")
+        steps = [md(r.get("detail") or r.get("action") or ""), md(r.get("next_step") or "")]
+        action = " ".join([f"**{md(play[:1].upper() + play[1:])}**:", *[x for x in steps if x]]) if play else "-"
+        lines.append(f"| {who} | {risk} | {why} | {action} | {md(r.get('owner') or '-')}, by {due} |")
+    return "\n".join(lines)
+
+
+def customer_health(customer: dict) -> str:
+    k = customer["kpis"]
+    lines = [
+        "| KPI | value |",
+        "|:---|---:|",
+        f"| Daily active users (mean over the month) | {k['active_users']['dau']:,.0f} |",
+        f"| Monthly active users (lower bound) | {k['active_users']['mau_lower_bound']:,.0f} |",
+        f"| NPS (last 3 months) | {num(k['nps']['last_3_months'], 0)} |",
+        f"| Customer ROI (value of downtime avoided / subscription cost) | {num((k['customer_roi']['month'] or {}).get('roi'))}x |",
+        f"| Mean health score | {num(k['health']['mean_score'])} |",
+        f"| Accounts at risk | {k['accounts_at_risk']:,} |",
+        f"| ARR at risk | {usd(k['arr_at_risk'])} |",
+        "",
+        "![Health score distribution](_artifacts/figures/health_distribution.png)",
+        "",
+        "![Health bands by tier](_artifacts/figures/health_by_tier.png)",
+        "",
+        "### NPS by tier (this month)",
+        "",
+        "| tier | NPS | answers |",
+        "|:---|---:|---:|",
+    ]
+    for r in k["nps"]["by_tier"]:
+        note = " (too few answers to read)" if r["answers"] < 5 else ""
+        lines.append(f"| {md(r['tier'])} | {num(r['nps'], 0)}{note} | {r['answers']:,} |")
+    lines += ["", "### At-risk accounts (top 15 by ARR at risk)", "", at_risk_table(customer)]
+    lines += ["", "![Customer retention by tier](_artifacts/figures/retention_km.png)"]
+    return "\n".join(lines)
+
+
+def system_performance(ops_total: pd.DataFrame, ops: pd.DataFrame) -> str:
+    last = ops_total.tail(6)
+    lines = [
+        "| month | uptime | worst service | p95 latency | requests | error rate | AI calls |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in last.to_dict("records"):
+        lines.append(
+            f"| {r['month']} | {r['uptime_pct']:.3f}% | {r['worst_service_uptime_pct']:.3f}% | {r['p95_latency_ms']:,.0f} ms | "
+            f"{r['requests']:,.0f} | {100 * r['error_rate']:.3f}% | {r['ai_calls']:,.0f} |"
+        )
+    month = ops_total["month"].iloc[-1]
+    lines += [
+        "",
+        f"### Services in {month}",
+        "",
+        "| service | uptime | p95 latency | requests | error rate | AI calls |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in ops[ops["month"] == month].to_dict("records"):
+        lines.append(
+            f"| {md(r['service'])} | {r['uptime_pct']:.3f}% | {r['p95_latency_ms']:,.0f} ms | {r['requests']:,.0f} | {100 * r['error_rate']:.3f}% | {r['ai_calls']:,.0f} |"
+        )
+    lines += ["", "![Uptime and AI usage](_artifacts/figures/system_performance.png)"]
+    return "\n".join(lines)
+
+
+def _train_rows(card: dict) -> str:
+    """'N account-months', or 'a sample of N of the M account-months' for a large book."""
+    rows, available = card["train_rows"], card.get("train_rows_available", card["train_rows"])
+    if available > rows:
+        return f"a fixed-seed sample of {rows:,} of the {available:,} account-months"
+    return f"{rows:,} account-months"
+
+
+def model_card(customer: dict) -> str:
+    card = customer["model_card"]
+    if "roc_auc" not in card:
+        return card.get("unavailable", "The model card is not available for this run.")
+    lines = [
+        f"{md(card['model'])}. Trained on month-end snapshots {card['train_cutoffs'][0]} to {card['train_cutoffs'][1]} "
+        f"({_train_rows(card)}) and tested **out of time** on {card['test_cutoffs'][0]} to {card['test_cutoffs'][1]} "
+        f"({card['test_rows']:,} account-months; 3-month churn rate {pct(card['churn_rate'])}). Features use only data up to each snapshot's day.",
+        "",
+        "| measure | value | for reference |",
+        "|---|---:|---|",
+        f"| ROC AUC | {card['roc_auc']:.3f} | 0.5 = random |",
+        f"| PR AUC | {card['pr_auc']:.3f} | base rate {card['churn_rate']:.3f} |",
+        f"| Brier score | {card['brier']:.4f} | predicting the base rate: {card['brier_base_rate']:.4f} |",
+        f"| Lift in the top decile | {card['lift_top_decile']:.1f}x | churn rate of the riskiest 10% / overall |",
+        f"| Accuracy at 0.5 | {pct(card['accuracy'])} | always predicting 'no churn': {pct(card['accuracy_always_no_churn'])} |",
+    ]
+    if "oracle_ratio" in card:
+        lines.append(
+            f"| AUC / AUC of the demo generator's true probabilities | {card['oracle_ratio']:.3f} | oracle AUC {card['oracle_roc_auc']:.3f} |"
+        )
+    lines += [
+        "",
+        "Accuracy is shown only beside its trivial baseline: with few churners, a model that never predicts churn is 'accurate' too.",
+        "",
+        "![Calibration](_artifacts/figures/churn_calibration.png)",
+    ]
+    hv = card.get("health_validation", {})
+    if "roc_auc" in hv:
+        lines += [
+            "",
+            "### Does the health score predict churn?",
+            "",
+            f"ROC AUC of the health score (lower = riskier) on the same rows: **{hv['roc_auc']:.3f}**.",
+            "",
+            "| band | churn rate within 3 months | accounts |",
+            "|---|---:|---:|",
+        ]
+        for band in ("red", "yellow", "green"):
+            if band in hv["churn_rate_by_band"]:
+                b = hv["churn_rate_by_band"][band]
+                lines.append(f"| {band} | {pct(b['churn_rate'])} | {b['accounts']:,} |")
+        lines += [
+            "",
+            "| component | configured weight | suggested by logistic fit | AUC alone |",
+            "|---|---:|---:|---:|",
+        ]
+        for c, w in hv["weights"].items():
+            lines.append(
+                f"| {c} | {w['configured']:.0f} | {w['suggested']:.1f} | {hv['component_roc_auc'].get(c, float('nan')):.3f} |"
+            )
+    return "\n".join(lines)
+
+
+def forecast_backtest(finance: dict) -> str:
+    """Past forecasts against actuals: overall, by horizon (coverage only where enough forecasts),
+    per origin, and reconciled against base per series."""
+    fc = finance["forecast"]
+    bt = fc["backtest"]
+    if not bt:
+        return "Not enough history for a backtest."
+    by_h = pd.DataFrame(fc.get("backtest_by_horizon") or [])
+    floor = bt.get("min_forecasts_for_coverage", 3)
+    lines = [
+        f"The forecast procedure (model choice, intervals and reconciliation) was re-run at {bt['origins']} past months, "
+        f"using only the history up to each month, and compared with what happened ({bt['points']} forecasts of total ARR).",
+        "",
+        "![Past forecasts against actuals](_artifacts/figures/backtest.png)",
+        "",
+        f"Total ARR: MAPE **{bt['mape']:.1f}%**; actual values inside the 80% interval **{pct(bt['coverage_80'], 0)}** of the time, "
+        f"inside the 95% interval **{pct(bt['coverage_95'], 0)}**.",
+        "",
+        "### By months ahead",
+        "",
+        f"Coverage is shown only where at least {floor} past forecasts reach that far; below that, one hit or miss moves it by a third or more.",
+        "",
+        "| months ahead | MAPE | inside 80% | inside 95% | forecasts |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in by_h.to_dict("records"):
+        stated = r.get("coverage_stated", r["forecasts"] >= floor)
+        c80 = pct(r["coverage_80"], 0) if stated else "too few"
+        c95 = pct(r["coverage_95"], 0) if stated else "too few"
+        lines.append(f"| {r['horizon']} | {r['mape']:.1f}% | {c80} | {c95} | {r['forecasts']} |")
+    points = pd.DataFrame(fc.get("backtest_points") or [])
+    if not points.empty:
+        total = points[points["unique_id"] == "Total"]
+        lines += [
+            "",
+            "### Each past forecast",
+            "",
+            "| made at | months scored | actual at the last month | forecast | error | inside 80% |",
+            "|:---|---:|---:|---:|---:|:---|",
+        ]
+        for origin, g in total.groupby("origin"):
+            end = g.sort_values("horizon").iloc[-1]
+            inside = end["yhat_lo_80"] <= end["actual"] <= end["yhat_hi_80"]
+            lines.append(
+                f"| {origin} | {len(g)} | {usd(end['actual'])} ({end['month']}) | {usd(end['yhat'])} | "
+                f"{pct(end['yhat'] / end['actual'] - 1, 1, signed=True)} | {'yes' if inside else 'no'} |"
+            )
+    by_series = fc.get("backtest_by_series") or {}
+    if by_series:
+        lines += [
+            "",
+            "### Reconciled against base forecasts",
+            "",
+            f"Reconciliation: {md(fc.get('reconciliation') or 'none')} — the tiers then add up to the total at every month.",
+            "",
+            "| series | MAPE base | MAPE reconciled | inside 80% base | inside 80% reconciled | inside 95% base | inside 95% reconciled |",
+            "|:---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name in ("Total", "Starter", "Professional", "Enterprise"):
+            if name in by_series:
+                b, r = by_series[name]["base"], by_series[name]["reconciled"]
+                lines.append(
+                    f"| {name} | {b['mape']:.1f}% | {r['mape']:.1f}% | {pct(b['coverage_80'], 0)} | {pct(r['coverage_80'], 0)} | "
+                    f"{pct(b['coverage_95'], 0)} | {pct(r['coverage_95'], 0)} |"
+                )
+    models = ", ".join(f"{md(k)}: {md(v)}" for k, v in fc["models"].items())
+    lines += ["", f"Models chosen this run by backtest (per series): {models}."]
+    return "\n".join(lines)
+
+
+def unit_economics_table(finance: dict) -> str:
+    ue = [r for r in finance["unit_economics"] if r.get("ltv") is not None]
+    if not ue:
+        return "Not enough history for unit economics."
+    u = ue[-1]
+    return "\n".join(
+        [
+            "| CAC | gross margin | LTV | LTV : CAC | CAC payback |",
+            "|---:|---:|---:|---:|---:|",
+            f"| {usd(u['cac'])} | {pct(u['gross_margin'])} | {usd(u['ltv'])} | {num(u['ltv_to_cac'])} | {num(u['cac_payback_months'])} months |",
+        ]
+    )
+
+
+def report_fragments(
+    snapshot: dict, finance: dict, customer: dict | None, last_week: dict | None = None
+) -> dict[str, str]:
+    """Generated tables the launch report and investor summary include (``_artifacts/NAME.md``)."""
+    from cfxlib.publish import funding
+
+    return {
+        "alerts.md": alerts_block(snapshot),
+        "kpi_table.md": kpi_table(snapshot, finance, customer, last_week),
+        "funding_status.md": funding.section(finance),
+        "unit_economics.md": unit_economics_table(finance),
+        "at_risk_top.md": at_risk_table(customer, top=10) if customer else "No customer results in this run.",
+    }

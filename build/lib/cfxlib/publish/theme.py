@@ -1,0 +1,132 @@
+"""One visual style for every chart: static (matplotlib/seaborn PNGs in the site and PDFs) and
+interactive (the dashboards' SVG and HTML widgets, and :func:`plotly_template` for Plotly).
+
+Colours, font sizes and number formats are declared here once; figure code calls :func:`apply`
+before drawing and :func:`money_axis` / :func:`month_axis` for its axes, and never picks its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# matplotlib is imported inside the functions that draw: the dashboards' kernels take only the
+# colours and sizes, and start faster without it.
+
+INK = "#1f2a37"
+MUTED = "#5b6b7c"
+GRID = "#e3e8ef"
+ACCENT = "#2f6db5"
+NAVY = "#1f3b57"
+FONT = ["DejaVu Sans", "Arial", "sans-serif"]
+TITLE_SIZE = 12
+LABEL_SIZE = 10
+TICK_SIZE = 9
+LEGEND_SIZE = 9
+DPI = 200
+WIDE = (10, 4.2)
+"""Size of a full-width chart, inches (the PDFs are A4 with 1.8 cm margins: 17.4 cm wide)."""
+HALF = (5.6, 3.8)
+
+PALETTE = {"Total": NAVY, "Starter": "#4c9f70", "Professional": ACCENT, "Enterprise": "#8e5bb5"}
+"""Colour of the total and of each tier, everywhere."""
+MOVEMENT_COLOURS = {
+    "new": ACCENT,
+    "expansion": "#4c9f70",
+    "reactivation": "#9bc53d",
+    "contraction": "#f4a259",
+    "churn": "#d1495b",
+}
+BAND_COLOURS = {"red": "#d1495b", "yellow": "#edae49", "green": "#4c9f70"}
+POSITIVE, NEGATIVE = "#4c9f70", "#d1495b"
+
+
+def apply() -> None:
+    """Set the theme for the next matplotlib figures (idempotent)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    plt.rcParams.update(
+        {
+            "font.family": "sans-serif",
+            "font.sans-serif": FONT,
+            "font.size": LABEL_SIZE,
+            "axes.titlesize": TITLE_SIZE,
+            "axes.titleweight": "bold",
+            "axes.titlelocation": "left",
+            "axes.labelsize": LABEL_SIZE,
+            "axes.labelcolor": INK,
+            "axes.edgecolor": GRID,
+            "grid.color": GRID,
+            "xtick.labelsize": TICK_SIZE,
+            "ytick.labelsize": TICK_SIZE,
+            "xtick.color": MUTED,
+            "ytick.color": MUTED,
+            "legend.fontsize": LEGEND_SIZE,
+            "legend.frameon": False,
+            "figure.titlesize": TITLE_SIZE + 1,
+            "figure.titleweight": "bold",
+            "text.color": INK,
+            # Labels may carry text from the data: never read "$...$" in them as mathematics.
+            "text.parse_math": False,
+        }
+    )
+
+
+def money(x: float, _pos=None) -> str:
+    """$1.2M, $350k, $800 — the axis format of US dollars."""
+    for div, suffix, digits in ((1e9, "B", 1), (1e6, "M", 1), (1e3, "k", 0)):
+        if abs(x) >= div:
+            return f"${x / div:,.{digits}f}{suffix}"
+    return f"${x:,.0f}"
+
+
+def money_axis(axis) -> None:
+    import matplotlib.ticker as mticker
+
+    axis.set_major_formatter(mticker.FuncFormatter(money))
+
+
+def percent_axis(axis, digits: int = 0) -> None:
+    """Fractions shown as percentages (0.25 -> 25%)."""
+    import matplotlib.ticker as mticker
+
+    axis.set_major_formatter(mticker.PercentFormatter(1.0, decimals=digits))
+
+
+def month_axis(ax, maxticks: int = 8) -> None:
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator(maxticks=maxticks)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.set_xlabel("")
+
+
+def save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return Path(path)
+
+
+def plotly_template() -> dict:
+    """The same style as a Plotly layout template (``go.layout.Template(layout=...)``)."""
+    return {
+        "layout": {
+            "font": {"family": ", ".join(FONT), "size": LABEL_SIZE + 3, "color": INK},
+            "title": {"font": {"size": TITLE_SIZE + 4}, "x": 0},
+            "colorway": list(PALETTE.values()),
+            "paper_bgcolor": "white",
+            "plot_bgcolor": "white",
+            "xaxis": {"gridcolor": GRID, "linecolor": GRID},
+            "yaxis": {"gridcolor": GRID, "linecolor": GRID, "tickprefix": "", "separatethousands": True},
+            "legend": {"font": {"size": LEGEND_SIZE + 3}},
+        }
+    }
