@@ -388,6 +388,7 @@ def run_cmd(
             home, as_of_month=month, notebooks=notebooks, timeout=settings.pipeline.notebook_timeout_s, progress=report
         )
     timings = ", ".join(f"{n} {result.steps[n].get('seconds', 0):.0f}s" for n in names if n in result.steps)
+    _evaluate_interventions(home, settings)
     pub = home.published
     console.print(f"Published run {result.run_id} (as of {result.as_of})", markup=False)
     console.print(f"  site:    {pub / 'site' / 'index.html'}", markup=False)
@@ -395,6 +396,25 @@ def run_cmd(
         console.print(f"  PDF:     {pdf}", markup=False)
     console.print(f"  run:     {result.run_dir}", markup=False)
     console.print(f"Steps (in pipeline order): {timings}", markup=False)
+
+
+def _evaluate_interventions(home: Home, settings) -> None:
+    """The batch evaluation of the intervention rules after a publication (never fails the run:
+    the publication stands; a problem is said and the next run evaluates again)."""
+    from cfxlib.interventions.batch import evaluate_publication
+
+    try:
+        changes = evaluate_publication(home, settings)
+    except UserError as exc:
+        err.print(f"interventions not evaluated: {exc}", markup=False, highlight=False)
+        return
+    counts = {k: sum(1 for c in changes if c["change"] == k) for k in ("opened", "changed", "closed")}
+    held = sum(1 for c in changes if c["change"] == "opened" and c.get("holdout"))
+    console.print(
+        f"Interventions: {counts['opened']} opened ({held} held out), {counts['changed']} changed, "
+        f"{counts['closed']} closed (cfx interventions list)",
+        markup=False,
+    )
 
 
 report_app = typer.Typer(help="Write report artifacts (tables, figures, JSON, Markdown).", no_args_is_help=True)
@@ -1063,6 +1083,97 @@ def dataroom_list(
             highlight=False,
             markup=False,
         )
+
+
+# --------------------------------------------------------------------------- interventions
+
+interventions_app = typer.Typer(
+    help="Calls to action: rules that turn risk into owned work (docs/interventions.md).", no_args_is_help=True
+)
+app.add_typer(interventions_app, name="interventions")
+
+
+def _cta_store():
+    from cfxlib.interventions import notices
+
+    settings = load_settings()
+    home = Home(settings.home).ensure()
+    return notices.store_for(home)
+
+
+@interventions_app.command("list")
+def interventions_list(
+    status: Annotated[
+        str | None, typer.Option(help="open, in_progress, snoozed, done, closed_recovered, closed_churned.")
+    ] = None,
+    account: Annotated[str | None, typer.Option(help="Only this account's CTAs.")] = None,
+    owner: Annotated[str | None, typer.Option(help="Owner role or address.")] = None,
+    rule: Annotated[str | None, typer.Option(help="Only CTAs opened by this rule.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+) -> None:
+    """Calls to action, soonest due first, then by priority."""
+    from cfxlib.interventions.store import STATUSES
+
+    if status is not None and status not in STATUSES:
+        raise UserError(f"--status must be one of {', '.join(STATUSES)}, not {status!r}")
+    rows = _cta_store().list(status, account, owner, rule)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        console.print("no calls to action match", markup=False)
+        return
+    table = Table(show_lines=False)
+    for col in ("id", "due", "priority", "status", "account", "rule", "playbook", "owner", "holdout"):
+        table.add_column(col, overflow="fold")
+    for c in rows:
+        table.add_row(
+            c["id"],
+            c["due_date"],
+            c["priority"],
+            c["status"],
+            f"{c.get('account_name') or ''} ({c['account_id']})",
+            c["rule"],
+            c["playbook"],
+            c.get("owner_email") or c["owner"],
+            "yes" if c["holdout"] else "",
+        )
+    console.print(table, markup=False, highlight=False)
+
+
+@interventions_app.command("show")
+def interventions_show(cta_id: Annotated[str, typer.Argument(help="The CTA's id (cta_...).")]) -> None:
+    """One call to action with its reason, history and notes (JSON)."""
+    cta = _cta_store().get(cta_id)
+    if cta is None:
+        raise UserError(f"no intervention {cta_id!r}; see `cfx interventions list`")
+    print(json.dumps(cta, indent=2))
+
+
+@interventions_app.command("update")
+def interventions_update(
+    cta_id: Annotated[str, typer.Argument(help="The CTA's id (cta_...).")],
+    status: Annotated[str | None, typer.Option(help="in_progress, snoozed or done.")] = None,
+    note: Annotated[str | None, typer.Option(help="A note to add (kept with your user name).")] = None,
+    snooze_until: Annotated[str | None, typer.Option(help="With --status snoozed: YYYY-MM-DD, after today.")] = None,
+) -> None:
+    """Change a CTA's status and/or add a note (stored durably)."""
+    import getpass
+
+    from cfxlib.interventions import engine
+
+    if status is not None and status not in ("in_progress", "snoozed", "done"):
+        raise UserError(f"--status must be in_progress, snoozed or done, not {status!r} (closing is the rules' job)")
+    if status is None and note is None and snooze_until is None:
+        raise UserError("nothing to change: give --status, --note or --snooze-until")
+    until = _parse_date(snooze_until, "--snooze-until") if snooze_until else None
+    try:
+        cta = engine.update(_cta_store(), cta_id, f"cli:{getpass.getuser()}", status, note, until)
+    except engine.TransitionError as exc:
+        raise UserError(f"--{exc.field.replace('_', '-')}: {exc}") from None
+    if cta is None:
+        raise UserError(f"no intervention {cta_id!r}; see `cfx interventions list`")
+    console.print(f"{cta['id']}: {cta['status']} ({len(cta['notes'])} notes)", markup=False, highlight=False)
 
 
 # --------------------------------------------------------------------------- schedule

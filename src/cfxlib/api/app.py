@@ -21,9 +21,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Query, WebSocket, WebSocketDisconnect
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
@@ -42,6 +43,10 @@ from cfxlib.api.models import (
     Band,
     BookHistory,
     ChurnDistribution,
+    Cta,
+    CtaList,
+    CtaStatus,
+    CtaUpdate,
     CustomerDetail,
     EventsAccepted,
     EventsIn,
@@ -69,6 +74,7 @@ from cfxlib.contract.schemas import TABLES
 from cfxlib.core.home import Home
 from cfxlib.core.settings import load_settings
 from cfxlib.customers import health
+from cfxlib.interventions import engine, notices
 from cfxlib.ops import probes
 from cfxlib.store import lake
 from cfxlib.store.eventlog import EventLog
@@ -122,6 +128,12 @@ class Service:
         self.feed = Feed(feed_buffer_bytes)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._scoring = threading.RLock()
+        self.settings = load_settings()
+        self.ctas = notices.store_for(home)
+        self.cta_rules = notices.load_rules(home)
+        self.cta_config = notices.config(self.settings)
+        self.owner_emails: dict[str, str] = {}
+        self._flushing = threading.Lock()
         self._checks: tuple[float, list[HealthCheck]] | None = None
 
     async def local_checks(self) -> list[HealthCheck]:
@@ -147,6 +159,7 @@ class Service:
             con = lake.connect_embedded(self.home)
             try:
                 scorer = health.HealthScorer.from_warehouse(con, pub.as_of_date)
+                self.owner_emails = notices.owner_emails(con)
             finally:
                 con.close()
             touched: set[str] = set()
@@ -233,7 +246,8 @@ class Service:
                 for event in events[first : first + PUBLISH_EVERY]:
                     last[scorer.apply(event["table"], event)] = event
                 messages = []
-                for row in scorer.score_many(list(last), as_of):
+                scored_rows = scorer.score_many(list(last), as_of)
+                for row in scored_rows:
                     account_id = row["account_id"]
                     before = self.health_row(pub, account_id)
                     self.live[account_id] = row
@@ -241,8 +255,12 @@ class Service:
                         event = last[account_id]
                         cause = {"table": event["table"], **{k: event[k] for k in TABLES[event["table"]].key}}
                         messages.append({"type": "update", "sent_at": time.time(), "cause": cause, **row})
+                # calls to action first: a CTA a batch opens leaves before (and with) its updates
+                changes += len(messages)
+                messages = (
+                    self.evaluate_interventions(pub, scored_rows, events[first : first + PUBLISH_EVERY]) + messages
+                )
                 if messages:
-                    changes += len(messages)
                     if self.loop is not None:
                         self.loop.call_soon_threadsafe(self.feed.publish, messages)
             scored = time.perf_counter()
@@ -250,6 +268,64 @@ class Service:
         self.events.sync(position)
         timing["sync"] = 1000 * (time.perf_counter() - scored)
         return changes
+
+    def evaluate_interventions(self, pub: Publication, rows: list[dict], events: list[dict]) -> list[dict]:
+        """Evaluate the intervention rules for the accounts a part of a batch touched (scoring
+        lock held): CTAs are stored durably, notifications queued, and the feed messages returned."""
+        if not self.cta_rules or not rows:
+            return []
+        nps: dict[str, list[int]] = {}
+        for event in events:
+            if event["table"] == "nps_responses":
+                nps.setdefault(event["account_id"], []).append(int(event["score"]))
+        risk = pub.risk_by_id
+        window = max((r.days or 0 for r in self.cta_rules if r.kind == "health_drop"), default=0)
+        since = (pub.as_of_date - timedelta(days=window)).isoformat()
+        signals = []
+        for row in rows:
+            account_id = row["account_id"]
+            published = pub.health_by_id.get(account_id) or {}
+            r = risk.get(account_id) or {}
+            recent = [p["health_score"] for p in pub.history.get(account_id, []) if p["as_of"] >= since]
+            reference = max([s for s in [published.get("health_score"), *recent] if s is not None], default=None)
+            signals.append(
+                engine.Signal(
+                    account_id=account_id,
+                    account_name=r.get("account_name") or row.get("account_name"),
+                    tier=row.get("tier"),
+                    health_score=row.get("health_score"),
+                    band=row.get("band"),
+                    reference_score=reference,
+                    nps_scores=nps.get(account_id, []),
+                    p_churn_3m=r.get("p_churn_3m"),
+                    playbook=r.get("playbook"),
+                    action=r.get("action"),
+                    owner_email=self.owner_emails.get(account_id),
+                )
+            )
+        changes = engine.evaluate(self.ctas, signals, self.cta_rules, self.cta_config)
+        if not changes:
+            return []
+        if notices.notify_changes(self.home, self.settings, changes, demo=pub.source == "demo"):
+            self.flush_soon()
+        return [{"type": "intervention", "sent_at": time.time(), **c} for c in changes if not c.get("holdout")]
+
+    def flush_soon(self) -> None:
+        """Deliver queued notifications in the background (the outbox keeps them if it fails)."""
+        if not self._flushing.acquire(blocking=False):
+            return
+
+        def run() -> None:
+            try:
+                from cfxlib.notify.deliver import flush
+
+                flush(self.home, self.settings)
+            except Exception as exc:  # noqa: BLE001 - the scheduler's flush retries
+                log.warning("notifications wait in the outbox: %s", exc)
+            finally:
+                self._flushing.release()
+
+        threading.Thread(target=run, name="cfx-notify-flush", daemon=True).start()
 
     def _live(self, pub: Publication) -> dict[str, dict]:
         return self.live if self.scorer_target == pub.target else {}
@@ -667,6 +743,52 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
             )
         metrics.events.inc(len(clean))
         return EventsAccepted(accepted=len(clean), health_updates=updates)
+
+    @app.get("/api/interventions", response_model=CtaList, responses=responses(401, 403, 422), **needs("customers"))
+    async def list_interventions(
+        status: Annotated[CtaStatus | None, Query(description="Only CTAs in this status.")] = None,
+        account: Annotated[str | None, Query(max_length=200, description="Only this account's CTAs.")] = None,
+        owner: Annotated[str | None, Query(max_length=320, description="Owner role or address.")] = None,
+        rule: Annotated[str | None, Query(max_length=64, description="Only CTAs opened by this rule.")] = None,
+    ):
+        """Calls to action, soonest due first, then by priority (docs/interventions.md)."""
+        rows = await run_in_threadpool(service.ctas.list, status, account, owner, rule)
+        return CtaList(interventions=rows, total=len(rows))
+
+    @app.get(
+        "/api/interventions/{cta_id}", response_model=Cta, responses=responses(401, 403, 404, 422), **needs("customers")
+    )
+    async def get_intervention(cta_id: str = PathParam(max_length=64)):
+        cta = await run_in_threadpool(service.ctas.get, cta_id)
+        if cta is None:
+            raise HTTPException(404, f"no intervention {cta_id!r}")
+        return cta
+
+    @app.patch(
+        "/api/interventions/{cta_id}",
+        response_model=Cta,
+        responses=responses(401, 403, 404, 422),
+        **needs("customers.write"),
+    )
+    async def update_intervention(body: CtaUpdate, request: Request, cta_id: str = PathParam(max_length=64)):
+        """Change a CTA's status (``in_progress``, ``snoozed`` with ``snooze_until``, ``done``) and/or
+        add a note (its author is the token's name). Stored durably before the answer."""
+        record = service.tokens.lookup(bearer_token(request.scope["headers"]))
+        author = record.name if record else "unknown"
+        try:
+            cta = await run_in_threadpool(
+                engine.update, service.ctas, cta_id, author, body.status, body.note, body.snooze_until
+            )
+        except engine.TransitionError as exc:
+            return JSONResponse(
+                {"detail": [{"loc": ["body", exc.field], "msg": str(exc), "type": "value_error"}]}, status_code=422
+            )
+        if cta is None:
+            raise HTTPException(404, f"no intervention {cta_id!r}")
+        if service.loop is not None and not cta.get("holdout"):
+            message = {"type": "intervention", "change": "changed", "sent_at": time.time(), **cta}
+            service.loop.call_soon_threadsafe(service.feed.publish, [message])
+        return cta
 
     @app.websocket("/ws/customer-health", dependencies=[Depends(Scope("feed"))])
     async def customer_health_feed(

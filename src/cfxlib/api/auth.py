@@ -29,12 +29,13 @@ from cfxlib.core.errors import UserError
 
 ROLES = ("analyst", "executive", "investor", "ingest")
 PERMISSIONS = {
-    "analyst": {"finance", "finance.public", "customers", "events", "feed"},
+    "analyst": {"finance", "finance.public", "customers", "customers.write", "events", "feed"},
     "executive": {"finance", "finance.public", "customers", "feed"},
     "investor": {"finance.public"},
     "ingest": {"events"},
 }
-"""Scopes per role. ``finance.public`` = summary, forecast, retention, unit economics."""
+"""Scopes per role. ``finance.public`` = summary, forecast, retention, unit economics;
+``customers.write`` = changes to calls to action."""
 
 
 class TokenError(UserError):

@@ -421,9 +421,57 @@ def responses(*codes: int, rejected: type[BaseModel] = QueryRejected) -> dict[in
         400: "The body is not JSON.",
         401: "Missing, unknown, expired or revoked token.",
         403: "The token's role may not use this endpoint.",
-        404: "No such account in the latest publication.",
+        404: "No such account in the latest publication, or no such intervention.",
         413: "Body too large.",
         422: "Invalid parameters or events.",
         503: "Nothing published yet, or the events could not be stored durably.",
     }
     return {c: {"model": rejected if c == 422 else ErrorDetail, "description": text[c]} for c in codes}
+
+
+CtaStatus = Literal["open", "in_progress", "snoozed", "done", "closed_recovered", "closed_churned"]
+
+
+class CtaNote(BaseModel):
+    at: str = Field(description="When the note was added (ISO 8601, UTC).")
+    author: str = Field(description="Name of the token that added it.")
+    text: str
+
+
+class Cta(_Row):
+    """A call to action: one account, one rule, an owner, a playbook and a due date
+    (docs/interventions.md)."""
+
+    id: str
+    account_id: str
+    account_name: str | None
+    rule: str = Field(
+        description="The rule that opened it (red-band, health-drop, detractor, churn-risk, renewal-risk, ...)."
+    )
+    reason: str = Field(description="Why, with the account's own figures.")
+    playbook: str
+    action: str
+    owner: str = Field(description="The owner role.")
+    owner_email: str | None = Field(description="The owner's address when known.")
+    priority: Literal["low", "medium", "high", "urgent"]
+    due_date: date
+    status: CtaStatus
+    opened_at: str
+    updated_at: str
+    holdout: bool = Field(description="Held out to measure the effect: recorded, not notified or queued.")
+    notes: list[CtaNote]
+    outcome: dict | None = Field(description="How it closed (recovered or churned), once known.")
+
+
+class CtaList(BaseModel):
+    interventions: list[Cta]
+    total: int
+
+
+class CtaUpdate(BaseModel):
+    """A person's change to a CTA. Closing is the rules' job (recovery or churn)."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["in_progress", "snoozed", "done"] | None = None
+    note: str | None = Field(None, min_length=1, max_length=10_000)
+    snooze_until: date | None = Field(None, description="With status snoozed: the date it comes back, after today.")

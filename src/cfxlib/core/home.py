@@ -55,6 +55,11 @@ class Home:
         return self.root / "events"
 
     @property
+    def interventions(self) -> Path:
+        """The calls-to-action store (``cta.sqlite``) and nothing else."""
+        return self.root / "interventions"
+
+    @property
     def pilots(self) -> Path:
         return self.root / "pilots"
 

@@ -146,6 +146,22 @@ class DataroomSettings(_Section):
     )
 
 
+class InterventionSettings(_Section):
+    """Calls to action (``cfx interventions``; rules in ``$CFX_HOME/interventions.yaml``)."""
+
+    holdout_pct: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="Share of triggered (account, rule) pairs held out, %: recorded but not notified or queued, "
+        "to measure whether the playbooks work (default 0: none).",
+    )
+    owners: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Owner role -> addresses, for accounts without an owner_email (JSON object).",
+    )
+
+
 class OpsSettings(_Section):
     """Health thresholds (``cfx health``, ``/healthz``)."""
 
@@ -198,6 +214,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = NotifySettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     dataroom: DataroomSettings = DataroomSettings()
+    interventions: InterventionSettings = InterventionSettings()
     ops: OpsSettings = OpsSettings()
 
     @field_validator("home", mode="after")
