@@ -44,6 +44,9 @@ EXPECTED = {
     ("get", "/api/customers/{account_id}/history"): STAFF,
     ("get", "/api/customers/{account_id}"): STAFF,
     ("post", "/api/events"): {"analyst", "ingest"},
+    ("get", "/api/interventions"): STAFF,
+    ("get", "/api/interventions/{cta_id}"): STAFF,
+    ("patch", "/api/interventions/{cta_id}"): {"analyst"},
 }
 """Who may call what. A route added to the service must be added here, or this test fails."""
 
@@ -68,7 +71,7 @@ def test_every_documented_route_answers_each_role_as_documented(served, publishe
         allowed = EXPECTED[(method, path)]
         documented = set(op.get("x-cfx-roles", ROLES)) if op.get("security") else None
         assert documented == allowed, (method, path, documented)
-        url = srv.url + path.replace("{account_id}", account)
+        url = srv.url + path.replace("{account_id}", account).replace("{cta_id}", "cta_none")
         call = lambda headers: httpx.request(method.upper(), url, headers=headers, json={}, timeout=30)  # noqa: B023, E731
         anonymous = call({}).status_code
         assert (anonymous == 401) == (allowed is not None), (method, path, anonymous)

@@ -133,6 +133,7 @@ def _open(rule: Rule, s: Signal, reason: str, cfg: Settings, today: date, stamp:
         "snooze_until": None,
         "holdout": rule_file.in_holdout(s.account_id, rule.id, cfg.holdout_pct),
         "health_at_open": s.health_score,
+        "band_at_open": s.band,
         "notes": [],
         "history": [{"at": stamp, "event": "opened", "text": reason}],
         "outcome": None,
@@ -177,7 +178,7 @@ def evaluate(
                     continue
                 if s.churned:
                     _close(cta, "closed_churned", f"{s.account_name or s.account_id} churned.", s, stamp)
-                elif s.band == "green" and s.health_score is not None:
+                elif s.band == "green" and s.health_score is not None and cta.get("band_at_open") != "green":
                     _close(cta, "closed_recovered", f"Back in the green band (score {s.health_score:.1f}).", s, stamp)
                 elif reason is None and _knows(rule, s) and today > date.fromisoformat(cta["due_date"]):
                     _close(cta, "closed_recovered", "The trigger no longer holds after the due date.", s, stamp)
