@@ -260,9 +260,8 @@ class Service:
                 messages = (
                     self.evaluate_interventions(pub, scored_rows, events[first : first + PUBLISH_EVERY]) + messages
                 )
-                if messages:
-                    if self.loop is not None:
-                        self.loop.call_soon_threadsafe(self.feed.publish, messages)
+                if messages and self.loop is not None:
+                    self.loop.call_soon_threadsafe(self.feed.publish, messages)
             scored = time.perf_counter()
             timing["score"] = 1000 * (scored - stored)
         self.events.sync(position)
