@@ -5,9 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# The suite never depends on the caller's cfx settings: an operator's shell may export CFX_*
+# variables (ports, recipients, a home) or have state in ~/.cfx. They are dropped for the whole
+# run, in this process and every process it starts, and CFX_HOME points at a throwaway folder.
+for _name in [n for n in os.environ if n.startswith("CFX_")]:
+    del os.environ[_name]
+os.environ["CFX_HOME"] = tempfile.mkdtemp(prefix="cfx-test-home-")
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"

@@ -34,6 +34,14 @@ console = Console(stderr=False, soft_wrap=True)  # paths and sentences are never
 err = Console(stderr=True, soft_wrap=True)
 
 
+def _print_table(table: Table) -> None:
+    """Print a table at its full width: figures and ids are never cut to fit 80 columns or a pipe
+    (a narrow terminal wraps the lines instead)."""
+    needed = console.measure(table, options=console.options.update(width=100_000)).maximum
+    wide = Console(width=max(console.width, needed), soft_wrap=True, force_terminal=console.is_terminal)
+    wide.print(table, markup=False, highlight=False)
+
+
 def _version(value: bool) -> None:
     if value:
         console.print(f"cfx {__version__}")
@@ -97,7 +105,7 @@ def demo_data(
     table.add_column("rows", justify="right")
     for name, n in rows.items():
         table.add_row(name, f"{n:,}")
-    console.print(table)
+    _print_table(table)
 
 
 # --------------------------------------------------------------------------- ingest
@@ -194,7 +202,7 @@ def print_summary(home: Home, engine: str, settings) -> None:
         f"{summary['mrr']:,.2f}",
         f"{summary['arr']:,.2f}",
     )
-    console.print(table)
+    _print_table(table)
 
 
 @app.command("ingest")
@@ -623,6 +631,17 @@ def dashboards_cmd(
     home = Home(settings.home).ensure()
     d, svc = settings.dashboards, settings.service
     api_url = api or d.api or f"http://{svc.host}:{svc.port}"
+    import httpx
+
+    try:
+        httpx.get(f"{api_url.rstrip('/')}/healthz", timeout=3)
+    except httpx.HTTPError as exc:
+        err.print(
+            f"warning: the cfx service is not reachable at {api_url} ({type(exc).__name__}); the dashboards say so "
+            "until it answers: start `cfx serve` (or `cfx up`), or pass --api URL",
+            markup=False,
+            highlight=False,
+        )
     run(home, host or d.host, port or d.port, api_url, max_kernels=d.max_kernels, cull_idle_s=d.cull_idle_s)
 
 
@@ -659,7 +678,7 @@ def token_list() -> None:
     for r in _tokens().list():
         state = "revoked" if r.revoked_at else ("active" if r.active() else "expired")
         table.add_row(r.id, r.role, r.name, r.created_at, r.expires_at or "never", state)
-    console.print(table)
+    _print_table(table)
 
 
 @token_app.command("revoke")
@@ -729,6 +748,12 @@ def investor_weekly(
     console.print(f"update: {result.update_path}", highlight=False)
     if not settings.investor.recipients and not settings.webhooks.urls:
         err.print("no recipients: set CFX_INVESTOR__RECIPIENTS (JSON list) or CFX_WEBHOOKS__URLS to send the update")
+    if settings.smtp.host and settings.smtp.sender.endswith("@localhost"):
+        err.print(
+            f"the From address is {settings.smtp.sender}: set CFX_SMTP__SENDER to an address investors can reply to",
+            markup=False,
+            highlight=False,
+        )
     console.print(f"notifications queued (update and alerts): {result.queued}", highlight=False)
     _flush(home, settings)
 
@@ -747,7 +772,10 @@ def investor_alerts(
     settings = load_settings()
     home = Home(settings.home).ensure()
     refuse_demo(home, allow_demo, "`cfx investor alerts` evaluates and sends")
-    notices = alerts.evaluate(home, settings, published(home)).notices
+    evaluation = alerts.evaluate(home, settings, published(home))
+    notices = evaluation.notices
+    if evaluation.skipped:
+        err.print(f"alerts not evaluated: {evaluation.skipped}", markup=False, highlight=False)
     if as_json:
         print(json.dumps(alerts.state_table(home), indent=2))
     else:
@@ -758,7 +786,7 @@ def investor_alerts(
             value = "n/a" if row["value"] is None else f"{row['value']:,.2f}"
             threshold = "n/a" if row["threshold"] is None else f"{row['threshold']:,.2f}"
             table.add_row(row["rule"], row["state"], value, threshold, row["as_of"] or "", row["since"] or "")
-        console.print(table)
+        _print_table(table)
         for notice in notices:
             console.print(f"alert {notice.rule.title}: {notice.kind}", highlight=False)
     _flush(home, settings)
@@ -796,7 +824,7 @@ def investor_history(
             "n/a" if uptime is None else f"{uptime:.3f}%",
             str(r["alerts"]),
         )
-    console.print(table)
+    _print_table(table)
 
 
 @investor_app.command("board-pack")
@@ -881,7 +909,7 @@ def notify_list(
         table.add_row(
             e.state, m.type, m.to, m.key, str(m.attempts), f"{m.created_at:%Y-%m-%d %H:%M}", m.last_error or ""
         )
-    console.print(table)
+    _print_table(table)
     backlog = outbox.backlog()
     console.print(f"pending {backlog['pending']}, failed {backlog['failed']}", highlight=False)
 
@@ -984,14 +1012,24 @@ def dataroom_sync(
     allow_demo: Annotated[
         bool, typer.Option("--allow-demo", help="Send or upload even when the publication is the demo company.")
     ] = False,
+    repo: Annotated[Path, typer.Option(help="The project directory (a git repository) for version tags.")] = Path("."),
+    tag: Annotated[
+        bool | None,
+        typer.Option(
+            "--tag/--no-tag",
+            help="Tag the new version v<version>-data-room.<n> in git (default: setting dataroom.git_tag, "
+            "else when --repo is a clean git tree).",
+        ),
+    ] = None,
 ) -> None:
-    """Build, sign, encrypt and upload what changed as a new version; prints the label last."""
+    """Build, sign, encrypt and upload what changed as a new version (tagged in git when the
+    project directory is a clean git tree); prints the label last."""
     from cfxlib.dataroom import room
     from cfxlib.publish.snapshot import refuse_demo
 
     settings, home, url = _dataroom_context(target)
     refuse_demo(home, allow_demo, "`cfx dataroom sync` uploads")
-    result = room.sync(home, settings, url)
+    result = room.sync(home, settings, url, repo=repo, tag=tag)
     if result.already:
         console.print(f"{url} already holds {result.label} (verified); nothing uploaded", highlight=False)
     else:
@@ -1003,6 +1041,7 @@ def dataroom_sync(
             highlight=False,
         )
         _flush(home, settings)
+        console.print(f"data room version {result.number}; {result.tag_note}", highlight=False, markup=False)
     console.print(f"signer key id: {room.signer_id(home)}", highlight=False, markup=False)
     print(result.label)
 
@@ -1011,7 +1050,9 @@ def dataroom_sync(
 def dataroom_verify(
     target: Annotated[str | None, typer.Option(help="gs://BUCKET/PREFIX or file:///PATH.")] = None,
     identity: Annotated[Path | None, typer.Option(help="An age identity: also decrypt and check every file.")] = None,
-    version: Annotated[str | None, typer.Option(help="A version label (default: latest).")] = None,
+    version: Annotated[
+        str | None, typer.Option(help="A version label, or a version number N (checked against its git tag).")
+    ] = None,
     key_id: Annotated[
         str | None,
         typer.Option(
@@ -1020,16 +1061,26 @@ def dataroom_verify(
             "default CFX_DATAROOM__SIGNER or the key pinned in $CFX_HOME/keys.",
         ),
     ] = None,
+    repo: Annotated[Path, typer.Option(help="The project directory (a git repository) for version tags.")] = Path("."),
 ) -> None:
-    """Check signatures and hashes of a version (with --identity, of the decrypted files too)."""
+    """Check signatures and hashes of a version (with --identity, of the decrypted files too);
+    a version number is also checked against its git tag's manifest summary."""
     from cfxlib.dataroom import room
 
     settings, home, url = _dataroom_context(target)
     signer = key_id or settings.dataroom.signer
-    result = room.verify(home, url, identity, version, timeout_s=settings.dataroom.timeout_s, signer=signer)
+    tagged = None
+    if version is not None and version.isdigit():
+        tagged = room.tagged_version(repo, int(version))
+        version = tagged.label
+    result = room.verify(
+        home, url, identity, version, timeout_s=settings.dataroom.timeout_s, signer=signer, tagged=tagged
+    )
     detail = f", {result.files} files decrypted and checked" if identity else ""
+    against = f"; matches its tag {tagged.tag}" if tagged else ""
     console.print(
-        f"{result.label}: signature good ({result.key_source}); {result.objects} objects match{detail}", highlight=False
+        f"{result.label}: signature good ({result.key_source}); {result.objects} objects match{detail}{against}",
+        highlight=False,
     )
 
 
@@ -1061,12 +1112,13 @@ def dataroom_open(
 def dataroom_list(
     target: Annotated[str | None, typer.Option(help="gs://BUCKET/PREFIX or file:///PATH.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    repo: Annotated[Path, typer.Option(help="The project directory (a git repository) for version tags.")] = Path("."),
 ) -> None:
-    """The versions at the target (latest marked)."""
+    """The versions at the target (latest marked), with their git tags."""
     from cfxlib.dataroom import room
 
     settings, home, url = _dataroom_context(target)
-    rows = room.versions(home, url, settings.dataroom.timeout_s)
+    rows = room.versions(home, url, settings.dataroom.timeout_s, repo=repo)
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -1079,7 +1131,8 @@ def dataroom_list(
             else ""
         )
         console.print(
-            f"{'*' if r['latest'] else ' '} {r['label']}  {r['as_of'] or ''}  {r['created_at'] or ''}  {what}",
+            f"{'*' if r['latest'] else ' '} {r['number'] or '-':>3} {r['label']}  {r['tag'] or '(no tag)'}  "
+            f"{r['as_of'] or ''}  {r['created_at'] or ''}  {what}",
             highlight=False,
             markup=False,
         )
@@ -1138,7 +1191,7 @@ def interventions_list(
             c.get("owner_email") or c["owner"],
             "yes" if c["holdout"] else "",
         )
-    console.print(table, markup=False, highlight=False)
+    _print_table(table)
 
 
 @interventions_app.command("show")
@@ -1366,15 +1419,25 @@ def release_cmd(
     check: Annotated[
         list[str] | None, typer.Option(help="A check command (repeatable; default: ruff and the unit tests).")
     ] = None,
+    milestone: Annotated[
+        str | None, typer.Option(help="Milestone name: the tag becomes vVERSION-NAME (e.g. analytics, final).")
+    ] = None,
 ) -> None:
-    """Refuse a dirty tree or a failing check; else write the completion summary, commit and tag."""
-    from cfxlib.ops import probes, release
+    """Refuse a dirty tree, a version not above the latest release or a failing check (run in a
+    clean environment); else restart the running services, write the completion summary, commit
+    and tag."""
+    from cfxlib.ops import health, probes, release
 
     settings = load_settings()
     home = Home(settings.home)
     with err.status("running the release checks"):
         out, tag = release.release(
-            version, repo, probes.local_checks(home, settings), tuple(check) if check else release.DEFAULT_CHECKS
+            version,
+            repo,
+            probes.local_checks(home, settings),
+            tuple(check) if check else release.DEFAULT_CHECKS,
+            milestone=milestone,
+            restart=lambda: health.restart_all(home, settings),
         )
     console.print(f"released {tag}: {out} committed and tagged", highlight=False)
 

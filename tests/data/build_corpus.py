@@ -143,12 +143,16 @@ def build() -> None:
     )
     case(
         "date_not_iso",
-        ["accounts.csv:5: column 'created_date': not an ISO date (YYYY-MM-DD) (value '03/04/2025')"],
+        [
+            "accounts.csv:5: column 'created_date': not a valid date (YYYY-MM-DD, a day that exists) (value '03/04/2025')"
+        ],
         {"accounts.csv": replace_field("accounts", 5, "created_date", "03/04/2025")},
     )
     case(
         "impossible_date",
-        ["subscriptions.csv:2: column 'start_date': not an ISO date (YYYY-MM-DD) (value '2025-02-30')"],
+        [
+            "subscriptions.csv:2: column 'start_date': not a valid date (YYYY-MM-DD, a day that exists) (value '2025-02-30')"
+        ],
         {"subscriptions.csv": replace_field("subscriptions", 2, "start_date", "2025-02-30")},
     )
     case(

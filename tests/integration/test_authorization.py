@@ -32,8 +32,8 @@ EXPECTED = {
     ("get", "/api/finance/unit-economics"): FINANCE_PUBLIC,
     ("get", "/api/finance/retention"): FINANCE_PUBLIC,
     ("get", "/api/ops"): FINANCE_PUBLIC,
-    ("get", "/api/finance/mrr"): STAFF,
-    ("get", "/api/finance/movements"): STAFF,
+    ("get", "/api/finance/mrr"): FINANCE_PUBLIC,  # the investor PDF, email and data room show them too
+    ("get", "/api/finance/movements"): FINANCE_PUBLIC,
     ("get", "/api/pilots"): STAFF,
     ("post", "/api/pilots"): {"analyst", "executive"},
     ("get", "/api/customers/health"): STAFF,

@@ -130,3 +130,11 @@ def test_user_mistakes_get_a_message_not_a_traceback(cfx, tmp_path):
     assert bad_fmt.returncode == 2 and "csv or parquet" in bad_fmt.stderr
     bad_setting = cfx("run", env={"CFX_SERVICE__PORT": "http"})
     assert bad_setting.returncode == 2 and "service.port" in bad_setting.stderr
+
+
+def test_tables_are_never_cut_when_piped(cfx):
+    """`cfx token list` (like every table of the CLI) prints whole values into a pipe, not `…`."""
+    name = "a-very-long-token-name-for-the-operations-team-of-the-plant-in-rotterdam"
+    assert cfx("token", "create", "--role", "analyst", "--name", name).returncode == 0
+    listed = cfx("token", "list")
+    assert listed.returncode == 0 and name in listed.stdout and "…" not in listed.stdout

@@ -125,6 +125,10 @@ def test_missing_unknown_and_investor_tokens_are_refused(stack, browser):
     assert page.is_visible("text=Customer health is not available for your role")
     assert not outside
     page.close()
+    # the server's log names the requests without their tokens, and a refusal is not a traceback
+    logged = Path(dash.log.name).read_text(encoding="utf-8", errors="replace")
+    assert "customer_success.ipynb" in logged and investor not in logged and "token=***" in logged
+    assert "Cannot redirect after headers have been written" not in logged and "Traceback" not in logged
 
 
 def test_customer_success_live_filters_and_calculator(stack, browser):
@@ -189,6 +193,45 @@ def test_customer_success_live_filters_and_calculator(stack, browser):
     assert re.search(rf"{account}.*?{new:.0f} \(", page.inner_text(".cfx-at-risk"), re.S)
     assert page.inner_text(".cfx-health-gauge") != gauge_before
     page.screenshot(path=str(SHOTS / "customer_success_after_event.png"), full_page=True)
+    assert not outside, outside
+    page.close()
+
+
+def test_interventions_view_takes_live_ctas_and_saves_a_note(stack, browser):
+    """A detractor answer dated today opens a call to action that appears in the queue without a
+    reload; the form moves it to in progress with a note; markup in the note is shown literally."""
+    home, service, dash = stack
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    analyst, ingest = token(home, "analyst"), token(home, "ingest")
+    auth = {"Authorization": f"Bearer {analyst}"}
+    page, response, outside = open_page(browser, dash.url + f"/voila/render/customer_success.ipynb?token={analyst}")
+    assert response.status == 200
+    page.wait_for_selector(".cfx-interventions", timeout=60_000)
+    page.wait_for_selector(".cfx-feed-status:has-text('live')", timeout=30_000)
+    taken = {
+        c["account_id"] for c in httpx.get(service.url + "/api/interventions", headers=auth).json()["interventions"]
+    }
+    health = httpx.get(service.url + "/api/customers/health?page_size=1000", headers=auth).json()["accounts"]
+    account = next(a["account_id"] for a in health if a["account_id"] not in taken)
+    assert account not in page.inner_text(".cfx-interventions")
+    r = post_nps_today(service, ingest, account, 0, "dash-cta")
+    assert r.status_code == 202
+    page.wait_for_selector(f".cfx-interventions:has-text('{account}')", timeout=10_000)
+    (cta,) = httpx.get(service.url + f"/api/interventions?account={account}", headers=auth).json()["interventions"]
+    assert cta["rule"] == "detractor" and cta["status"] == "open"
+    label = f"{cta['account_name'] or account} · detractor · due {cta['due_date']}"
+    page.select_option(".cfx-cta-pick select", label=label)
+    page.select_option(".cfx-cta-status select", label="in_progress")
+    hostile = '<img src=x onerror=alert(1)> called "Plant 7" & agreed a date'
+    page.fill(".cfx-cta-note textarea", hostile)
+    page.click(".cfx-cta-save button, button.cfx-cta-save")
+    page.wait_for_selector(".cfx-cta-message:has-text('saved')", timeout=10_000)
+    stored = httpx.get(service.url + f"/api/interventions/{cta['id']}", headers=auth).json()
+    assert stored["status"] == "in_progress" and stored["notes"][-1]["text"] == hostile
+    page.wait_for_selector(f".cfx-interventions:has-text('{account}')", timeout=5_000)
+    assert hostile in page.inner_text(".cfx-interventions")
+    assert page.query_selector(".cfx-interventions img") is None
+    page.screenshot(path=str(SHOTS / "customer_success_interventions.png"), full_page=True)
     assert not outside, outside
     page.close()
 

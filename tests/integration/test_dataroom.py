@@ -51,15 +51,15 @@ def objects(gcs: GcsEmulator) -> dict[str, bytes]:
     return {b.name: b.download_as_bytes() for b in gcs.client().bucket("room").list_blobs()}
 
 
-def new_publication(home) -> None:
-    """A later publication: the same run folder with changed data (a new hash and ARR)."""
+def new_publication(home, mark: str = "f") -> None:
+    """A later publication: the same run folder with changed data (a new hash, ``mark`` x 64, and ARR)."""
     current = os.readlink(home / "published")
     run = (home / current).parent
-    later = run.with_name(run.name + "-later")
+    later = run.with_name(run.name + f"-later-{mark}")
     shutil.copytree(run, later, symlinks=True)
     snap_path = later / "publish" / "metrics_snapshot.json"
     snap = json.loads(snap_path.read_text())
-    snap.update(data_hash="f" * 64, arr=snap["arr"] + 120.0, run_id=later.name)
+    snap.update(data_hash=mark * 64, arr=snap["arr"] + 120.0, run_id=later.name)
     snap_path.write_text(json.dumps(snap, indent=2))
     os.remove(home / "published")
     os.symlink(os.path.relpath(later / "publish", home), home / "published")
@@ -269,5 +269,86 @@ def test_generation_preconditions_on_the_gcs_api(monkeypatch):
         with pytest.raises(Conflict):
             store.upload(b"v3\n", "latest", if_generation_match=first)  # a second sync read v1 too
         assert store.read("latest") == b"v2\n" and store.sha256("missing") is None
+    finally:
+        gcs.kill()
+
+
+def _clone(tmp_path):
+    clone = tmp_path / "project"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    for key, value in (("user.email", "room@chatterfix.example"), ("user.name", "Room Test")):
+        subprocess.run(["git", "config", key, value], cwd=clone, check=True)
+    return clone
+
+
+def _tags(clone) -> list[str]:
+    out = subprocess.run(["git", "tag", "--list", "*data-room*"], cwd=clone, capture_output=True, text=True)
+    return sorted(out.stdout.split())
+
+
+def test_versions_become_git_tags_after_a_verified_upload_on_a_clean_tree(home, investor, tmp_path):
+    key, public = investor
+    clone = _clone(tmp_path)
+    gcs = GcsEmulator().start()
+    try:
+        gcs.bucket("room")
+        env = env_for(gcs, public)
+        first = run_cfx("dataroom", "sync", "--allow-demo", "--repo", str(clone), home=home, env=env)
+        assert first.returncode == 0, first.stderr
+        label1 = first.stdout.strip().splitlines()[-1]
+        assert "tagged v0.1.0-data-room.1" in first.stdout and _tags(clone) == ["v0.1.0-data-room.1"]
+        message = subprocess.run(
+            ["git", "tag", "-n200", "v0.1.0-data-room.1"], cwd=clone, capture_output=True, text=True
+        ).stdout
+        assert (
+            f"label: {label1}" in message and "signer: RW" in message and "02-reports/investor_metrics.pdf" in message
+        )
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True).stdout
+        tagged = subprocess.run(
+            ["git", "rev-list", "-n1", "v0.1.0-data-room.1"], cwd=clone, capture_output=True, text=True
+        ).stdout
+        assert tagged == head
+        # a second version: .2
+        new_publication(home, "e")
+        second = run_cfx("dataroom", "sync", "--allow-demo", "--repo", str(clone), home=home, env=env)
+        assert second.returncode == 0 and "tagged v0.1.0-data-room.2" in second.stdout, second.stdout + second.stderr
+        label2 = second.stdout.strip().splitlines()[-1]
+        listing = json.loads(run_cfx("dataroom", "list", "--json", "--repo", str(clone), home=home, env=env).stdout)
+        assert {(r["label"], r["tag"], r["number"]) for r in listing} == {
+            (label1, "v0.1.0-data-room.1", 1),
+            (label2, "v0.1.0-data-room.2", 2),
+        }
+        # verify --version N checks the version against its tag's summary
+        ok = run_cfx(
+            "dataroom", "verify", "--version", "1", "--repo", str(clone), "--identity", str(key), home=home, env=env
+        )
+        assert ok.returncode == 0 and "matches its tag v0.1.0-data-room.1" in ok.stdout, ok.stderr
+        body = subprocess.run(
+            ["git", "for-each-ref", "refs/tags/v0.1.0-data-room.1", "--format=%(contents)"],
+            cwd=clone, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        lines = body.splitlines()
+        i = lines.index("objects:") + 1
+        digest, name = lines[i].strip().split("  ", 1)
+        lines[i] = f"  {'0' * 64}  {name}"
+        subprocess.run(["git", "tag", "-d", "v0.1.0-data-room.1"], cwd=clone, check=True, capture_output=True)
+        subprocess.run(["git", "tag", "-a", "v0.1.0-data-room.1", "-m", "\n".join(lines)], cwd=clone, check=True)
+        bad = run_cfx("dataroom", "verify", "--version", "1", "--repo", str(clone), home=home, env=env)
+        assert bad.returncode == 2 and name in bad.stderr and "differs from the summary in git tag" in bad.stderr
+        assert digest != "0" * 64
+        # a dirty tree: the sync works and says why no tag was made
+        (clone / "scratch.txt").write_text("work in progress\n")
+        new_publication(home, "d")
+        dirty = run_cfx("dataroom", "sync", "--allow-demo", "--repo", str(clone), home=home, env=env)
+        assert dirty.returncode == 0, dirty.stderr
+        assert "no git tag: the tree at" in dirty.stdout and "uncommitted changes" in dirty.stdout
+        assert _tags(clone) == ["v0.1.0-data-room.1", "v0.1.0-data-room.2"]
+        (clone / "scratch.txt").unlink()
+        # a failed upload (the storage is gone) makes no tag
+        gcs.kill()
+        new_publication(home, "c")
+        failed = run_cfx("dataroom", "sync", "--allow-demo", "--repo", str(clone), home=home, env=env)
+        assert failed.returncode == 2 and "cannot be reached" in failed.stderr
+        assert _tags(clone) == ["v0.1.0-data-room.1", "v0.1.0-data-room.2"]
     finally:
         gcs.kill()

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import httpx
@@ -131,3 +132,28 @@ def test_release_refuses_a_dirty_tree_or_a_failing_check_then_tags(tmp_path, hom
     assert subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout == ""
     again = run_cfx("release", "9.9.9", "--repo", str(clone), "--check", "git diff --quiet", home=home)
     assert again.returncode == 2 and "already exists" in again.stderr
+    lower = run_cfx("release", "9.9.8", "--repo", str(clone), "--check", "git diff --quiet", home=home)
+    assert lower.returncode == 2 and "not above the latest release v9.9.9" in lower.stderr
+    # An operator's shell exports cfx's own settings: the checks run in a clean environment (and the
+    # tests isolate themselves), so the settings test that expects the default port still passes.
+    operator = {
+        "CFX_SERVICE__PORT": "9123",
+        "CFX_DASHBOARDS__PORT": "9124",
+        "CFX_INVESTOR__RECIPIENTS": '["ops@example.com"]',
+    }
+    changelog = clone / "CHANGELOG.md"
+    changelog.write_text(
+        changelog.read_text().replace("## [Unreleased]\n", "## [Unreleased]\n\n### Added\n- Analytics milestone.\n", 1)
+    )
+    subprocess.run(["git", "commit", "-qam", "Changelog for the analytics milestone"], cwd=clone, check=True)
+    check = f"{sys.executable} -m pytest tests/unit/test_settings.py -q -p no:cacheprovider"
+    milestone = run_cfx(
+        "release", "9.9.10", "--repo", str(clone), "--milestone", "analytics", "--check", check,
+        home=home, env=operator, timeout=900,
+    )  # fmt: skip
+    assert milestone.returncode == 0, milestone.stdout + milestone.stderr
+    text = (clone / "docs" / "maintenance" / "RELEASE_v9.9.10-analytics.md").read_text()
+    assert text.startswith("# cfx v9.9.10-analytics") and "## Services restarted" in text
+    assert "test_settings.py" in text and "passed" in text
+    tag = subprocess.run(["git", "tag", "-n30", "v9.9.10-analytics"], cwd=clone, capture_output=True, text=True).stdout
+    assert "Health checks:" in tag and "RELEASE_v9.9.10-analytics.md" in tag

@@ -98,3 +98,19 @@ def test_risk_trend_shows_expected_and_realised_churn():
     assert "$35,000" in html and "not known yet" in html and "5.0%" in html
     assert "one &lt;model&gt;" in html
     assert "not enough history" in render_risk_trend({"points": points[:1]})
+
+
+def test_a_dashboard_says_when_the_service_is_not_reachable():
+    import socket
+
+    from cfxlib.dashboards.client import ServiceClient
+    from cfxlib.dashboards.widgets import CustomerSuccess, ReportingPortal, Unavailable
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once the socket closes
+    client = ServiceClient(f"http://127.0.0.1:{port}", "cfx_token")
+    for made in (CustomerSuccess.open(client), ReportingPortal.open(client, 1)):
+        assert isinstance(made, Unavailable) and made.start_live() is None
+        assert f"127.0.0.1:{port}" in made.view.value and "cfx serve" in made.view.value
+        assert "cfx-unavailable" in made.view._dom_classes

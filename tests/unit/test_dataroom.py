@@ -83,3 +83,15 @@ def test_a_tampered_or_truncated_file_leaves_nothing_behind(tmp_path):
     assert (tmp_path / "good.bin").read_bytes() == plain.read_bytes()
     with pytest.raises(UserError, match="exists"):
         crypto.write_private(key, "again")
+
+
+def test_data_room_tables_hold_dollars_in_whole_cents():
+    import pandas as pd
+
+    from cfxlib.dataroom.bundle import whole_cents
+
+    frame = pd.DataFrame(
+        {"month": ["2025-01"], "arpa": [2349.5532000000003], "nrr": [1.0300000000000002], "sales_usd": [12.5]}
+    )
+    text = whole_cents(frame).to_csv(index=False, float_format="%.12g")
+    assert text.splitlines()[1] == "2025-01,2349.55,1.03,12.50"

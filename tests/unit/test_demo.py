@@ -30,7 +30,8 @@ def test_same_options_give_byte_identical_files(tmp_path, fmt):
     generate(tmp_path / "a", opts)
     generate(tmp_path / "b", opts)
     a, b = _hashes(tmp_path / "a"), _hashes(tmp_path / "b")
-    assert a == b and len(a) == len(TABLES) + 3  # the tables, the truth file, fundraising.yaml, the demo marker
+    # the tables, the optional interventions table, two truth files, fundraising.yaml, the demo marker
+    assert a == b and len(a) == len(TABLES) + 5
     generate(tmp_path / "c", DemoOptions(accounts=150, months=12, seed=12, end_month="2025-06", fmt=fmt))
     assert _hashes(tmp_path / "c") != a
 

@@ -86,7 +86,7 @@ def test_errors_still_come_from_the_full_path():
     bad = {"table": "nps_responses", "response_id": "r1", "account_id": "A1", "date": "2025-02-30", "score": "11"}
     _, errors = validate_batch([bad])
     assert {(e["field"], e["rule"]) for e in errors} == {
-        ("date", "not an ISO date (YYYY-MM-DD)"),
+        ("date", "not a valid date (YYYY-MM-DD, a day that exists)"),
         ("score", "must be <= 10"),
     }
 

@@ -76,3 +76,21 @@ def test_lists_and_nested_sections_from_the_environment(tmp_path, monkeypatch):
     settings = load_settings()
     assert settings.investor.recipients == ["a@example.com", "b@example.com"]
     assert settings.smtp.starttls is True and settings.alerts.recipients is None
+
+
+def test_a_broken_or_mistyped_cfx_toml_names_the_file_line_source_and_the_close_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CFX_HOME", str(tmp_path / "h"))
+    (tmp_path / "cfx.toml").write_text("[thresholds\nuptime_min_pct = 99\n")
+    with pytest.raises(SettingsError, match=r"cfx\.toml: not valid TOML: .*line 1"):
+        load_settings()
+    (tmp_path / "cfx.toml").write_text("[thresholds]\nuptime_min = 99\n")
+    with pytest.raises(
+        SettingsError,
+        match=r"thresholds\.uptime_min.*cfx\.toml \(\[thresholds\] uptime_min\).*did you mean uptime_min_pct",
+    ):
+        load_settings()
+    (tmp_path / "cfx.toml").unlink()
+    monkeypatch.setenv("CFX_SERVICE__PROT", "9")
+    with pytest.raises(SettingsError, match=r"environment variable CFX_SERVICE__PROT.*did you mean port"):
+        load_settings()

@@ -97,3 +97,24 @@ def test_large_amounts_in_whole_cents_are_accepted():
     _, bad, rule = parse_column(raw, "money")
     assert bad.tolist() == [False, False, False, True, True, False]
     assert "whole cents" in rule
+
+
+def test_a_bad_date_is_one_problem_named_as_a_date_that_does_not_exist():
+    from cfxlib.contract.validate import DATE_RULE, check_records
+
+    spec = TABLES["subscriptions"]
+    row = {
+        "subscription_id": "S1",
+        "account_id": "A1",
+        "tier": "Starter",
+        "seats": "3",
+        "billing_period_months": "1",
+        "amount_usd": "90",
+        "start_date": "2023-02-30",
+        "end_date": "2023-01-15",
+    }
+    log = IssueLog()
+    check_records([(2, row)], spec, "subscriptions.csv", log)
+    issues = list(log.shown)
+    assert [(i.line, i.column, i.rule) for i in issues] == [(2, "start_date", DATE_RULE)]
+    assert "a day that exists" in DATE_RULE

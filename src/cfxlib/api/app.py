@@ -502,7 +502,9 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
             lambda: FinanceSummary(**pub.finance["summary"], run_id=pub.run_id, source=pub.source),
         )
 
-    @app.get("/api/finance/mrr", response_model=MrrSeries, **needs("finance"), responses=responses(401, 403, 422, 503))
+    @app.get(
+        "/api/finance/mrr", response_model=MrrSeries, **needs("finance.public"), responses=responses(401, 403, 422, 503)
+    )
     async def finance_mrr(
         by: ByTier = None,
         from_: FromMonth = None,
@@ -513,7 +515,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
     @app.get(
         "/api/finance/movements",
         response_model=Movements,
-        **needs("finance"),
+        **needs("finance.public"),
         responses=responses(401, 403, 422, 503),
     )
     async def finance_movements(

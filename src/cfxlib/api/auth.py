@@ -4,7 +4,8 @@ Roles and what they may do:
 
 - ``analyst``: everything;
 - ``executive``: finance and customers, read only (and the customer-health feed);
-- ``investor``: finance summary, forecast, retention and unit economics only;
+- ``investor``: what the investor materials (PDF, email, data room) show: finance summary, MRR
+  and its movements, forecast, retention, unit economics and operations;
 - ``ingest``: ``POST /api/events`` only.
 """
 
@@ -34,7 +35,8 @@ PERMISSIONS = {
     "investor": {"finance.public"},
     "ingest": {"events"},
 }
-"""Scopes per role. ``finance.public`` = summary, forecast, retention, unit economics;
+"""Scopes per role. ``finance.public`` = what investors see (summary, MRR and movements,
+forecast, retention, unit economics, ops); ``finance`` = every finance route;
 ``customers.write`` = changes to calls to action."""
 
 

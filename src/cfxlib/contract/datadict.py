@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cfxlib.contract.schemas import TABLES
+from cfxlib.contract.schemas import ALL_TABLES as TABLES
 from cfxlib.contract.validate import describe_check
 from cfxlib.core.outputs import write_text_if_changed
 

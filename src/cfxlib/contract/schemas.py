@@ -204,7 +204,38 @@ class OpsDaily(_Table):
     ai_calls: Series[pd.Int64Dtype] = _col("Calls to AI models.", "int", "calls", ge=0)
 
 
+INTERVENTION_STATUSES = ("open", "in_progress", "snoozed", "done", "closed_recovered", "closed_churned")
+
+
+class Interventions(_Table):
+    """Calls to action as exported from a CRM (optional table): the history the effect report
+    measures. One row per call to action; holdout rows were recorded but not acted on."""
+
+    account_id: Series[Text] = _col("Account (accounts.account_id).", "id")
+    opened_date: Series[pd.Timestamp] = _col("Day the call to action was opened.", "date")
+    rule: Series[Text] = _col("Rule or reason that opened it (free text, e.g. churn-risk).", "text")
+    playbook: Series[Text] = _col("Playbook followed (free text, e.g. adoption workshop).", "text")
+    status: Series[Text] = _col(
+        "open, in_progress, snoozed, done, closed_recovered or closed_churned.",
+        "category",
+        isin=list(INTERVENTION_STATUSES),
+    )
+    closed_date: Series[pd.Timestamp] = _col("Day it closed; missing = still active.", "date", nullable=True)
+    holdout: Series[Text] = _col(
+        "true when held out (recorded, not acted on: the comparison group), else false.",
+        "category",
+        isin=["true", "false"],
+    )
+
+    @pa.dataframe_check(error="closed_date must not be before opened_date")
+    def closed_after_opened(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["closed_date"].isna() | (df["closed_date"] >= df["opened_date"])
+
+
 ROW_RULES: dict[str, dict[str, str]] = {
+    "interventions": {
+        "closed_date must not be before opened_date": "closed_date IS NULL OR closed_date >= opened_date"
+    },
     "subscriptions": {"end_date must be after start_date": "end_date IS NULL OR end_date > start_date"},
     "tickets": {"resolved_at must not be before opened_at": "resolved_at IS NULL OR resolved_at >= opened_at"},
     "leads": {
@@ -284,3 +315,15 @@ TABLES: dict[str, TableSpec] = {
     )
 }
 """Every table of a data directory, in load order (accounts first)."""
+
+OPTIONAL_TABLES: dict[str, TableSpec] = {
+    "interventions": TableSpec(
+        "interventions",
+        Interventions,
+        notes=("Optional: read when the file is there (by the embedded engine; Spark leaves it out).",),
+        dated_by="opened_date",
+        known_later={"closed_date": ()},
+    ),
+}
+"""Tables a data directory may have: validated and loaded like the others when present."""
+ALL_TABLES: dict[str, TableSpec] = {**TABLES, **OPTIONAL_TABLES}

@@ -43,6 +43,13 @@ class FileProblem(Exception):
     """A problem that stops reading a file (its issue is already logged)."""
 
 
+def missing_dir_rule(data_dir) -> str:
+    """Why ``data_dir`` cannot be read as a data directory (it does not exist, or is a file)."""
+    if Path(data_dir).is_file():
+        return "is a file, not a data directory: give the folder that holds the tables (accounts.csv, ...)"
+    return "data directory does not exist"
+
+
 def table_file(data_dir: Path, name: str) -> Path | None:
     """The file holding table ``name`` in ``data_dir`` (CSV or Parquet), if any."""
     for suffix in (".csv", ".parquet"):
@@ -230,6 +237,11 @@ def _blank(raw: pd.Series) -> pd.Series:
     return raw.isna()
 
 
+DATE_RULE = "not a valid date (YYYY-MM-DD, a day that exists)"
+"""What a date cell that does not parse breaks: another format (03/04/2025) or a day that does not
+exist (2025-02-30)."""
+
+
 def parse_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, str]:
     """Parse raw values of one column by its ``kind``.
 
@@ -272,9 +284,7 @@ def parse_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, str]:
         return numbers.mask(bad), bad, "not a number"
     if kind in ("date", "month"):
         pattern, fmt, label = (
-            (_DATE_RE, "%Y-%m-%d", "not an ISO date (YYYY-MM-DD)")
-            if kind == "date"
-            else (_MONTH_RE, "%Y-%m", "not a month (YYYY-MM)")
+            (_DATE_RE, "%Y-%m-%d", DATE_RULE) if kind == "date" else (_MONTH_RE, "%Y-%m", "not a month (YYYY-MM)")
         )
         if is_text:
             text = raw.astype(TEXT).str.strip()
@@ -363,7 +373,9 @@ def check_chunk(
     failed: set,
     log: IssueLog,
 ) -> None:
-    """Validate one typed chunk; log every failure not already reported by parsing."""
+    """Validate one typed chunk; log every failure not already reported by parsing (a row whose
+    value did not parse gets no row-rule issue on top: one bad date is one problem)."""
+    failed_lines = {line for line, _ in failed}
     try:
         schema.validate(typed, lazy=True)
     except pa.errors.SchemaErrors as exc:
@@ -384,7 +396,7 @@ def check_chunk(
             ):
                 # A row-level rule across columns: pandera lists every column of the failing
                 # row; report it once, at the column the rule is about.
-                if (line, check) in seen_rows:
+                if (line, check) in seen_rows or line in failed_lines:
                     continue
                 seen_rows.add((line, check))
                 column = rule_column(check, spec, column)

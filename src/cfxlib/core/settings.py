@@ -139,6 +139,11 @@ class DataroomSettings(_Section):
     spec: Path | None = Field(
         None, description="What the data room holds; default: the repository's dataroom/manifest.yml."
     )
+    git_tag: bool | None = Field(
+        None,
+        description="Tag each synced version in git (v<version>-data-room.<n>); default: when the project "
+        "directory is a git repository with a clean tree.",
+    )
     signer: str | None = Field(
         None,
         description="The signer key id (the minisign public key, RW...) that `open` and `verify` trust; "
@@ -265,8 +270,10 @@ def _check_no_secrets_in_files() -> None:
     for path in (Path("cfx.toml"), home / "cfx.toml"):
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError):
-            continue  # missing, or reported by the settings source itself
+        except OSError:
+            continue  # missing
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{path.resolve()}: not valid TOML: {exc}; fix the file (or move it away)") from None
         for section, key in SECRETS.items():
             if key in (data.get(section) or {}):
                 raise SettingsError(
@@ -291,6 +298,58 @@ def read_secret(settings: Settings, section: str) -> str | None:
     return None
 
 
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The settings model that holds the key at ``loc`` (its section), if known."""
+    model: type[BaseModel] = Settings
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        inner = getattr(field, "annotation", None) if field else None
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return None
+        model = inner
+    return model
+
+
+def _source_of(loc: tuple) -> str:
+    """Where a setting at ``loc`` was given: an environment variable or a cfx.toml file."""
+    import tomllib
+
+    var = ENV_PREFIX + "__".join(str(p).upper() for p in loc)
+    if var in os.environ:
+        return f"environment variable {var}"
+    home = Path(os.environ.get(f"{ENV_PREFIX}HOME") or DEFAULT_HOME).expanduser()
+    for path in (home / "cfx.toml", Path("cfx.toml")):
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        node = data
+        for part in loc:
+            node = node.get(str(part)) if isinstance(node, dict) else None
+            if node is None:
+                break
+        else:
+            section = f"[{'.'.join(str(p) for p in loc[:-1])}] " if len(loc) > 1 else ""
+            return f"{path.resolve()} ({section}{loc[-1]})"
+    return "the settings"
+
+
+def _problem(err: dict) -> str:
+    """One validation error: the key, the rule, where it was given and, for an unknown key, the
+    closest known one."""
+    import difflib
+
+    loc = tuple(err["loc"])
+    text = f"{'.'.join(str(p) for p in loc)}: {err['msg']} (in {_source_of(loc)})"
+    if err.get("type") == "extra_forbidden":
+        model = _model_at(loc)
+        if model is not None:
+            close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.5)
+            if close:
+                text += f"; did you mean {close[0]}?"
+    return text
+
+
 def load_settings(**overrides) -> Settings:
     """Settings from every source; ``overrides`` (non-None values) win."""
     _check_environment()
@@ -298,7 +357,7 @@ def load_settings(**overrides) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+        problems = "; ".join(_problem(err) for err in exc.errors())
         raise SettingsError(
             f"invalid settings ({problems}). Check cfx.toml in the repository and in $CFX_HOME, "
             "and CFX_* environment variables."

@@ -24,6 +24,8 @@ class CustomerResults:
     curves: pd.DataFrame
     churn: scoring.ChurnResult
     risk_trend: dict | None = None
+    interventions: dict | None = None
+    """Calls to action: ``effect`` (treated vs held out) and ``summary`` (work on cfx's own CTAs)."""
 
 
 def truth_for(ingest: dict) -> pd.DataFrame | None:
@@ -75,6 +77,7 @@ def payload(res: CustomerResults, top: int = 25) -> dict:
                 "model_card": card,
                 "retention_curves": survival.survival_at(res.curves),
                 "at_risk_trend": res.risk_trend or {"trained_through": None, "points": [], "note": "not computed"},
+                "interventions": res.interventions or {"effect": None, "summary": None, "note": "not computed"},
                 "training": {
                     "rows": res.churn.training_rows,
                     "available_rows": res.churn.available_rows,

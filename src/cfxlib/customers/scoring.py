@@ -291,7 +291,9 @@ def health_validation(con, cutoffs: list[str], labels: pd.DataFrame, config: hea
 
 
 def as_of_month_of(con) -> str:
-    from cfxlib.store.summary import data_as_of
+    """The month a run reports on by default: the last month complete in the data (see
+    :func:`cfxlib.store.summary.last_complete_month`)."""
+    from cfxlib.store.summary import data_as_of, last_complete_month
 
     d: date = data_as_of(con)
-    return f"{d.year:04d}-{d.month:02d}"
+    return last_complete_month(d)

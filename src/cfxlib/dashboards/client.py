@@ -57,6 +57,9 @@ class ServiceClient:
     def post(self, path: str, body: dict) -> httpx.Response:
         return self.http.post(f"{self.base}{path}", json=body)
 
+    def patch(self, path: str, body: dict) -> httpx.Response:
+        return self.http.patch(f"{self.base}{path}", json=body)
+
     def all_health(self) -> list[dict]:
         """Every account's current health (all pages)."""
         rows, page = [], 1
@@ -110,7 +113,7 @@ class FeedListener:
                     self.on_status("live")
                     async for text in ws:
                         message = json.loads(text)
-                        if message.get("type") in ("snapshot", "update"):
+                        if message.get("type") in ("snapshot", "update", "intervention"):
                             self.on_message(message)
             except asyncio.CancelledError:
                 raise

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -119,11 +120,46 @@ class CfxIdentityProvider(IdentityProvider):
 
 
 def _refuse(handler: web.RequestHandler, status: int, text: str) -> None:
-    """Answer ``status`` with a sentence (the request stops here: no user, no page)."""
+    """Answer ``status`` with a sentence and end the request here (``web.Finish``: no user, no
+    page, and no redirect to a login page after the answer was written)."""
     handler.set_status(status)
     handler.set_header("Content-Type", "text/plain; charset=utf-8")
     handler.finish(text + "\n")
-    return None
+    raise web.Finish()
+
+
+TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"']+|cfx_[A-Za-z0-9_-]{20,}", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``token=...`` values and bare cfx tokens replaced by ``***``."""
+    return TOKEN_IN_TEXT.sub(lambda m: (m.group(1) or "") + "***", text)
+
+
+class RedactTokens(logging.Filter):
+    """A log filter: no record leaves with a cfx token in it (request URLs carry ``?token=``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+def redact_logs(*loggers: logging.Logger) -> None:
+    """Put :class:`RedactTokens` on every handler of ``loggers``, the root and tornado's loggers."""
+    seen = set()
+    for logger in (
+        *loggers,
+        logging.getLogger(),
+        *(logging.getLogger(n) for n in ("tornado.access", "tornado.application", "tornado.general")),
+    ):
+        for handler in logger.handlers:
+            if id(handler) not in seen:
+                seen.add(id(handler))
+                handler.addFilter(RedactTokens())
+        logger.addFilter(RedactTokens())
 
 
 class _NeedToken(web.RequestHandler):
@@ -196,6 +232,7 @@ def run(
     config.MappingKernelManager.cull_connected = False
     app = Voila(config=config)
     app.initialize([str(dashboards)])
+    redact_logs(app.log)
     print(
         f"cfx dashboards: http://{host}:{port}/voila/render/customer_success.ipynb?token=TOKEN and "
         f"/voila/render/reporting_portal.ipynb?token=TOKEN (service {api_url}); Ctrl-C stops",

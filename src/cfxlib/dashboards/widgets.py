@@ -53,6 +53,34 @@ def esc(value) -> str:
     return html.escape("" if value is None else str(value))
 
 
+class Unavailable:
+    """What a dashboard shows when the service cannot be reached: where it looked and what to do,
+    instead of a notebook error (CSS class ``cfx-unavailable``)."""
+
+    def __init__(self, client: ServiceClient, why: str):
+        self.view = w.HTML(
+            STYLE
+            + '<div class="cfx-card"><h3>The cfx service is not reachable</h3>'
+            + f"<p>This dashboard reads its figures from <code>{esc(client.base)}</code>, which did not answer "
+            + f"({esc(why)}). Start it with <code>cfx serve</code> (or <code>cfx up</code>), then reload this page.</p></div>"
+        )
+        self.view.add_class("cfx-unavailable")
+
+    def start_live(self) -> None:
+        return None
+
+
+def service_error(exc: Exception) -> str | None:
+    """A short reason when ``exc`` means the service cannot be reached (else None)."""
+    import httpx
+
+    if isinstance(exc, httpx.TransportError):
+        return type(exc).__name__
+    if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code >= 500:
+        return f"it answered {exc.response.status_code}"
+    return None
+
+
 def demo_banner(source: str) -> str:
     """The visible "Demo data" mark of a demo publication (empty for real data)."""
     if source != DEMO:
@@ -243,6 +271,17 @@ class CustomerSuccess:
     """The customer success dashboard: build with a :class:`ServiceClient`, show :attr:`view`,
     then :meth:`start_live` (from the kernel) to follow the feed."""
 
+    @classmethod
+    def open(cls, client: ServiceClient, cost_per_downtime_hour_usd: float = 500.0):
+        """The dashboard, or :class:`Unavailable` when the service cannot be reached."""
+        try:
+            return cls(client, cost_per_downtime_hour_usd)
+        except Exception as exc:
+            why = service_error(exc)
+            if why is None:
+                raise
+            return Unavailable(client, why)
+
     def __init__(self, client: ServiceClient, cost_per_downtime_hour_usd: float = 500.0):
         self.client = client
         self.health: dict[str, dict] = {r["account_id"]: r for r in client.all_health()}
@@ -276,6 +315,9 @@ class CustomerSuccess:
         self.account.observe(lambda _change: self.refresh_detail(), names="value")
         self.roi_form = self._roi_form(cost_per_downtime_hour_usd)
         self.pilots = PilotLauncher(client)
+        from cfxlib.dashboards.interventions import InterventionsQueue  # it imports this module's helpers
+
+        self.queue = InterventionsQueue(client)
         self.churn = w.HTML()
         self.churn.add_class("cfx-churn-distribution")
         self.trend = w.HTML()
@@ -302,6 +344,8 @@ class CustomerSuccess:
                 w.HTML("<h3>Account</h3>"),
                 self.account,
                 self.detail,
+                w.HTML("<h3>Interventions</h3>"),
+                self.queue.view,
                 w.HTML("<h3>ROI calculator</h3>"),
                 self.roi_form,
                 w.HTML("<h3>Pilots</h3>"),
@@ -369,7 +413,11 @@ class CustomerSuccess:
 
     # -- live
     def apply(self, message: dict) -> None:
-        """Take one feed message: a snapshot replaces the book; an update changes one account."""
+        """Take one feed message: a snapshot replaces the book; an update changes one account; an
+        intervention (a call to action opened, changed or closed) goes to the queue."""
+        if message["type"] == "intervention":
+            self.queue.apply(message)
+            return
         if message["type"] == "snapshot":
             self.health = {r["account_id"]: r for r in message["accounts"]}
             self.histories.clear()
@@ -544,6 +592,19 @@ class PilotLauncher:
 class ReportingPortal:
     """Tabs Financial, Customer Health and System Performance, from the service's endpoints
     with the viewer's token; a section the role may not read says so instead."""
+
+    @classmethod
+    def open(cls, client: ServiceClient, first_tab: int = 0):
+        """The portal on ``first_tab``, or :class:`Unavailable` when the service cannot be reached."""
+        try:
+            portal = cls(client)
+        except Exception as exc:
+            why = service_error(exc)
+            if why is None:
+                raise
+            return Unavailable(client, why)
+        portal.tabs.selected_index = first_tab
+        return portal
 
     def __init__(self, client: ServiceClient):
         self.client = client

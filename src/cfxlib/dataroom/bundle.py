@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from cfxlib.contract.money import MONEY_FIELDS, round_cents
+from cfxlib.core import provenance
 from cfxlib.core.errors import UserError
 from cfxlib.core.home import Home
 from cfxlib.core.outputs import write_atomic, write_csv
@@ -23,6 +26,18 @@ from cfxlib.publish import history, pages, render
 
 class BundleError(UserError):
     """A file the data room needs is missing from the publication."""
+
+
+def whole_cents(frame: pd.DataFrame) -> pd.DataFrame:
+    """Dollar columns (:data:`~cfxlib.contract.money.MONEY_FIELDS`, ``*_usd``) as text to the cent
+    (``2349.55``, never ``2349.5532000000003``); other numbers keep 12 significant digits."""
+    out = frame.copy()
+    for column in out.columns:
+        money = column in MONEY_FIELDS or str(column).endswith("_usd")
+        if money and pd.api.types.is_float_dtype(out[column]):
+            cents = round_cents(out[column].to_numpy())
+            out[column] = [None if pd.isna(v) else f"{v:.2f}" for v in cents]
+    return out
 
 
 def _read_json(path: Path) -> dict:
@@ -37,7 +52,9 @@ def _deck(pub: Path, page: Path, out: Path, work: Path, home: Home) -> None:
     base = work / "deck"
     shutil.rmtree(base, ignore_errors=True)
     shutil.copytree(pub / "artifacts", base / "_artifacts", ignore=shutil.ignore_patterns("*.parquet", "*.csv"))
-    last_week = history.previous_week(history.snapshots_dir(home.root), "9999-W99")
+    # the week before the current one (the current week's snapshot holds these same figures)
+    this_week = history.iso_week(datetime.now(UTC).date())
+    last_week = history.previous_week(history.snapshots_dir(home.root), this_week)
     for name, text in pages.report_fragments(snap, finance, customer, last_week).items():
         (base / "_artifacts" / name).write_text(text + "\n", encoding="utf-8")
     values = yaml.safe_load((pub / "artifacts" / "variables.yml").read_text(encoding="utf-8")) or {}
@@ -45,7 +62,10 @@ def _deck(pub: Path, page: Path, out: Path, work: Path, home: Home) -> None:
     title, body = render.report_markdown(base / page.name, values)
     text = f"# ChatterFix {title[0].lower() + title[1:]} — {snap.get('as_of', '')}\n\n{body.strip()}\n"
     footer = f"ChatterFix · cfx run {snap.get('run_id', '')} · data {snap.get('data_hash', '')[:12]}"
-    render.render_pdf(text, base, out, f"ChatterFix {title.lower()}", footer)
+    demo = snap.get("source") == provenance.DEMO
+    if demo:
+        footer = f"{provenance.DEMO_LABEL.upper()} · {footer}"
+    render.render_pdf(text, base, out, f"ChatterFix {title.lower()}", footer, provenance.DEMO_NOTE if demo else "")
 
 
 def _weekly(home: Home, out: Path) -> None:
@@ -93,7 +113,7 @@ def produce(item: FileSpec, pub: Path, out: Path, work: Path, home: Home, spec_d
         src = pub / item.path
         if not src.exists():
             raise BundleError(f"the publication has no {item.path} (needed for {item.name})")
-        write_csv(pd.read_parquet(src), out)
+        write_csv(whole_cents(pd.read_parquet(src)), out, float_format="%.12g")
     elif item.source == "repository":
         shutil.copyfile(REPO / item.path, out)
     elif item.source == "deck":

@@ -34,7 +34,7 @@ from cfxlib.core.home import Home
 from cfxlib.core.outputs import write_atomic
 from cfxlib.core.repo import REPO
 from cfxlib.core.settings import Settings
-from cfxlib.dataroom import bundle, crypto, paths, spec
+from cfxlib.dataroom import bundle, crypto, gittags, paths, spec
 from cfxlib.dataroom.crypto import DataRoomError
 from cfxlib.dataroom.storage import Conflict, open_target
 from cfxlib.notify.deliver import notify, outbox_for
@@ -98,6 +98,9 @@ class SyncResult:
     reused: list[str] = field(default_factory=list)
     changes: dict = field(default_factory=dict)
     already: bool = False
+    number: int | None = None
+    tag: str | None = None
+    tag_note: str = ""
 
 
 def previous_manifest(store, home: Home, label: str | None) -> dict | None:
@@ -166,10 +169,12 @@ def build(home: Home, settings: Settings, store, label: str, snap: dict, previou
                 "object_size": local.stat().st_size,
             }
         files.append({**entry, "size": path.stat().st_size, "sha256": digest, **obj})
+    number = 1 if previous is None else int(previous.get("number") or len(_labels(store))) + 1
     manifest = {
         "schema_version": 1,
         "title": room.title,
         "label": label,
+        "number": number,
         "run_id": snap["run_id"],
         "as_of": snap["as_of"],
         "data_hash": snap["data_hash"],
@@ -242,8 +247,22 @@ def stage_next(home: Home, settings: Settings, nxt: Next) -> Path:
     return build(home, settings, nxt.store, nxt.label, nxt.snap, previous_manifest(nxt.store, home, nxt.latest))
 
 
-def sync(home: Home, settings: Settings, target: str | None = None) -> SyncResult:
-    """Build the data room from the latest publication and publish it as a new version."""
+def _labels(store) -> list[str]:
+    return sorted(
+        {
+            name.split("/")[1]
+            for name in store.list("versions/")
+            if name.endswith("/SHA256SUMS") and paths.LABEL.match(name.split("/")[1])
+        }
+    )
+
+
+def sync(
+    home: Home, settings: Settings, target: str | None = None, repo: Path | None = None, tag: bool | None = None
+) -> SyncResult:
+    """Build the data room from the latest publication and publish it as a new version; then,
+    when ``tag`` (default: ``dataroom.git_tag``, else whenever ``repo`` is a clean git tree),
+    tag the version in ``repo`` (see :mod:`cfxlib.dataroom.gittags`)."""
     nxt = next_version(home, settings, target)
     store, url, label, latest, latest_generation = nxt.store, nxt.url, nxt.label, nxt.latest, nxt.latest_generation
     if latest == label:
@@ -282,8 +301,17 @@ def sync(home: Home, settings: Settings, target: str | None = None) -> SyncResul
     record = folder(home) / "versions" / label
     record.mkdir(parents=True, exist_ok=True)
     shutil.copy2(stage / "manifest.json", record / "manifest.json")
+    sums = (cipher / "SHA256SUMS").read_text(encoding="utf-8")
     shutil.rmtree(stage, ignore_errors=True)
+    verify(home, url, None, label, timeout_s=settings.dataroom.timeout_s)  # read back before any tag
     _record_sync(home, label, url, len(result.uploaded))
+    result.number = manifest["number"]
+    wanted = settings.dataroom.git_tag if tag is None else tag
+    if wanted is False:
+        result.tag_note = "no git tag (--no-tag)"
+    else:
+        made = gittags.create(Path(repo or "."), manifest, sums, signer_id(home))
+        result.tag, result.tag_note = made.tag, made.note
     _announce(home, settings, manifest, url)
     return result
 
@@ -377,6 +405,16 @@ def _public_key(home: Home, store, signer: str | None = None) -> tuple[bytes, st
     raise DataRoomError(f"no trusted signer key: the target's own key is not trusted by itself{found}; " + SIGNER_HELP)
 
 
+def tagged_version(repo: Path, number: int) -> gittags.Tagged:
+    """The version tagged ``v*-data-room.<number>`` in ``repo``."""
+    found = gittags.find(Path(repo), number)
+    if found is None:
+        raise DataRoomError(f"no git tag v*-data-room.{number} in {repo} (`cfx dataroom list` shows the tags)")
+    if not found.label:
+        raise DataRoomError(f"git tag {found.tag} holds no data room summary (label: missing)")
+    return found
+
+
 def signer_id(home: Home) -> str | None:
     """This home's data room signer key id (``RW...``), when it has a signing key."""
     path = home.keys / crypto.SIGN_PUB
@@ -400,6 +438,7 @@ def verify(
     out: Path | None = None,
     timeout_s: float = 60.0,
     signer: str | None = None,
+    tagged: gittags.Tagged | None = None,
 ) -> VerifyResult:
     """Check a version: signatures, every object's SHA-256, and with an identity every file.
 
@@ -424,6 +463,13 @@ def verify(
         if not sep or len(digest) != 64:
             raise DataRoomError(f"{base}/SHA256SUMS line {n}: not '<sha256>  <object>'")
         expected[paths.object_name(name, f"{base}/SHA256SUMS line {n}")] = digest
+    if tagged is not None:
+        for name in sorted(set(expected) | set(tagged.objects)):
+            if expected.get(name) != tagged.objects.get(name):
+                raise DataRoomError(
+                    f"{name}: differs from the summary in git tag {tagged.tag} "
+                    f"({'not in the version' if name not in expected else 'not in the tag' if name not in tagged.objects else 'another SHA-256'})"
+                )
     for name, digest in expected.items():
         actual = store.sha256(name)
         if actual is None:
@@ -442,6 +488,10 @@ def verify(
     manifest = json.loads(manifest_bytes)
     if manifest.get("label") != label:
         raise DataRoomError(f"{base}/manifest.json: describes {manifest.get('label')}, not {label}")
+    if tagged is not None:
+        for f in manifest.get("files", []):
+            if tagged.files.get(f.get("path")) != f.get("sha256"):
+                raise DataRoomError(f"{base}/manifest.json ({f.get('path')}): differs from git tag {tagged.tag}")
     names = [(f, paths.relative_file(f.get("path"), f"{base}/manifest.json")) for f in manifest.get("files", [])]
     for f, rel in names:
         paths.object_name(f.get("object", ""), f"{base}/manifest.json ({rel})")
@@ -475,16 +525,11 @@ def verify(
     return result
 
 
-def versions(home: Home, url: str, timeout_s: float = 60.0) -> list[dict]:
+def versions(home: Home, url: str, timeout_s: float = 60.0, repo: Path | None = None) -> list[dict]:
     store = open_target(url, timeout_s)
-    labels = sorted(
-        {
-            name.split("/")[1]
-            for name in store.list("versions/")
-            if name.endswith("/SHA256SUMS") and paths.LABEL.match(name.split("/")[1])
-        }
-    )
+    labels = _labels(store)
     latest = (store.read("latest") or b"").decode("utf-8", "replace").strip()
+    tags = {t.label: t.tag for t in gittags.read_all(Path(repo or "."))}
     rows = []
     for label in labels:
         local = folder(home) / "versions" / label / "manifest.json"
@@ -492,6 +537,8 @@ def versions(home: Home, url: str, timeout_s: float = 60.0) -> list[dict]:
         rows.append(
             {
                 "label": label,
+                "number": manifest.get("number"),
+                "tag": tags.get(label),
                 "latest": label == latest,
                 "as_of": manifest.get("as_of"),
                 "created_at": manifest.get("created_at"),

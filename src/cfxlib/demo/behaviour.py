@@ -77,18 +77,21 @@ def churn_probability(h, monthly_plan, renewal_due):
     return np.where(monthly_plan, h, np.where(renewal_due, annual, 0.0))
 
 
-def p_churn_within(e, mu, s, d, tenure_months, tier, monthly_plan, months_to_renewal, rng, horizon=3, draws=64):
+def p_churn_within(
+    e, mu, s, d, tenure_months, tier, monthly_plan, months_to_renewal, rng, horizon=3, draws=64, hazard_scale=1.0
+):
     """True probability of churning within ``horizon`` months, by Monte Carlo over engagement.
 
     All arguments describe accounts active at a month end (arrays of one length);
-    ``months_to_renewal`` is 1..12 (months until the next annual renewal month).
+    ``months_to_renewal`` is 1..12 (months until the next annual renewal month);
+    ``hazard_scale`` multiplies the monthly hazard (an intervention's effect).
     """
     n = e.shape[0]
     ee = np.repeat(e[None, :], draws, axis=0)
     survive = np.ones((draws, n))
     for k in range(1, horizon + 1):
         ee = step_engagement(ee, mu[None, :], rng)
-        h = hazard(ee, s, d, tenure_months + k, tier, monthly_plan)
+        h = hazard(ee, s, d, tenure_months + k, tier, monthly_plan) * hazard_scale
         renewal = (months_to_renewal - k) % 12 == 0
         survive *= 1.0 - churn_probability(h, monthly_plan, renewal)
     return 1.0 - survive.mean(axis=0)

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from cfxlib.contract.fundraising import FILE_NAME as FUNDRAISING_FILE
-from cfxlib.contract.schemas import PRIORITIES, TABLES, TIERS
+from cfxlib.contract.schemas import ALL_TABLES, PRIORITIES, TIERS
 from cfxlib.core import provenance
 from cfxlib.core.errors import UserError
 from cfxlib.demo import behaviour as bh
@@ -271,6 +271,20 @@ def _leads_table(ids: np.ndarray, company: dict, cal: Calendar, rng: np.random.G
 # --------------------------------------------------------------------------- account batches
 
 
+CTA_PLAYBOOKS = ("adoption workshop", "ROI review", "detractor follow-up")
+CTA_HAZARD_SCALE = np.array([0.5, 0.75, 1.0])
+"""The true effect of each demo playbook: its monthly churn hazard multiplier for the 3 months
+after a call to action (the detractor follow-up does nothing)."""
+CTA_MIN_P = 0.2
+"""A month end opens a call to action for an account whose true 3-month churn probability is at
+least this (and that had none in the last 6 months) ..."""
+CTA_RATE = 0.5
+"""... with this probability (not every at-risk account is caught), ..."""
+CTA_HOLDOUT = 0.3
+"""... held out with this probability (recorded, not acted on)."""
+CTA_TRUTH_DRAWS = 400
+
+
 class _Batch:
     """Month-by-month simulation of one batch of accounts."""
 
@@ -308,6 +322,11 @@ class _Batch:
             k: [] for k in ("usage_daily", "tickets", "nps_responses", "downtime_monthly")
         }
         self.truth: list[pd.DataFrame] = []
+        # calls to action: their own random stream (spawned: the other tables do not change with it)
+        self.rng_cta = rng.spawn(1)[0]
+        self.cta_month = np.full(n, -99)
+        self.cta_scale = np.ones(n)
+        self.ctas: list[pd.DataFrame] = []
         self.mrr = np.zeros(cal.months)
         self.daily_users = np.zeros(cal.total_days)
         self.daily_ai = np.zeros(cal.total_days)
@@ -350,6 +369,8 @@ class _Batch:
         self.e = bh.step_engagement(self.e, self.mu, rng)
         tenure = t - self.start_month
         h = bh.hazard(self.e, self.s, self.d, tenure, self.tier, self.monthly)
+        treated = (t > self.cta_month) & (t <= self.cta_month + 3)  # the 3 months after a call to action
+        h = np.where(treated, h * self.cta_scale, h)
         renewal = self.monthly | (((t - self.anchor) % 12 == 0) & (t > self.anchor))
         p = bh.churn_probability(h, self.monthly, renewal)
         churn = was_active & (rng.random(self.n) < p)
@@ -565,6 +586,72 @@ class _Batch:
                 }
             )
         )
+        self._calls_to_action(t, active, p, to_renewal)
+
+    def _calls_to_action(self, t: int, active: np.ndarray, p: np.ndarray, to_renewal: np.ndarray) -> None:
+        """Open calls to action at month end ``t`` for at-risk accounts (see :data:`CTA_MIN_P`),
+        with a playbook, a holdout, and the true 3-month churn probability with and without it."""
+        rng = self.rng_cta
+        pick = (p >= CTA_MIN_P) & (t - self.cta_month[active] >= 6) & (rng.random(len(active)) < CTA_RATE)
+        if t >= self.cal.months - 1 or not pick.any():  # none on the data's last day
+            return
+        pos = np.flatnonzero(pick)
+        idx = active[pos]
+        book = rng.integers(0, len(CTA_PLAYBOOKS), len(idx))
+        holdout = rng.random(len(idx)) < CTA_HOLDOUT
+        scale = CTA_HAZARD_SCALE[book]
+        self.cta_month[idx] = t
+        self.cta_scale[idx] = np.where(holdout, 1.0, scale)
+        args = (
+            self.e[idx],
+            self.mu[idx],
+            self.s[idx],
+            self.d[idx],
+            t - self.start_month[idx],
+            self.tier[idx],
+            self.monthly[idx],
+            to_renewal[pos],
+        )
+        seed = int(rng.integers(2**62))  # the same draws with and without: a precise difference
+        p0 = bh.p_churn_within(*args, np.random.default_rng(seed), draws=CTA_TRUTH_DRAWS)
+        p1 = bh.p_churn_within(*args, np.random.default_rng(seed), draws=CTA_TRUTH_DRAWS, hazard_scale=scale)
+        opened = self.cal.starts[t] + np.timedelta64(int(self.cal.days[t]) - 1, "D")
+        self.ctas.append(
+            pd.DataFrame(
+                {
+                    "_n": self.numbers[idx],
+                    "_month": t,
+                    "account_id": self.ids[idx],
+                    "opened_date": np.datetime64(opened, "ns"),
+                    "rule": "churn-risk",
+                    "playbook": np.array(CTA_PLAYBOOKS)[book],
+                    "holdout": np.where(holdout, "true", "false"),
+                    "p_churn_3m_control": np.round(p0, 6),
+                    "p_churn_3m_treated": np.round(p1, 6),
+                }
+            )
+        )
+
+    def _cta_tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The CRM export of the calls to action (closed 3 months after opening: churned or not)
+        and their truth."""
+        cols = ["account_id", "opened_date", "rule", "playbook", "status", "closed_date", "holdout"]
+        if not self.ctas:
+            return pd.DataFrame(columns=cols), pd.DataFrame(
+                columns=["account_id", "opened_date", "playbook", "holdout", "p_churn_3m_control", "p_churn_3m_treated"]
+            )
+        frame = pd.concat(self.ctas, ignore_index=True).sort_values(["_n", "opened_date"], kind="stable")
+        close_month = frame["_month"].to_numpy() + 3
+        known = close_month <= self.cal.months - 1
+        ends = self.cal.starts + (self.cal.days.astype(int) - 1).astype("timedelta64[D]")
+        position = {n: i for i, n in enumerate(self.numbers)}
+        last_churn = self.churn_month[[position[n] for n in frame["_n"]]]
+        churned = (frame["_month"].to_numpy() < last_churn) & (last_churn <= close_month)
+        frame["status"] = np.where(~known, "open", np.where(churned, "closed_churned", "closed_recovered"))
+        closed = np.where(known, ends[np.minimum(close_month, self.cal.months - 1)], np.datetime64("NaT"))
+        frame["closed_date"] = pd.to_datetime(closed)
+        truth = frame[["account_id", "opened_date", "playbook", "holdout", "p_churn_3m_control", "p_churn_3m_treated"]]
+        return frame[["_n", *cols]], truth.assign(_n=frame["_n"])
 
     def finish(self) -> dict[str, pd.DataFrame]:
         active = np.flatnonzero(self.status == 1)
@@ -606,6 +693,7 @@ class _Batch:
                 ids = [f"{prefix}-{n:06d}-{k:0{width}d}" for n, k in zip(frame["_n"], seq, strict=True)]
                 frame.insert(0, "ticket_id" if name == "tickets" else "response_id", ids)
             out[name] = frame
+        out["interventions"], out["_truth_interventions"] = self._cta_tables()
         out["_truth"] = (
             pd.concat(self.truth, ignore_index=True)
             if self.truth
@@ -688,7 +776,7 @@ def generate(
     cal = Calendar.ending(_end_month(opts.end_month, today or date.today()), opts.months)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in TABLES:
+    for name in ALL_TABLES:
         for suffix in (".csv", ".parquet"):
             (out_dir / f"{name}{suffix}").unlink(missing_ok=True)
     shutil.rmtree(out_dir / "_truth", ignore_errors=True)
@@ -699,7 +787,10 @@ def generate(
     company = _company(opts, cal, rng)
     numbers = np.arange(1, opts.accounts + 1)
     ids = np.array([f"ACC-{k:06d}" for k in numbers], dtype=object)
-    sinks = {name: TableSink(out_dir, name, opts.fmt) for name in TABLES}
+    sinks = {name: TableSink(out_dir, name, opts.fmt) for name in ALL_TABLES}
+    cta_truth_path = out_dir / "_truth" / "intervention_effects.csv"
+    cta_truth_file = cta_truth_path.open("w", encoding="utf-8", newline="")
+    cta_truth_file.write("account_id,opened_date,playbook,holdout,p_churn_3m_control,p_churn_3m_treated\n")
     truth_path = out_dir / "_truth" / "churn_probability.csv"
     try:
         sinks["accounts"].write(_accounts_table(ids, company, cal, rng))
@@ -717,7 +808,11 @@ def generate(
                     batch.month(t)
                 tables = batch.finish()
                 for name, frame in tables.items():
-                    if name == "_truth":
+                    if name == "_truth_interventions":
+                        frame.sort_values(["_n", "opened_date"], kind="stable").drop(columns="_n").to_csv(
+                            cta_truth_file, header=False, index=False, float_format="%.6f", date_format="%Y-%m-%d"
+                        )
+                    elif name == "_truth":
                         frame.sort_values(["_n", "month"], kind="stable")[["account_id", "month", "p_churn_3m"]].to_csv(
                             truth_file, header=False, index=False, float_format="%.6f"
                         )
@@ -731,6 +826,7 @@ def generate(
         sinks["spend_monthly"].write(_spend_table(cal, company, mrr, np.random.default_rng([opts.seed, 2])))
         sinks["ops_daily"].write(_ops_table(cal, users, ai, np.random.default_rng([opts.seed, 3])))
     finally:
+        cta_truth_file.close()
         for sink in sinks.values():
             sink.close()
     _fundraising_file(out_dir, cal, float(mrr[-1]), today or date.today())

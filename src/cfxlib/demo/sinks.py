@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from cfxlib.contract.schemas import TABLES
+from cfxlib.contract.schemas import ALL_TABLES as TABLES
 
 _ARROW = {
     "id": pa.string(),

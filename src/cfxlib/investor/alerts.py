@@ -31,6 +31,7 @@ from cfxlib.core.settings import Settings
 from cfxlib.investor import content
 from cfxlib.notify.deliver import alert_recipients, notify, outbox_for
 from cfxlib.notify.outbox import utcnow
+from cfxlib.store.summary import month_is_complete
 
 RuleState = Literal["inactive", "pending", "firing"]
 
@@ -125,11 +126,20 @@ class Evaluation:
     notices: list[Notice]
     queued: int
     """Outbox messages added (a notice already queued by an earlier run adds none)."""
+    skipped: str | None = None
+    """Why nothing was evaluated (the snapshot's month is not over yet)."""
 
 
 def evaluate(home: Home, settings: Settings, snapshot: dict, now: datetime | None = None) -> Evaluation:
-    """Evaluate every rule against ``snapshot``; enqueue notices, then save the state."""
+    """Evaluate every rule against ``snapshot``; enqueue notices, then save the state.
+
+    A month that has not ended yet (a publication made ``--as-of`` a day inside the current month)
+    is never evaluated: its figures are partial, and an alert on them would be false."""
     now = now or utcnow()
+    if not month_is_complete(snapshot["as_of"], now.date()):
+        return Evaluation(
+            [], 0, f"the publication's month {snapshot['as_of']} is not over yet: alerts evaluate complete months only"
+        )
     rules = alert_rules.load(home.root, settings.thresholds)
     state = read_state(home)
     notices: list[Notice] = []

@@ -217,7 +217,7 @@ def weekly_update(
     ]
     if context["funding"]:
         lines += ["", "Fundraising", context["funding"]]
-    lines += ["", f"{note} The same update is kept at {archive}."]
+    lines += ["", f"{note} Sent by cfx for ChatterFix; ask us for the week's archived copy ({archive})."]
     return WeeklyUpdate(subject=subject, text="\n".join(lines) + "\n", html_email=html_email, html_archive=html_archive)
 
 

@@ -89,7 +89,7 @@ def weekly(home: Home, settings: Settings, week: str | None = None, now: datetim
     update_path = update_dir / f"{week}.html"
     cid = f"arr-forecast-{week.lower()}@cfx.chatterfix" if chart_png else None
     update = content.weekly_update(
-        week, snap, last_week, finance, firing, cid, chart_png, pdf.exists(), str(update_path)
+        week, snap, last_week, finance, firing, cid, chart_png, pdf.exists(), update_path.name
     )
     update_dir.mkdir(parents=True, exist_ok=True)
     write_text_if_changed(update_path, update.html_archive)

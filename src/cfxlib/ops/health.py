@@ -82,3 +82,34 @@ def wait_up(home: Home, settings: Settings, timeout_s: float) -> dict[str, Check
         if all(c.ok for c in found.values()) or time.monotonic() > deadline:
             return found
         time.sleep(0.5)
+
+
+def restart_all(home: Home, settings: Settings, timeout_s: float = 120) -> list[Check]:
+    """Restart every component supervised by ``cfx up`` in turn and wait until each answers its
+    health check again; one check per component (none when cfx is not up for this home)."""
+    from cfxlib.ops import supervisor
+
+    if supervisor.running_pid(home) is None:
+        return []
+    server = supervisor.rpc(home)
+    out = []
+    for info in server.supervisor.getAllProcessInfo():
+        name = info["name"]
+        start = time.monotonic()
+        try:
+            if info["statename"] == "RUNNING":
+                server.supervisor.stopProcess(name, True)
+            server.supervisor.startProcess(name, True)
+        except Exception as exc:  # noqa: BLE001 - xmlrpc faults name the reason
+            out.append(Check(name, False, f"did not restart: {exc}"))
+            continue
+        deadline = start + timeout_s
+        while True:
+            found = components_up(home, settings).get(name)
+            if found is None or found.ok or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        ok = found is None or found.ok
+        what = found.detail if found is not None else "running"
+        out.append(Check(name, ok, f"restarted in {time.monotonic() - start:.1f} s; {what}"))
+    return out

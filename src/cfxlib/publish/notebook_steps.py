@@ -179,13 +179,45 @@ def churn_model(ctx: Context) -> customer_results.CustomerResults:
     try:
         truth = customer_results.truth_for(warehouse.ingest_metadata(con))
         res = customer_results.compute(con, ctx.as_of_month, truth, ctx.settings.costs.downtime_cost_per_hour_usd)
+        res.interventions = intervention_section(con, ctx.home, ctx.as_of_month)
     finally:
         con.close()
     customer_report.write(res, ctx.artifacts)
     payload = customer_results.payload(res)
+    (ctx.artifacts / "interventions.md").write_text(pages.interventions(payload["interventions"]), encoding="utf-8")
     (ctx.artifacts / "customer_health.md").write_text(pages.customer_health(payload), encoding="utf-8")
     (ctx.artifacts / "model_card.md").write_text(pages.model_card(payload), encoding="utf-8")
     return res
+
+
+def intervention_section(con, home: Home, as_of_month: str) -> dict:
+    """``customer_success.json``'s ``interventions``: the effect report (the data's
+    ``interventions`` table and cfx's own CTAs with a known outcome at the as-of month) and the
+    work on cfx's own CTAs (see :mod:`cfxlib.interventions.effect`)."""
+    from datetime import UTC, datetime
+
+    from cfxlib.interventions import effect, notices
+
+    store = notices.store_for(home)
+    try:
+        ctas = store.list() if store.path.exists() else []
+    finally:
+        store.close()
+    own = pd.DataFrame(
+        [
+            {
+                "account_id": c["account_id"],
+                "opened_date": c["opened_at"][:10],
+                "rule": c["rule"],
+                "playbook": c["playbook"],
+                "holdout": bool(c["holdout"]),
+            }
+            for c in ctas
+        ]
+    )
+    as_of = pd.Period(as_of_month, freq="M").end_time.date()
+    known = effect.outcomes(con, as_of, own)
+    return {"effect": effect.report(known), "summary": effect.summary(ctas, datetime.now(UTC).date())}
 
 
 def investor_snapshot(ctx: Context, commit: str = "unknown") -> dict:

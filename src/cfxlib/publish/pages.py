@@ -288,8 +288,63 @@ def customer_health(customer: dict) -> str:
         note = " (too few answers to read)" if r["answers"] < 5 else ""
         lines.append(f"| {md(r['tier'])} | {num(r['nps'], 0)}{note} | {r['answers']:,} |")
     lines += ["", "### At-risk accounts (top 15 by ARR at risk)", "", at_risk_table(customer)]
+    if customer.get("interventions", {}).get("effect") or customer.get("interventions", {}).get("summary"):
+        lines += ["", "### Calls to action", "", interventions(customer["interventions"])]
     lines += ["", "![Customer retention by tier](_artifacts/figures/retention_km.png)"]
     return "\n".join(lines)
+
+
+def interventions(section: dict) -> str:
+    """Calls to action: the work on them (opened, closed, overdue, time to first action, by
+    playbook) and whether they work (3-month churn of treated against held-out accounts)."""
+    effect, work = section.get("effect") or {}, section.get("summary") or {}
+    lines = []
+    if work:
+        o = work["overall"]
+        lines += [
+            f"Calls to action on {work['as_of_day']}: {o['opened']:,} opened by the rules ({work['held_out']:,} more "
+            f"held out), {o['active']:,} active, {o['overdue']:,} overdue, {o['closed_recovered']:,} closed as "
+            f"recovered and {o['closed_churned']:,} as churned; median time to first action "
+            + (
+                "n/a (none acted on yet)."
+                if o["median_hours_to_first_action"] is None
+                else f"{o['median_hours_to_first_action']:,.1f} hours."
+            )
+            + " Open the queue with `cfx interventions list` or the customer success dashboard.",
+            "",
+            "| playbook | opened | active | overdue | recovered | churned | median hours to first action |",
+            "|:---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for b in work["by_playbook"]:
+            hours = "n/a" if b["median_hours_to_first_action"] is None else f"{b['median_hours_to_first_action']:,.1f}"
+            lines.append(
+                f"| {md(b['playbook'])} | {b['opened']:,} | {b['active']:,} | {b['overdue']:,} | "
+                f"{b['closed_recovered']:,} | {b['closed_churned']:,} | {hours} |"
+            )
+        lines.append("")
+    if effect:
+        lines += [
+            f"**Did they work?** Churn within {md(effect['window'])}, accounts whose playbook was followed against "
+            f"accounts held out at random; difference = treated minus held out (negative: fewer churned), with its "
+            f"{effect['level']:.0%} interval ({md(effect['method'])}).",
+            "",
+            "| playbook | treated | held out | churn treated | churn held out | difference | 90% interval |",
+            "|:---|---:|---:|---:|---:|---:|:---|",
+        ]
+        for fig in [*effect["playbooks"], effect["overall"]]:
+            name = "**overall**" if fig["playbook"] == "overall" else md(fig["playbook"])
+            if fig.get("measurable"):
+                low, high = fig["interval"]
+                lines.append(
+                    f"| {name} | {fig['treated']:,} | {fig['holdout']:,} | {pct(fig['churn_treated'])} | "
+                    f"{pct(fig['churn_holdout'])} | {100 * fig['difference']:+.1f} pts | "
+                    f"{100 * low:+.1f} to {100 * high:+.1f} pts |"
+                )
+            else:
+                lines.append(
+                    f"| {name} | {fig['treated']:,} | {fig['holdout']:,} | n/a | n/a | not measurable | {md(fig['reason'])} |"
+                )
+    return "\n".join(lines) if lines else "No calls to action yet."
 
 
 def system_performance(ops_total: pd.DataFrame, ops: pd.DataFrame) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cfxlib.contract.issues import Issue, IssueLog
 from cfxlib.contract.schemas import TABLES
-from cfxlib.contract.validate import check_header
+from cfxlib.contract.validate import check_header, missing_dir_rule
 from cfxlib.store import sql_checks
 from cfxlib.store.spark import SparkConnection
 from cfxlib.store.sqltext import ident, sql_string
@@ -88,7 +88,7 @@ def validate(
     base = str(data_dir).rstrip("/")
     local = "://" not in base
     if local and not Path(base).is_dir():
-        log.add(Issue(base, None, None, "data directory does not exist"))
+        log.add(Issue(base, None, None, missing_dir_rule(base)))
         return log
     if not _is_spark(con):
         con.execute("SET TimeZone = 'UTC'")  # timestamps with an offset compare in UTC, as in pandas

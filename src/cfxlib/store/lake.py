@@ -31,7 +31,7 @@ import duckdb
 
 from cfxlib.contract import fundraising
 from cfxlib.contract.issues import InputError, Issue, IssueLog
-from cfxlib.contract.schemas import TABLES
+from cfxlib.contract.schemas import OPTIONAL_TABLES, TABLES
 from cfxlib.core.home import Home
 from cfxlib.core.outputs import fsync_dir
 from cfxlib.store import engine_validate, warehouse
@@ -238,6 +238,8 @@ def ingest(
         raise
     if _local(base):
         found = [Path(base, f"{n}.parquet") for n in TABLES]
+        # the same hash as the embedded ingest of these files (optional tables it reads count)
+        found += [p for n in OPTIONAL_TABLES if (p := Path(base, f"{n}.parquet")).exists()]
         profile_file = Path(base, fundraising.FILE_NAME)
         digest = warehouse.data_hash(found + ([profile_file] if profile else []), events)
     else:

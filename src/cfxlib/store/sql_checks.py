@@ -21,7 +21,7 @@ import pandera.pandas as pa
 
 from cfxlib.contract.money import off_cents_sql
 from cfxlib.contract.schemas import ROW_RULES, TableSpec
-from cfxlib.contract.validate import NUMBER_TEXT, describe_check, rule_column
+from cfxlib.contract.validate import DATE_RULE, NUMBER_TEXT, describe_check, rule_column
 from cfxlib.store.sqltext import ident, sql_string
 
 _WHITESPACE = "chr(32) || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)"
@@ -117,7 +117,7 @@ class _Column:
                 )
             return f"{present} AND ({unparsed} OR {v} <> round({v}))", "not a whole number"
         if self.kind == "date":
-            return f"{present} AND {self.day} IS NULL", "not an ISO date (YYYY-MM-DD)"
+            return f"{present} AND {self.day} IS NULL", DATE_RULE
         if self.kind == "month":
             day = self.day
             wrong = (
@@ -239,9 +239,14 @@ def value_checks(spec: TableSpec, view: str, sources: dict[str, str]) -> list[Va
 
 
 def typed_select(spec: TableSpec, view: str, sources: dict[str, str]) -> str:
-    """SELECT of ``view``'s declared columns parsed as the warehouse stores them, plus ``_line``."""
-    items = [f"{_Column(n, c.metadata['kind'], sources[n]).typed()} AS {ident(n)}" for n, c in spec.columns.items()]
-    return f"SELECT {', '.join(items)}, _line FROM {ident(view)}"
+    """SELECT of ``view``'s declared columns parsed as the warehouse stores them, plus ``_line``
+    and ``_unparsed`` (some value of the row did not parse: its row rules are not reported, as a
+    bad date is one problem, not two)."""
+    columns = [_Column(n, c.metadata["kind"], sources[n]) for n, c in spec.columns.items()]
+    items = [f"{col.typed()} AS {ident(col.name)}" for col in columns]
+    failures = [f[0] for col in columns if (f := col.parse_failure())]
+    unparsed = " OR ".join(f"coalesce({f}, FALSE)" for f in failures) or "FALSE"
+    return f"SELECT {', '.join(items)}, _line, ({unparsed}) AS _unparsed FROM {ident(view)}"
 
 
 def row_checks(spec: TableSpec, view: str) -> list[ValueCheck]:
@@ -253,5 +258,5 @@ def row_checks(spec: TableSpec, view: str) -> list[ValueCheck]:
         value = ident(column)
         if spec.kind(column) == "date":
             value = f"CAST({value} AS TIMESTAMP)"  # pandas shows the parsed day as a timestamp
-        out.append(ValueCheck(column, message, view, f"NOT coalesce({ok}, FALSE)", value))
+        out.append(ValueCheck(column, message, view, f"NOT _unparsed AND NOT coalesce({ok}, FALSE)", value))
     return out

@@ -26,6 +26,27 @@ def data_as_of(con) -> date:
     return con.execute(DATA_AS_OF_SQL).fetchone()[0]
 
 
+def last_complete_month(day: date) -> str:
+    """``YYYY-MM`` of the last calendar month complete on ``day``: ``day``'s month when ``day``
+    is its last day, else the month before. Live events dated today feed live health, never a
+    month-end figure: a publication describes a complete month unless ``--as-of`` says otherwise."""
+    import calendar
+
+    if day.day == calendar.monthrange(day.year, day.month)[1]:
+        return f"{day.year:04d}-{day.month:02d}"
+    year, month = (day.year, day.month - 1) if day.month > 1 else (day.year - 1, 12)
+    return f"{year:04d}-{month:02d}"
+
+
+def month_is_complete(month: str, today: date) -> bool:
+    """Whether calendar month ``YYYY-MM`` has ended by ``today`` (its last day is past or today
+    is that last day and the data reach it)."""
+    import calendar
+
+    year, mon = (int(x) for x in month.split("-"))
+    return date(year, mon, calendar.monthrange(year, mon)[1]) < today
+
+
 def summary(con) -> dict:
     """Accounts, active subscriptions, MRR and ARR by tier at the data's as-of date, date range,
     from the tables on ``con`` (the warehouse, or the lake's tables on DuckDB or Spark)."""

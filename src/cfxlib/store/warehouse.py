@@ -28,13 +28,14 @@ import pandas as pd
 from cfxlib.contract import fundraising
 from cfxlib.contract.issues import InputError, Issue, IssueLog
 from cfxlib.contract.rules import MONEY_SQL_TYPE
-from cfxlib.contract.schemas import TABLES, TableSpec
+from cfxlib.contract.schemas import ALL_TABLES, OPTIONAL_TABLES, TABLES, TableSpec
 from cfxlib.contract.validate import (
     TEXT,
     FileProblem,
     check_chunk,
     check_records,
     iter_chunks,
+    missing_dir_rule,
     parse_chunk,
     schema_for_chunks,
     table_file,
@@ -176,7 +177,7 @@ def cross_table_rules(con, files: dict[str, str], today: date, log: IssueLog, lo
     table's input file; ``loaded`` (default: the tables in ``con``) the tables to check."""
     if loaded is None:
         loaded = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    for name, spec in TABLES.items():
+    for name, spec in ALL_TABLES.items():
         if name not in loaded:
             continue
         file, table = files[name], ident(name)
@@ -293,8 +294,8 @@ def point_in_time(con, as_of: date) -> dict[str, int]:
     loaded = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     left_out: dict[str, int] = {}
     # accounts first: the other tables keep only the accounts that exist at as_of
-    for name in sorted((n for n in TABLES if n in loaded), key=lambda n: n != "accounts"):
-        spec = TABLES[name]
+    for name in sorted((n for n in ALL_TABLES if n in loaded), key=lambda n: n != "accounts"):
+        spec = ALL_TABLES[name]
         refs = spec.account_ref and name != "accounts" and "accounts" in loaded
         if spec.dated_by is None and not refs:
             continue
@@ -406,7 +407,7 @@ def ingest(
         raise InputError(log, "cannot ingest")
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        log.add(Issue(str(data_dir), None, None, "data directory does not exist"))
+        log.add(Issue(str(data_dir), None, None, missing_dir_rule(data_dir)))
         raise InputError(log, "cannot ingest")
     found: dict[str, Path] = {}
     for name in TABLES:
@@ -421,6 +422,10 @@ def ingest(
                 )
             )
         else:
+            found[name] = path
+    for name in OPTIONAL_TABLES:
+        path = table_file(data_dir, name)
+        if path is not None:
             found[name] = path
     if log:
         raise InputError(log, f"cannot ingest {data_dir}")
@@ -437,7 +442,7 @@ def ingest(
         try:
             for name, path in found.items():
                 try:
-                    rows[name] = _load_table(con, TABLES[name], path, log, progress)
+                    rows[name] = _load_table(con, ALL_TABLES[name], path, log, progress)
                 except FileProblem:
                     continue
             if events and not log:
