@@ -99,17 +99,20 @@ def run_readers(port: int, token: str, clients: int, seconds: float, out: str, s
         await asyncio.gather(*(p.ready for p in protos))
         started.set()
         await asyncio.sleep(seconds)
-        updates, other = [], 0
+        updates, opened, other, conflated = [], [], 0, 0
         for i, p in enumerate(protos):
             for t, payload in p.messages[1:]:
                 msg = json.loads(payload)
                 if msg.get("type") == "update":
                     updates.append((i, t, msg["sent_at"], (msg.get("cause") or {}).get("response_id")))
+                    conflated += msg.get("conflated", 0)
+                elif msg.get("type") == "intervention" and msg.get("change") == "opened":
+                    opened.append((i, t, (msg.get("cause") or {}).get("response_id")))
                 else:
                     other += 1
             p.transport.close()
         with open(out, "w") as fh:
-            json.dump({"updates": updates, "other": other}, fh)
+            json.dump({"updates": updates, "opened": opened, "other": other, "conflated": conflated}, fh)
 
     asyncio.run(go())
 

@@ -87,7 +87,8 @@ def server(published):
 
 
 def test_healthz_and_token_rules(server, published):
-    assert httpx.get(server.url + "/healthz").json()["status"] == "ok"
+    body = httpx.get(server.url + "/healthz").json()
+    assert body["status"] == ("ok" if body["healthy"] else "degraded") and body["pid"]
     analyst, investor, ingest = (token(published, r) for r in ("analyst", "investor", "ingest"))
     get = lambda path, t=None: httpx.get(server.url + path, headers={"Authorization": f"Bearer {t}"} if t else {})  # noqa: E731
     assert get("/api/finance/summary").status_code == 401

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from cfxlib.core.processes import pid_alive
-from tests.conftest import REPO, run_cfx
+from tests.conftest import CFX, REPO, run_cfx
 from tests.servers import free_port
 
 pytestmark = pytest.mark.xdist_group("pipeline")
@@ -63,10 +63,13 @@ def test_up_status_health_restart_and_down(home, tmp_path):
             "dashboards",
         } <= set(names)
         assert health.returncode == 0 and report["healthy"] is True, health.stdout
+        for name in ("cfx-serve", "cfx-dashboards", "cfx-scheduler"):  # the supervised processes themselves
+            assert names[name]["ok"] and f"pid {procs[name]['pid']} RUNNING" in names[name]["detail"]
         # /healthz carries the local checks; /metrics counts requests (with a token).
         port = env["CFX_SERVICE__PORT"]
         healthz = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
         assert healthz["healthy"] is True and {c["name"] for c in healthz["checks"]} >= {"warehouse", "scheduler"}
+        assert healthz["status"] == "ok" and healthz["pid"] == procs["cfx-serve"]["pid"]
         token = (home / "keys" / "health-token").read_text().strip()
         assert httpx.get(f"http://127.0.0.1:{port}/metrics").status_code == 401
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {token}"}).text
@@ -97,6 +100,38 @@ def test_up_status_health_restart_and_down(home, tmp_path):
     assert after.returncode == 1 and report["healthy"] is False
     failing = {c["name"] for c in report["checks"] if not c["ok"]}
     assert {"service", "dashboards", "scheduler"} <= failing
+
+
+def test_up_refuses_ports_and_the_event_log_another_process_holds(home):
+    """A `cfx serve` started by hand on the same home and port: `cfx up` says so and starts nothing
+    (it used to report "cfx is up" while its own service sat in BACKOFF)."""
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CFX_")}, "CFX_HOME": str(home)}
+    manual = subprocess.Popen(
+        [str(CFX), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        body = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
+        assert body["pid"] == manual.pid and body["status"] == ("ok" if body["healthy"] else "degraded")
+        up = run_cfx(
+            "up", "--detach", home=home, env={"CFX_SERVICE__PORT": str(port), "CFX_DASHBOARDS__PORT": str(free_port())}
+        )
+        assert up.returncode == 2 and "cfx up refused" in up.stderr, up.stdout + up.stderr
+        assert f"port {port}" in up.stderr and "writing live events" in up.stderr
+        assert not (home / "supervisor" / "supervisord.pid").exists() or status(home, {}) == []
+    finally:
+        manual.terminate()
+        manual.wait(timeout=30)
 
 
 def test_release_refuses_a_dirty_tree_or_a_failing_check_then_tags(tmp_path, home):

@@ -191,6 +191,43 @@ def test_every_page_reads_at_1366_px(published, tmp_path):
         browser.close()
 
 
+def test_the_site_reads_on_a_phone_and_a_wide_screen(published):
+    """At 420 px (a phone) and 1400 px: no page wider than the window, a header that neither
+    stays fixed nor takes the screen on a phone, a navigation that collapses into a menu there,
+    tables that scroll inside their own box, figures scaled to the width; screenshots kept."""
+    from playwright.sync_api import sync_playwright
+
+    site = published / "published" / "site"
+    shots = REPO / "test-artifacts" / "site"
+    shots.mkdir(parents=True, exist_ok=True)
+    pages = sorted((site / "reports").glob("*.html"))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        for width, height in ((420, 860), (1400, 900)):
+            page = browser.new_page(viewport={"width": width, "height": height})
+            for html_page in pages:
+                page.goto(html_page.as_uri())
+                name = f"{width}px-{html_page.stem}"
+                page.screenshot(path=str(shots / f"{name}.png"), full_page=False)
+                assert page.evaluate("document.documentElement.scrollWidth") <= width, f"{name}: wider than the window"
+                header = page.eval_on_selector(
+                    "header.site", "h => [h.getBoundingClientRect().height, getComputedStyle(h).position]"
+                )
+                images = page.eval_on_selector_all("main img", "els => els.map(e => e.getBoundingClientRect().right)")
+                assert all(right <= width for right in images), f"{name}: a figure is wider than the window"
+                tables = page.eval_on_selector_all("main table", "ts => ts.map(t => t.closest('.table-wrap') !== null)")
+                assert all(tables), f"{name}: a table outside its scrolling box"
+                if width == 420:
+                    assert header[0] <= 0.15 * height and header[1] not in ("sticky", "fixed"), (name, header)
+                    assert not page.is_visible("header.site > nav a") and page.is_visible("details.menu summary")
+                    page.click("details.menu summary")
+                    assert page.is_visible("details.menu nav a >> nth=0")
+                else:
+                    assert page.is_visible("header.site > nav a") and not page.is_visible("details.menu summary")
+            page.close()
+        browser.close()
+
+
 def _ink_bottom(png: Path) -> float:
     """Where the last ink is on a page image, as a share of its height (the footer line left out)."""
     import numpy as np

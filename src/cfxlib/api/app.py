@@ -18,6 +18,7 @@ import contextlib
 import gc
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -115,7 +116,7 @@ def _json(model: BaseModel, status_code: int = 200) -> Response:
 class Service:
     """State shared by the routes: home, tokens, publication, events, scorer and feed clients."""
 
-    def __init__(self, home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES):
+    def __init__(self, home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES, feed_stall_s: float | None = None):
         self.home = home
         self.tokens = TokenStore(home.tokens)
         self.watcher = PublicationWatcher(home.published)
@@ -125,10 +126,11 @@ class Service:
         self.scorer: health.HealthScorer | None = None
         self.scorer_target: str | None = None
         self.live: dict[str, dict] = {}  # account -> health after live events, for ``scorer_target``
-        self.feed = Feed(feed_buffer_bytes)
+        settings = load_settings()
+        self.feed = Feed(feed_buffer_bytes, feed_stall_s or settings.service.feed_stall_s)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._scoring = threading.RLock()
-        self.settings = load_settings()
+        self.settings = settings
         self.ctas = notices.store_for(home)
         self.cta_rules = notices.load_rules(home)
         self.cta_config = notices.config(self.settings)
@@ -307,7 +309,17 @@ class Service:
             return []
         if notices.notify_changes(self.home, self.settings, changes, demo=pub.source == "demo"):
             self.flush_soon()
-        return [{"type": "intervention", "sent_at": time.time(), **c} for c in changes if not c.get("holdout")]
+        last: dict[str, dict] = {}  # the event behind each account's change: the message's cause
+        for event in events:
+            last[event["account_id"]] = event
+        out = []
+        for c in changes:
+            if c.get("holdout"):
+                continue
+            event = last.get(c["account_id"])
+            cause = {"table": event["table"], **{k: event[k] for k in TABLES[event["table"]].key}} if event else None
+            out.append({"type": "intervention", "sent_at": time.time(), "cause": cause, **c})
+        return out
 
     def flush_soon(self) -> None:
         """Deliver queued notifications in the background (the outbox keeps them if it fails)."""
@@ -410,6 +422,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
     async def lifespan(app: FastAPI):
         service.loop = asyncio.get_running_loop()
         beat = asyncio.create_task(service.feed.heartbeats())
+        ticks = asyncio.create_task(service.feed.ticks())
         await run_in_threadpool(service.events.open)  # recovers a torn tail, takes the writer lock
         await run_in_threadpool(validate_batch, example_events(), None)  # first use costs ~0.2 s; not on a request
         await run_in_threadpool(service.watcher.refresh)  # loads the publication and warms the scorer
@@ -417,6 +430,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         yield
         service.watcher.stop()
         beat.cancel()
+        ticks.cancel()
         service.events.close()
 
     app = FastAPI(
@@ -470,10 +484,18 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         checks = await service.local_checks()
         healthy = all(c.ok for c in checks)
         if pub is None:
-            body = Healthz(status="nothing published", version=__version__, healthy=False, checks=checks)
+            body = Healthz(
+                status="nothing published", version=__version__, pid=os.getpid(), healthy=False, checks=checks
+            )
             return JSONResponse(body.model_dump(), status_code=503)
         return Healthz(
-            status="ok", version=__version__, run_id=pub.run_id, as_of=pub.as_of, healthy=healthy, checks=checks
+            status="ok" if healthy else "degraded",
+            version=__version__,
+            pid=os.getpid(),
+            run_id=pub.run_id,
+            as_of=pub.as_of,
+            healthy=healthy,
+            checks=checks,
         )
 
     @app.get("/metrics", include_in_schema=False, **needs("any"))
@@ -768,7 +790,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
     @app.patch(
         "/api/interventions/{cta_id}",
         response_model=Cta,
-        responses=responses(401, 403, 404, 422),
+        responses=responses(400, 401, 403, 404, 422),
         **needs("customers.write"),
     )
     async def update_intervention(body: CtaUpdate, request: Request, cta_id: str = PathParam(max_length=64)):

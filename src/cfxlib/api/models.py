@@ -43,8 +43,12 @@ class HealthCheck(BaseModel):
 
 
 class Healthz(BaseModel):
-    status: str = Field(description="'ok' when the service can serve.")
+    status: str = Field(
+        description="'ok' when the service can serve and every local check passed; 'degraded' when it can "
+        "serve but a check failed; 'nothing published' when it cannot serve yet."
+    )
     version: str
+    pid: int | None = Field(None, description="Process id of the answering server (to tell it from another).")
     run_id: str | None = None
     as_of: str | None = None
     healthy: bool | None = Field(None, description="Every local check passed (see `cfx health` for all checks).")

@@ -71,7 +71,13 @@ class ServiceSettings(_Section):
     feed_buffer_bytes: int = Field(
         4_000_000,
         ge=10_000,
-        description="Unsent bytes a WebSocket feed client may fall behind before it is told and disconnected.",
+        description="Hard memory bound: unsent bytes a WebSocket feed client may hold (socket buffer plus its "
+        "conflated backlog) before it is disconnected.",
+    )
+    feed_stall_s: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds a feed client may read nothing at all, while data waits, before it is disconnected.",
     )
     access_log: bool = Field(True, description="One line per request on standard output (tokens redacted).")
 

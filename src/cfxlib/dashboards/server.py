@@ -164,6 +164,7 @@ def redact_logs(*loggers: logging.Logger) -> None:
 
 class _NeedToken(web.RequestHandler):
     def get(self) -> None:
+        self.set_header("X-Cfx-Pid", str(os.getpid()))  # which process answers (`cfx health` compares)
         self.set_status(401)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish(

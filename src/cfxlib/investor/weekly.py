@@ -28,7 +28,10 @@ from cfxlib.notify.outbox import Attachment, utcnow
 from cfxlib.publish import history, snapshot
 
 PDF = Path("reports") / "investor_metrics.pdf"
-CHART = Path("reports") / "figures" / "arr_forecast.png"
+CHART = Path("reports") / "figures" / "arr_forecast_email.png"
+"""The email's chart: the total ARR alone, legible at a phone's width (older publications: the
+full chart below)."""
+FULL_CHART = Path("reports") / "figures" / "arr_forecast.png"
 
 
 def publication_of(home: Home, run_id: str) -> Path:
@@ -82,7 +85,7 @@ def weekly(home: Home, settings: Settings, week: str | None = None, now: datetim
     finance = json.loads(finance_path.read_text(encoding="utf-8")) if finance_path.exists() else None
     last_week = history.previous_week(history.snapshots_dir(home.root), week)
     firing = alerts.firing(home, settings)
-    chart = pub / CHART
+    chart = pub / CHART if (pub / CHART).exists() else pub / FULL_CHART
     pdf = pub / PDF
     chart_png = chart.read_bytes() if chart.exists() else None
     update_dir = home.root / "investor" / "updates"

@@ -58,21 +58,71 @@ def dashboards(settings: Settings, timeout_s: float = 5) -> Check:
     return Check("dashboards", answer.status_code < 500, f"{url}/ answers {answer.status_code}")
 
 
+def answering_pid(settings: Settings, name: str, timeout_s: float = 2) -> int | None:
+    """The process id the service (``/healthz``) or the dashboards (``/login``) report, if any."""
+    try:
+        if name == "cfx-serve":
+            answer = httpx.get(f"{service_url(settings)}/healthz", timeout=timeout_s)
+            return (
+                answer.json().get("pid")
+                if answer.headers.get("content-type", "").startswith("application/json")
+                else None
+            )
+        answer = httpx.get(f"{dashboards_url(settings)}/login", timeout=timeout_s)
+        return int(answer.headers["x-cfx-pid"]) if "x-cfx-pid" in answer.headers else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def supervised(home: Home, settings: Settings) -> list[Check]:
+    """When cfx is up for this home: each supervised program RUNNING, and the service and the
+    dashboards answering from the supervised process itself (not another one on the same port)."""
+    from cfxlib.ops import supervisor
+
+    if supervisor.running_pid(home) is None:
+        return []
+    out = []
+    for proc in supervisor.status(home):
+        name, state, pid = proc["name"], proc["state"], proc["pid"]
+        if state != "RUNNING":
+            out.append(Check(name, False, f"supervised process is {state} (see {proc.get('log')})"))
+            continue
+        if name in ("cfx-serve", "cfx-dashboards"):
+            answering = answering_pid(settings, name)
+            if answering != pid:
+                port = settings.service.port if name == "cfx-serve" else settings.dashboards.port
+                who = f"process {answering}" if answering else "nobody"
+                out.append(Check(name, False, f"supervised pid {pid} RUNNING, but port {port} is answered by {who}"))
+                continue
+        out.append(Check(name, True, f"supervised pid {pid} RUNNING and answering"))
+    return out
+
+
 def all_checks(home: Home, settings: Settings, token: str | None) -> list[Check]:
-    return [*probes.local_checks(home, settings), *service(settings, token), dashboards(settings)]
+    return [
+        *probes.local_checks(home, settings),
+        *service(settings, token),
+        dashboards(settings),
+        *supervised(home, settings),
+    ]
 
 
 def components_up(home: Home, settings: Settings) -> dict[str, Check]:
-    """What `cfx up --detach` waits for: each supervised component answering."""
+    """What `cfx up --detach` waits for: each supervised component RUNNING and answering from its
+    own process."""
     serve = service(settings, None, timeout_s=2)[0]
     serve = Check("cfx-serve", serve.ok or "503" in serve.detail, serve.detail)  # up, even with nothing published
     dash = dashboards(settings, timeout_s=2)
     sched = probes.scheduler(home)
-    return {
+    found = {
         "cfx-serve": serve,
         "cfx-dashboards": Check("cfx-dashboards", dash.ok, dash.detail),
         "cfx-scheduler": Check("cfx-scheduler", sched.ok, sched.detail),
     }
+    for check in supervised(home, settings):
+        if not check.ok and check.name in found:
+            found[check.name] = check
+    return found
 
 
 def wait_up(home: Home, settings: Settings, timeout_s: float) -> dict[str, Check]:

@@ -9,6 +9,7 @@ whole process group (Voilà's kernels included), so ``cfx down`` leaves nothing 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import signal
@@ -162,11 +163,50 @@ def status(home: Home) -> list[dict]:
     return out
 
 
+def preflight(home: Home, settings: Settings) -> list[str]:
+    """What stops ``cfx up`` before it starts anything: a port another process listens on, or
+    live events written by another ``cfx serve`` of this home."""
+    import socket
+
+    problems = []
+    for name, host, port, var in (
+        ("cfx serve", settings.service.host, settings.service.port, "CFX_SERVICE__PORT"),
+        ("cfx dashboards", settings.dashboards.host, settings.dashboards.port, "CFX_DASHBOARDS__PORT"),
+    ):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                problems.append(
+                    f"port {port} on {host} (for {name}) is taken by another process: stop it (a `{name}` started "
+                    f"by hand?) or choose another port ({var})"
+                )
+    lock = home.events / ".writer.lock"
+    if lock.exists():
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BlockingIOError:
+            problems.append(
+                f"another process is writing live events to {home.events} (a `cfx serve` started by hand on this "
+                "CFX_HOME?): stop it first"
+            )
+        finally:
+            os.close(fd)
+    return problems
+
+
 def start(home: Home, settings: Settings, workdir: Path, detach: bool) -> None:
-    """Start supervisord (refused when one already runs for this home)."""
+    """Start supervisord (refused when one already runs for this home, or when a port or the
+    event log is taken by another process: see :func:`preflight`)."""
     pid = running_pid(home)
     if pid is not None:
         raise UserError(f"cfx is already up for {home.root} (supervisord pid {pid}); `cfx status` or `cfx down`")
+    problems = preflight(home, settings)
+    if problems:
+        raise UserError("cfx up refused: " + "; ".join(problems))
     conf = write_config(home, settings, workdir)
     socket_path(home).unlink(missing_ok=True)  # a stale socket from a crash
     command = [_bin("supervisord"), "-c", str(conf)]

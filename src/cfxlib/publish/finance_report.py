@@ -34,6 +34,13 @@ def write(res: FinanceResults, out_dir: Path, payload: dict | None = None) -> di
     files["arr_forecast_png"] = figures.forecast_figure(
         res.arr_history, res.forecast, out_dir / "figures" / "arr_forecast.png"
     )
+    # the weekly email's chart: the total alone, one panel, legible at a phone's width
+    files["arr_forecast_email_png"] = figures.forecast_figure(
+        res.arr_history,
+        res.forecast[res.forecast["unique_id"] == "Total"],
+        out_dir / "figures" / "arr_forecast_email.png",
+        title="Total ARR: history and 12-month forecast",
+    )
     fig = out_dir / "figures"
     files["mrr_movements_png"] = figures.movements_figure(res.monthly, fig / "mrr_movements.png")
     files["mrr_bridge_png"] = figures.bridge_figure(res.monthly, fig / "mrr_bridge.png")

@@ -113,6 +113,26 @@ code { background:#eef2f7; padding:1px 5px; border-radius:4px; font-size:13px; }
 .tab-panel { display:none; } .tab-panel.active { display:block; }
 footer { text-align:center; color:var(--muted); font-size:12px; margin:0 0 30px; }
 .cfx-demo-banner { background:#fff4d6; color:#7a4700; border:1px solid #9a5b00; border-radius:4px; font-weight:600; text-align:center; padding:6px 12px; margin:12px auto; max-width:1100px; }
+.table-wrap { overflow-x:auto; max-width:100%; -webkit-overflow-scrolling:touch; }
+.table-wrap table { display:table; }
+pre { overflow-x:auto; }
+details.menu { display:none; }
+details.menu summary { cursor:pointer; list-style:none; padding:12px 0; font-size:15px; color:#dbe6f3; }
+details.menu summary::-webkit-details-marker { display:none; }
+details.menu nav { display:flex; flex-direction:column; }
+details.menu nav a { padding:10px 4px; border-bottom:1px solid rgba(255,255,255,.12); }
+@media (max-width: 760px) {
+  header.site { position:static; flex-wrap:wrap; gap:4px 16px; padding:0 14px; }
+  header.site > nav { display:none; }
+  details.menu { display:block; flex-basis:100%; }
+  main { margin:10px 6px; padding:16px 14px 24px; border-radius:6px; }
+  h1 { font-size:22px; } h2 { font-size:18px; }
+  p, li { font-size:15px; overflow-wrap:anywhere; }
+  code { overflow-wrap:anywhere; }
+  .tabset-nav { overflow-x:auto; }
+  .tabset-nav button { padding:8px 10px; font-size:14px; white-space:nowrap; }
+  img { max-width:100%; }
+}
 """
 
 JS = """
@@ -158,10 +178,13 @@ def _page(
         f'<a href="{html.escape(href)}"{" class=active" if href == current else ""}>{html.escape(text)}</a>'
         for href, text in nav
     )
+    # tables scroll inside their own box on a narrow screen instead of widening the page
+    body = body.replace("<table", '<div class="table-wrap"><table').replace("</table>", "</table></div>")
+    menu = f'<details class="menu"><summary>☰ Menu</summary><nav>{links}</nav></details>' if nav else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)} — {html.escape(site_title)}</title><style>{CSS}</style></head>
-<body><header class="site"><div class="brand">{html.escape(site_title)}</div><nav>{links}</nav></header>
+<body><header class="site"><div class="brand">{html.escape(site_title)}</div><nav>{links}</nav>{menu}</header>
 {f'<div class="cfx-demo-banner" role="note">{html.escape(banner)}</div>' if banner else ""}<main>{f"<h1>{html.escape(title)}</h1>" if heading else ""}
 {body}
 </main><footer>{html.escape(footer)}</footer><script>{JS}</script></body></html>
