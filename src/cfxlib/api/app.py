@@ -36,7 +36,7 @@ from cfxlib.api.access_log import AccessLog
 from cfxlib.api.access_log import configure as configure_access_log
 from cfxlib.api.auth import PERMISSIONS, PUBLIC, Scope, TokenGate, TokenStore, bearer_token, roles_for
 from cfxlib.api.events import events_json_schema, example_events, validate_batch
-from cfxlib.api.feed import MAX_BUFFER_BYTES, ExposeServerSend, Feed
+from cfxlib.api.feed import MAX_BUFFER_BYTES, STALL_S, ExposeServerSend, Feed
 from cfxlib.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from cfxlib.api.metrics import MetricsMiddleware, ServiceMetrics
 from cfxlib.api.models import (
@@ -448,6 +448,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
             route.cfx_scope = PUBLIC
     _complete_allow_headers(app)
     app.state.service = service
+    app.state.feed_stall_s = service.feed.stall_s
     metrics = ServiceMetrics(home, lambda: len(service.feed.clients))
     app.state.tokens = service.tokens
     app.add_middleware(TokenGate, tokens=service.tokens, routes=lambda: app.router.routes)
@@ -858,7 +859,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
     return app
 
 
-def server_config(app, host: str, port: int):
+def server_config(app, host: str, port: int, ping_timeout_s: float = STALL_S):
     """How ``cfx serve`` runs the app under uvicorn.
 
     The sans-I/O websockets protocol lets the feed write frames straight to each connection
@@ -874,6 +875,11 @@ def server_config(app, host: str, port: int):
         log_level="warning",
         ws="websockets-sansio",
         ws_per_message_deflate=False,
+        # uvicorn's keepalive closed a client that did not answer a ping within 20 s, so a reader
+        # that paused (or lagged behind megabytes of buffers) was cut: the feed's own stall rule
+        # (service.feed_stall_s) decides, and pings only find peers that are gone.
+        ws_ping_interval=20.0,
+        ws_ping_timeout=ping_timeout_s,
     )
 
 
@@ -895,4 +901,4 @@ def serve(home: Home, host: str, port: int, feed_buffer_bytes: int = MAX_BUFFER_
         f"WebSocket ws://{shown}:{port}/ws/customer-health); state {home.root}; Ctrl-C stops",
         flush=True,
     )
-    uvicorn.Server(server_config(AccessLog(app), host, port)).run()
+    uvicorn.Server(server_config(AccessLog(app), host, port, app.state.feed_stall_s)).run()

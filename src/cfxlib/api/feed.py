@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -42,9 +43,12 @@ from websockets.protocol import Protocol
 MAX_BUFFER_BYTES = 4_000_000
 """The hard memory bound per client: unsent bytes (socket buffer plus conflated backlog) past which
 it is disconnected. Conflation keeps a reading client far below it."""
-LAG_BYTES = 256_000
+LAG_BYTES = 64_000
 """Unsent bytes in a client's socket buffer past which its updates are conflated (each account's
 newest state replaces an older unsent one) instead of queued."""
+SEND_BUFFER_BYTES = 64 * 1024
+"""The kernel send buffer of a feed connection (the kernel doubles it): small, so a slow reader's
+lag builds where the feed can see it and conflate it, not in megabytes of auto-tuned buffers."""
 FALLBACK_MESSAGE_BYTES = 500
 """Typical size of an update, to turn byte limits into message counts on the fallback path."""
 CLOSE_GRACE_S = 10.0
@@ -115,6 +119,11 @@ class FeedClient:
         self.lag_bytes = min(LAG_BYTES, max(1, max_buffer_bytes // 2))
         self.stall_s = stall_s
         self.transport = _raw_transport(websocket)
+        if self.transport is not None:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         self.ready = False  # until the snapshot went out, updates wait in ``held``
         self.held: list[tuple[bytes, list[str], list[dict]]] = []
         self.backlog: dict[tuple, list] = {}  # key -> [message, earlier states it replaced]
