@@ -299,7 +299,7 @@ def main() -> None:
             + f" | {wrong} |"
         )
         if got.get("errors"):
-            print(mode, "errors:", got["errors"])
+            rows.append(f"| {mode}: why cut | {'; '.join(got['errors'])[:300]} |||||||||")
     shutil.rmtree(home, ignore_errors=True)
     per_client = (peak - idle_rss) / clients / 1024
     lines = [
@@ -316,8 +316,8 @@ def main() -> None:
         "",
         f"Clients cut: **{all_cut}**; final states differing from `/api/customers/{{id}}`: **{mismatches}**. Server memory: "
         f"{idle_rss / 2**20:,.0f} MB idle, {connected_rss / 2**20:,.0f} MB with the clients connected, peak {peak / 2**20:,.0f} MB "
-        f"during the burst: {per_client:,.0f} KB per client at most (a backlog holds at most one state per account: "
-        f"{args.accounts} accounts x ~0.6 KB).",
+        f"during the burst: {per_client:,.0f} KB per client at most (a conflated backlog holds at most one state per "
+        f"account and call to action: {args.accounts} accounts x ~1.5 KB per update, plus their CTAs).",
         "",
         "Latency is measured on the parsing clients for every update and on every 50th update of the others; a conflated "
         "update's latency is its newest state's (the POST that made it).",

@@ -114,3 +114,19 @@ def test_a_dashboard_says_when_the_service_is_not_reachable():
         assert isinstance(made, Unavailable) and made.start_live() is None
         assert f"127.0.0.1:{port}" in made.view.value and "cfx serve" in made.view.value
         assert "cfx-unavailable" in made.view._dom_classes
+
+
+def test_the_risk_trend_names_the_current_figure_beside_its_own():
+    from cfxlib.dashboards.widgets import render_risk_trend
+
+    trend = {
+        "trained_through": "2025-06",
+        "note": "scored without hindsight",
+        "current_arr_at_risk": 1_150_000.0,
+        "points": [
+            {"month": "2025-07", "arr": 1e7, "arr_at_risk": 1.1e6, "churned_arr": None},
+            {"month": "2025-08", "arr": 1e7, "arr_at_risk": 1.2e6, "churned_arr": None},
+        ],
+    }
+    html = render_risk_trend(trend)
+    assert "$1.15M" in html and "$1.20M" in html and "trained only on outcomes known by 2025-06" in html

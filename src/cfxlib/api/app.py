@@ -318,7 +318,7 @@ class Service:
                 continue
             event = last.get(c["account_id"])
             cause = {"table": event["table"], **{k: event[k] for k in TABLES[event["table"]].key}} if event else None
-            out.append({"type": "intervention", "sent_at": time.time(), "cause": cause, **c})
+            out.append({"type": "intervention", "sent_at": time.time(), "cause": cause, **feed_view(c)})
         return out
 
     def flush_soon(self) -> None:
@@ -347,6 +347,12 @@ class Service:
     def all_health(self, pub: Publication) -> list[dict]:
         live = self._live(pub)
         return [live.get(r["account_id"], r) for r in pub.health] if live else pub.health
+
+
+def feed_view(cta: dict) -> dict:
+    """A call to action as the feed sends it: without its history (which grows with every firing;
+    ``GET /api/interventions/{id}`` has it), so a slow client's conflated backlog stays small."""
+    return {k: v for k, v in cta.items() if k != "history"}
 
 
 def churn_bins(rows, width: float = 0.1) -> list[dict]:
@@ -655,7 +661,16 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         """How the churn model's ARR at risk moved over the last six months, with what churned since."""
         pub = service.publication()
         trend = (pub.customers or {}).get("at_risk_trend") or {"trained_through": None, "points": [], "note": "none"}
-        return service.cached(pub, "at_risk_trend", lambda: RiskTrend(as_of=pub.as_of, run_id=pub.run_id, **trend))
+        return service.cached(
+            pub,
+            "at_risk_trend",
+            lambda: RiskTrend(
+                as_of=pub.as_of,
+                run_id=pub.run_id,
+                current_arr_at_risk=pub.snapshot.get("arr_at_risk"),
+                **{k: v for k, v in trend.items() if k != "current_arr_at_risk"},
+            ),
+        )
 
     @app.get(
         "/api/customers/churn-distribution",
@@ -810,7 +825,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         if cta is None:
             raise HTTPException(404, f"no intervention {cta_id!r}")
         if service.loop is not None and not cta.get("holdout"):
-            message = {"type": "intervention", "change": "changed", "sent_at": time.time(), **cta}
+            message = {"type": "intervention", "change": "changed", "sent_at": time.time(), **feed_view(cta)}
             service.loop.call_soon_threadsafe(service.feed.publish, [message])
         return cta
 

@@ -40,7 +40,7 @@ from starlette.websockets import WebSocket
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol
 
-MAX_BUFFER_BYTES = 4_000_000
+MAX_BUFFER_BYTES = 16_000_000
 """The hard memory bound per client: unsent bytes (socket buffer plus conflated backlog) past which
 it is disconnected. Conflation keeps a reading client far below it."""
 LAG_BYTES = 64_000
@@ -102,7 +102,8 @@ def _raw_transport(websocket: WebSocket) -> asyncio.WriteTransport | None:
 
 
 class FeedClient:
-    """One connected client: its filters, its way to the socket and its conflated backlog."""
+    """One connected client: its filters, its way to the socket and its conflated backlog
+    (key -> [message, its shared JSON text, earlier states it replaced])."""
 
     def __init__(
         self,
@@ -194,34 +195,36 @@ class FeedClient:
                 "message": "you are reading slower than updates arrive: each account's newest state is kept "
                 "for you and sent as you catch up (marked conflated: N)",
             }
-            self.backlog[("lagging",)] = [note, 0]
+            self.backlog[("lagging",)] = [note, json.dumps(note), 0]
         for position, (message, text) in enumerate(zip(messages, texts, strict=True)):
             key = self._key(message, position)
             earlier = self.backlog.get(key)
             if earlier is None:
-                self.backlog[key] = [message, int(message.get("conflated") or 0)]
+                self.backlog[key] = [message, text, 0]
                 self.backlog_bytes += len(text) + 14
             else:
-                replaced = earlier[1] + 1 + int(message.get("conflated") or 0)
+                replaced = earlier[2] + 1
                 self.conflated += 1
                 del self.backlog[key]  # the newest state goes last: order follows the latest changes
-                self.backlog[key] = [message, replaced]
-        if (
-            self.backlog_bytes + (self.transport.get_write_buffer_size() if self.transport else 0)
-            > self.max_buffer_bytes
-        ):
-            self._drop(f"more than {self.max_buffer_bytes:,} bytes waiting for you")
+                self.backlog[key] = [message, text, replaced]
+        waiting = self.transport.get_write_buffer_size() if self.transport else 0
+        if self.backlog_bytes + waiting > self.max_buffer_bytes:
+            self._drop(
+                f"more than {self.max_buffer_bytes:,} bytes waiting for you ({len(self.backlog):,} conflated "
+                f"states, {self.backlog_bytes:,} bytes; {waiting:,} bytes in the socket buffer)"
+            )
+
+    @staticmethod
+    def _text(text: str, replaced: int) -> str:
+        """The message's JSON (encoded once, shared by every client) with ``conflated`` added
+        when it replaced earlier states: no second encoding per client."""
+        return text if not replaced else f'{text[:-1]}, "conflated": {replaced}}}'
 
     def _backlog_frames(self) -> tuple[bytes, int]:
-        out = []
-        for message, replaced in self.backlog.values():
-            if replaced:
-                message = {**message, "conflated": replaced}
-            out.append(_frame(json.dumps(message, default=str)))
+        out = [_frame(self._text(text, replaced)) for _, text, replaced in self.backlog.values()]
         self.backlog.clear()
         self.backlog_bytes = 0
-        data = b"".join(out)
-        return data, len(out)
+        return b"".join(out), len(out)
 
     def tick(self, now: float) -> None:
         """Direct path, every :data:`TICK_S`: send the backlog once the socket drained; disconnect
@@ -283,10 +286,8 @@ class FeedClient:
             self._wake.clear()
             while self.backlog and not self.dropped:
                 key = next(iter(self.backlog))
-                message, replaced = self.backlog.pop(key)
-                if replaced:
-                    message = {**message, "conflated": replaced}
-                text = json.dumps(message, default=str)
+                _, text, replaced = self.backlog.pop(key)
+                text = self._text(text, replaced)
                 self.backlog_bytes = max(0, self.backlog_bytes - len(text) - 14)
                 self._sending_since = time.monotonic()
                 await self.ws.send_text(text)

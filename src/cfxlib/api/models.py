@@ -295,6 +295,11 @@ class RiskTrend(Published):
     trained_through: str | None = Field(description="Last cutoff whose outcome trained the model, YYYY-MM.")
     note: str
     points: list[RiskTrendPoint]
+    current_arr_at_risk: float | None = Field(
+        None,
+        description="This month's ARR at risk from the current model (the site's, the investor PDF's and the "
+        "snapshot's figure), USD; the trend's last point comes from a model trained without hindsight.",
+    )
 
 
 class Recommendation(BaseModel):

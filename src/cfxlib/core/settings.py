@@ -69,7 +69,7 @@ class ServiceSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8001, ge=1, le=65535)
     feed_buffer_bytes: int = Field(
-        4_000_000,
+        16_000_000,
         ge=10_000,
         description="Hard memory bound: unsent bytes a WebSocket feed client may hold (socket buffer plus its "
         "conflated backlog) before it is disconnected.",

@@ -171,7 +171,17 @@ def render_risk_trend(trend: dict) -> str:
         f"{esc(first['month'])} → {usd(last['arr_at_risk'])} in {esc(last['month'])}</div>"
         + sparkline([p["arr_at_risk"] for p in points], colour=NEGATIVE)
         + table(["month", "ARR at risk", "share of ARR", "ARR that churned within 3 months"], rows, {1, 2, 3})
-        + f'<p class="cfx-muted">{esc(trend.get("note") or "")}.</p></div>'
+        + f'<p class="cfx-muted">{esc(trend.get("note") or "")}.</p>'
+        + (
+            f'<p class="cfx-muted cfx-risk-current">This month\'s ARR at risk from the current model, the figure on '
+            f"the site, in the investor PDF and in the snapshot: <b>{usd(trend['current_arr_at_risk'])}</b>. The "
+            f"trend's last point ({usd(last['arr_at_risk'])}) comes from a model trained only on outcomes known by "
+            f"{esc(trend.get('trained_through') or 'an earlier month')}, so that every month is scored the same way; "
+            "the two differ by that model.</p>"
+            if trend.get("current_arr_at_risk") is not None
+            else ""
+        )
+        + "</div>"
     )
 
 
