@@ -5,6 +5,7 @@ virtual environment with pip (its declared dependencies, held to the lock's pins
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -19,8 +20,16 @@ def test_a_wheel_installed_in_a_fresh_venv_runs(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CFX_", "PYTHONPATH", "VIRTUAL_ENV"))}
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     dist = tmp_path / "dist"
+    source = tmp_path / "source"  # built from a copy: setuptools writes build/ beside the sources
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "build", "dist", "runs", "test-artifacts", "*.egg-info", "__pycache__"
+        ),
+    )
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(source)],
         capture_output=True,
         text=True,
         env=env,

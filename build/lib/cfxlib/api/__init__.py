@@ -1,1 +1,0 @@
-"""The cfx HTTP and WebSocket service (FastAPI). Start it with ``cfx serve``."""

@@ -1,1 +1,0 @@
-"""The data contract, declared once: table schemas, parsing and validation, business rules, money."""

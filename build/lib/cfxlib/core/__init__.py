@@ -1,1 +1,0 @@
-"""Foundations every layer may use: errors, the state folder, settings, safe file output."""

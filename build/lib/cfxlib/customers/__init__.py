@@ -1,1 +1,0 @@
-"""Customer intelligence: health scores, churn model and its scores, playbooks, KPIs, survival."""

@@ -1,1 +1,0 @@
-"""Revenue intelligence: MRR and its movements, retention, unit economics, forecasts, operations."""

@@ -1,1 +1,0 @@
-"""Operations: health checks of every component, the process supervisor (`cfx up`), releases."""
