@@ -151,6 +151,33 @@ def test_a_detractor_today_opens_one_cta_notified_once_and_durable(published_cop
         assert cli.returncode == 0, cli.stderr
         listed = json.loads(run_cfx("interventions", "list", "--json", "--status", "done", home=home).stdout)
         assert [c["id"] for c in listed] == [opened["id"]]
+        # the next evaluation after the due date finds the trigger gone (a 9 out of 10): closed as
+        # recovered, and the webhook receiver gets one signed intervention.closed
+        server.stop()
+        from cfxlib.core.home import Home
+        from cfxlib.core.settings import load_settings
+        from cfxlib.interventions import engine, notices
+
+        store = notices.store_for(Home(home))
+        try:
+            due = datetime.date.fromisoformat(opened["due_date"])
+            signal_ = engine.Signal(treated, health_score=70.0, band="yellow", nps_scores=[9])
+            (closed,) = engine.evaluate(
+                store,
+                [signal_],
+                notices.load_rules(Home(home)),
+                notices.config(load_settings()),
+                due + datetime.timedelta(days=1),
+            )
+        finally:
+            store.close()
+        assert closed["id"] == opened["id"] and closed["status"] == "closed_recovered"
+        notices.notify_changes(Home(home), load_settings(webhooks={"urls": [hooks.url], "secret": secret}), [closed])
+        assert run_cfx("notify", "flush", "--allow-demo", home=home, env=env).returncode == 0
+        events = [Webhook(secret).verify(r["body"], r["headers"]) for r in hooks.accepted()]
+        assert [e["data"]["id"] for e in events if e["type"] == "intervention.closed"] == [opened["id"]]
+        shown = json.loads(run_cfx("interventions", "show", opened["id"], home=home).stdout)
+        assert shown["status"] == "closed_recovered" and shown["outcome"]["result"] == "recovered"
     finally:
         server.stop()
         smtp.stop()
