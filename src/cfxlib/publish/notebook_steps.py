@@ -179,9 +179,9 @@ def churn_model(ctx: Context) -> customer_results.CustomerResults:
     try:
         truth = customer_results.truth_for(warehouse.ingest_metadata(con))
         res = customer_results.compute(con, ctx.as_of_month, truth, ctx.settings.costs.downtime_cost_per_hour_usd)
-        res.interventions = intervention_section(con, ctx.home, ctx.as_of_month)
     finally:
         con.close()
+    res.interventions = intervention_section(ctx.home, ctx.as_of_month)
     customer_report.write(res, ctx.artifacts)
     payload = customer_results.payload(res)
     (ctx.artifacts / "interventions.md").write_text(pages.interventions(payload["interventions"]), encoding="utf-8")
@@ -190,10 +190,11 @@ def churn_model(ctx: Context) -> customer_results.CustomerResults:
     return res
 
 
-def intervention_section(con, home: Home, as_of_month: str) -> dict:
+def intervention_section(home: Home, as_of_month: str) -> dict:
     """``customer_success.json``'s ``interventions``: the effect report (the data's
     ``interventions`` table and cfx's own CTAs with a known outcome at the as-of month) and the
-    work on cfx's own CTAs (see :mod:`cfxlib.interventions.effect`)."""
+    work on cfx's own CTAs (see :mod:`cfxlib.interventions.effect`). Computed on the embedded
+    engine whichever engine runs the job (small tables; the same figures either way)."""
     from datetime import UTC, datetime
 
     from cfxlib.interventions import effect, notices
@@ -216,8 +217,18 @@ def intervention_section(con, home: Home, as_of_month: str) -> dict:
         ]
     )
     as_of = pd.Period(as_of_month, freq="M").end_time.date()
-    known = effect.outcomes(con, as_of, own)
-    return {"effect": effect.report(known), "summary": effect.summary(ctas, datetime.now(UTC).date())}
+    summary = effect.summary(ctas, datetime.now(UTC).date())
+    try:
+        con = lake.connect_embedded(home)
+    except FileNotFoundError as exc:  # the lake's tables are in a bucket only Spark reads
+        report = effect.report(own.iloc[0:0] if len(own) else pd.DataFrame())
+        report["overall"]["reason"] = f"not computed: {exc}"
+        return {"effect": report, "summary": summary}
+    try:
+        known = effect.outcomes(con, as_of, own)
+    finally:
+        con.close()
+    return {"effect": effect.report(known), "summary": summary}
 
 
 def investor_snapshot(ctx: Context, commit: str = "unknown") -> dict:

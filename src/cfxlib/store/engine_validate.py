@@ -15,7 +15,7 @@ from datetime import date
 from pathlib import Path
 
 from cfxlib.contract.issues import Issue, IssueLog
-from cfxlib.contract.schemas import TABLES
+from cfxlib.contract.schemas import OPTIONAL_TABLES, TABLES
 from cfxlib.contract.validate import check_header, missing_dir_rule
 from cfxlib.store import sql_checks
 from cfxlib.store.spark import SparkConnection
@@ -93,7 +93,8 @@ def validate(
     if not _is_spark(con):
         con.execute("SET TimeZone = 'UTC'")  # timestamps with an offset compare in UTC, as in pandas
     files: dict[str, str] = {}
-    for name, spec in TABLES.items():
+    optional = [(n, s) for n, s in OPTIONAL_TABLES.items() if local and Path(base, f"{n}.parquet").exists()]
+    for name, spec in [*TABLES.items(), *optional]:
         file = f"{name}.parquet"
         location = f"{base}/{file}"
         if local and not Path(location).exists():
@@ -119,7 +120,7 @@ def validate(
         typed = f"_typed_{name}"
         con.execute(f"CREATE OR REPLACE TEMP VIEW {ident(typed)} AS {sql_checks.typed_select(spec, raw, sources)}")
         check_all(con, sql_checks.row_checks(spec, typed), file, log)
-        select = f"SELECT * FROM {ident(typed)}"
+        select = f"SELECT {', '.join(ident(c) for c in spec.columns)}, _line FROM {ident(typed)}"  # not _unparsed
         if name in new_events:
             con.register(f"_events_{name}", new_events[name])
             select += f" UNION ALL {new_events_sql(name, f'_events_{name}', typed)}"

@@ -31,7 +31,7 @@ import duckdb
 
 from cfxlib.contract import fundraising
 from cfxlib.contract.issues import InputError, Issue, IssueLog
-from cfxlib.contract.schemas import OPTIONAL_TABLES, TABLES
+from cfxlib.contract.schemas import ALL_TABLES, OPTIONAL_TABLES, TABLES
 from cfxlib.core.home import Home
 from cfxlib.core.outputs import fsync_dir
 from cfxlib.store import engine_validate, warehouse
@@ -75,7 +75,9 @@ def connect_spark(home: Home, master: str = "local[2]", driver_memory: str = "2g
     """The newest tables on Spark: the lake's Parquet, or the warehouse exported as Parquet."""
     if newest(home) == "lake":
         meta = current(home)
-        connection = SparkConnection.from_parquet(meta["location"], master, driver_memory, tables=list(TABLES))
+        connection = SparkConnection.from_parquet(
+            meta["location"], master, driver_memory, tables=list(meta.get("files") or TABLES)
+        )
         connection.register_rows("_ingest", _metadata_rows(meta), "key string, value string")
         return connection
     folder = warehouse.export_parquet(home.warehouse, home.root / "spark-tables")
@@ -95,7 +97,7 @@ def connect_embedded(home: Home) -> duckdb.DuckDBPyConnection:
         )
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    for name in TABLES:
+    for name in meta.get("files") or TABLES:  # the optional tables the ingest found too
         files = sql_string(f"{location}/table-{name}.parquet/*.parquet")
         con.execute(f"CREATE VIEW {ident(name)} AS SELECT * FROM read_parquet({files})")
     con.execute("CREATE TABLE _ingest (key VARCHAR, value VARCHAR)")
@@ -155,7 +157,7 @@ def _fundraising(con: SparkConnection, base: str) -> fundraising.Fundraising | N
 
 def _typed_columns(name: str) -> str:
     """The table's columns as the warehouse stores them (:data:`~cfxlib.store.warehouse.DUCKDB_TYPES`)."""
-    spec = TABLES[name]
+    spec = ALL_TABLES[name]
     items = [
         f"CAST({ident(c)} AS {warehouse.DUCKDB_TYPES[col.metadata['kind']]}) AS {ident(c)}"
         for c, col in spec.columns.items()
@@ -163,11 +165,11 @@ def _typed_columns(name: str) -> str:
     return ", ".join([*items, "_line"])
 
 
-def _point_in_time(con: SparkConnection, as_of: date) -> tuple[dict[str, str], dict[str, int]]:
-    """Views of the tables as of ``as_of``: (table -> view, rows left out per table)."""
+def _point_in_time(con: SparkConnection, as_of: date, names: list[str]) -> tuple[dict[str, str], dict[str, int]]:
+    """Views of the tables ``names`` as of ``as_of``: (table -> view, rows left out per table)."""
     views, left_out = {}, {}
-    for name in sorted(TABLES, key=lambda n: n != "accounts"):  # accounts first
-        spec = TABLES[name]
+    for name in sorted(names, key=lambda n: n != "accounts"):  # accounts first
+        spec = ALL_TABLES[name]
         refs = "_pit_accounts" if spec.account_ref and name != "accounts" else None
         columns = [*spec.columns, "_line"]
         view = f"_pit_{name}"
@@ -185,7 +187,7 @@ def _write_tables(con: SparkConnection, views: dict[str, str], folder: str, even
     """Write each table's view as ``folder/table-NAME.parquet``; returns the rows as the
     warehouse counts them: the rows of each file, and the live events added (``events``)."""
     rows: dict[str, int] = {}
-    for name in TABLES:
+    for name in views:
         frame = con.execute(f"SELECT {_typed_columns(name)} FROM {ident(views[name])}").frame
         frame.write.parquet(f"{folder}/table-{name}.parquet")
         rows[name] = con.execute(f"SELECT count(*) FROM {ident(f'_typed_{name}')}").fetchone()[0]
@@ -226,7 +228,8 @@ def ingest(
             log = exc.log
     if log:
         raise InputError(log, f"{data} is invalid; the tables were not changed")
-    views, left_out = _point_in_time(con, as_of) if as_of is not None else ({n: n for n in TABLES}, {})
+    names = [*TABLES, *(n for n in OPTIONAL_TABLES if _local(base) and Path(base, f"{n}.parquet").exists())]
+    views, left_out = _point_in_time(con, as_of, names) if as_of is not None else ({n: n for n in names}, {})
 
     target_root = (location or str(root(home))).rstrip("/")
     folder = f"{target_root}/{datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
@@ -244,7 +247,7 @@ def ingest(
         digest = warehouse.data_hash(found + ([profile_file] if profile else []), events)
     else:
         digest = _content_hash(con, events)
-    files = {n: f"{n}.parquet" for n in TABLES}
+    files = {n: f"{n}.parquet" for n in names}
     meta = {"location": folder, "engine": "spark"}
     meta |= warehouse.ingest_record(base, digest, as_of, left_out, rows, events, files, profile)
     _switch(home, meta)
