@@ -43,6 +43,7 @@ def env_for(gcs: GcsEmulator, public: str, **extra) -> dict:
         "CFX_DATAROOM__TARGET": "gs://room/series-a",
         "CFX_DATAROOM__RECIPIENTS": json.dumps([public]),
         "CFX_DATAROOM__TIMEOUT_S": "5",
+        "CFX_DATAROOM__GIT_TAG": "false",  # never tag the repository under test; the tag test asks with --tag
         **extra,
     }
 
@@ -293,7 +294,7 @@ def test_versions_become_git_tags_after_a_verified_upload_on_a_clean_tree(home, 
     try:
         gcs.bucket("room")
         env = env_for(gcs, public)
-        first = run_cfx("dataroom", "sync", "--allow-demo", "--repo", str(clone), home=home, env=env)
+        first = run_cfx("dataroom", "sync", "--allow-demo", "--tag", "--repo", str(clone), home=home, env=env)
         assert first.returncode == 0, first.stderr
         label1 = first.stdout.strip().splitlines()[-1]
         assert "tagged v0.1.0-data-room.1" in first.stdout and _tags(clone) == ["v0.1.0-data-room.1"]
@@ -310,7 +311,7 @@ def test_versions_become_git_tags_after_a_verified_upload_on_a_clean_tree(home, 
         assert tagged == head
         # a second version: .2
         new_publication(home, "e")
-        second = run_cfx("dataroom", "sync", "--allow-demo", "--repo", str(clone), home=home, env=env)
+        second = run_cfx("dataroom", "sync", "--allow-demo", "--tag", "--repo", str(clone), home=home, env=env)
         assert second.returncode == 0 and "tagged v0.1.0-data-room.2" in second.stdout, second.stdout + second.stderr
         label2 = second.stdout.strip().splitlines()[-1]
         listing = json.loads(run_cfx("dataroom", "list", "--json", "--repo", str(clone), home=home, env=env).stdout)
@@ -339,7 +340,7 @@ def test_versions_become_git_tags_after_a_verified_upload_on_a_clean_tree(home, 
         # a dirty tree: the sync works and says why no tag was made
         (clone / "scratch.txt").write_text("work in progress\n")
         new_publication(home, "d")
-        dirty = run_cfx("dataroom", "sync", "--allow-demo", "--repo", str(clone), home=home, env=env)
+        dirty = run_cfx("dataroom", "sync", "--allow-demo", "--tag", "--repo", str(clone), home=home, env=env)
         assert dirty.returncode == 0, dirty.stderr
         assert "no git tag: the tree at" in dirty.stdout and "uncommitted changes" in dirty.stdout
         assert _tags(clone) == ["v0.1.0-data-room.1", "v0.1.0-data-room.2"]
@@ -347,7 +348,7 @@ def test_versions_become_git_tags_after_a_verified_upload_on_a_clean_tree(home, 
         # a failed upload (the storage is gone) makes no tag
         gcs.kill()
         new_publication(home, "c")
-        failed = run_cfx("dataroom", "sync", "--allow-demo", "--repo", str(clone), home=home, env=env)
+        failed = run_cfx("dataroom", "sync", "--allow-demo", "--tag", "--repo", str(clone), home=home, env=env)
         assert failed.returncode == 2 and "cannot be reached" in failed.stderr
         assert _tags(clone) == ["v0.1.0-data-room.1", "v0.1.0-data-room.2"]
     finally:

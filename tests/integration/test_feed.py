@@ -142,12 +142,17 @@ def test_stalled_client_is_cut_off_and_others_get_everything(own_home):
         # the reading client lost nothing: every change arrived, or was conflated into a newer state
         assert reported > 5_000 and counts["states"] == reported
         assert "error" not in counts
-        # the stalled client was told (after what had been buffered) and its connection closed
-        stalled.settimeout(30)
+        # the stalled client was disconnected: told (after what had been buffered) when it reads in
+        # time, its connection aborted otherwise (it read nothing, so the message may never reach it)
+        stalled.settimeout(60)
         data = b""
         while b"read nothing for 3 s" not in data:
-            chunk = stalled.recv(1 << 20)
-            assert chunk, "closed without the error message"
+            try:
+                chunk = stalled.recv(1 << 20)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                break
             data += chunk
         # kernel buffers (a few MB), the bound and one burst, not all the updates
         assert counts["bytes"] > 5_000_000 and len(data) < 0.6 * counts["bytes"]

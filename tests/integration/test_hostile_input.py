@@ -42,7 +42,16 @@ def hostile(tmp_path_factory):
     generate(data, DemoOptions(accounts=120, months=16, seed=5, end_month="2025-12"))
     accounts = pd.read_csv(data / "accounts.csv", dtype=str, keep_default_na=False)
     ids = {a: evil_id(i) for i, a in enumerate(accounts["account_id"])}
-    for name in ("accounts", "subscriptions", "usage_daily", "tickets", "downtime_monthly", "nps_responses", "leads"):
+    for name in (
+        "accounts",
+        "subscriptions",
+        "usage_daily",
+        "tickets",
+        "downtime_monthly",
+        "nps_responses",
+        "leads",
+        "interventions",
+    ):
         frame = pd.read_csv(data / f"{name}.csv", dtype=str, keep_default_na=False)
         frame["account_id"] = frame["account_id"].map(lambda v: ids.get(v, v))
         if name == "accounts":

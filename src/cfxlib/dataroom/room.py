@@ -66,7 +66,7 @@ def release_tag(commit: str, repo: Path = REPO) -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    tags = sorted(t for t in out.stdout.split() if t)
+    tags = sorted(t for t in out.stdout.split() if t and "-data-room." not in t)  # data room tags are not releases
     return tags[-1] if out.returncode == 0 and tags else None
 
 
