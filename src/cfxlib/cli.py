@@ -1046,6 +1046,17 @@ def dataroom_sync(
     print(result.label)
 
 
+SignerKeyId = Annotated[
+    str | None,
+    typer.Option(
+        "--key-id",
+        help="The signer key id you were given (RW..., printed by `cfx dataroom sync`); "
+        "default CFX_DATAROOM__SIGNER or the key pinned in $CFX_HOME/keys.",
+    ),
+]
+"""``--key-id`` of ``cfx dataroom verify`` and ``open``: the key signatures must verify against."""
+
+
 @dataroom_app.command("verify")
 def dataroom_verify(
     target: Annotated[str | None, typer.Option(help="gs://BUCKET/PREFIX or file:///PATH.")] = None,
@@ -1053,14 +1064,7 @@ def dataroom_verify(
     version: Annotated[
         str | None, typer.Option(help="A version label, or a version number N (checked against its git tag).")
     ] = None,
-    key_id: Annotated[
-        str | None,
-        typer.Option(
-            "--key-id",
-            help="The signer key id you were given (RW..., printed by `cfx dataroom sync`); "
-            "default CFX_DATAROOM__SIGNER or the key pinned in $CFX_HOME/keys.",
-        ),
-    ] = None,
+    key_id: SignerKeyId = None,
     repo: Annotated[Path, typer.Option(help="The project directory (a git repository) for version tags.")] = Path("."),
 ) -> None:
     """Check signatures and hashes of a version (with --identity, of the decrypted files too);
@@ -1090,14 +1094,7 @@ def dataroom_open(
     out: Annotated[Path, typer.Option(help="Folder to write the decrypted files into.")],
     target: Annotated[str | None, typer.Option(help="gs://BUCKET/PREFIX or file:///PATH.")] = None,
     version: Annotated[str | None, typer.Option(help="A version label (default: latest).")] = None,
-    key_id: Annotated[
-        str | None,
-        typer.Option(
-            "--key-id",
-            help="The signer key id you were given (RW..., printed by `cfx dataroom sync`); "
-            "default CFX_DATAROOM__SIGNER or the key pinned in $CFX_HOME/keys.",
-        ),
-    ] = None,
+    key_id: SignerKeyId = None,
 ) -> None:
     """Decrypt and verify a version into OUT (written only when every file checked)."""
     from cfxlib.dataroom import room
