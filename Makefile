@@ -30,7 +30,7 @@ format: install
 # System packages pip cannot bring (a browser for the page checks, the age and minisign commands an
 # investor uses on the data room, Java for Spark); installed with apt-get when missing and
 # allowed, otherwise one line says which command to run, before any test starts.
-TEST_SYSTEM_DEPS := chromium:/usr/bin/chromium fonts-dejavu-core:/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf age:/usr/bin/age minisign:/usr/bin/minisign openjdk-17-jre-headless:/usr/bin/java
+TEST_SYSTEM_DEPS := chromium:/usr/bin/chromium fonts-dejavu-core:/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf age:/usr/bin/age minisign:/usr/bin/minisign openjdk-17-jre-headless:/usr/bin/java redis-server:/usr/bin/redis-server
 
 system-deps:
 	@tools/system-deps $(TEST_SYSTEM_DEPS)

@@ -603,6 +603,14 @@ def _parse_month(value: str | None) -> str | None:
 def serve_cmd(
     host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8001).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Processes sharing the port (default 1); above 1 needs CFX_BROKER__URL (docs/scaling.md).",
+        ),
+    ] = None,
 ) -> None:
     """The HTTP and WebSocket service for the latest publication (finance, customers, events)."""
     from cfxlib.api.app import serve
@@ -615,6 +623,7 @@ def serve_cmd(
         port or settings.service.port,
         settings.service.feed_buffer_bytes,
         access_log=settings.service.access_log,
+        workers=workers or settings.service.workers,
     )
 
 

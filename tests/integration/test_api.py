@@ -34,8 +34,8 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, home, env: dict | None = None):
-        self.home, self.port = home, _free_port()
+    def __init__(self, home, env: dict | None = None, args: tuple[str, ...] = ()):
+        self.home, self.port, self.args = home, _free_port(), tuple(args)
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
         self.env = env or {}
@@ -49,7 +49,7 @@ class Server:
         # output to a file: a pipe nobody reads fills up with access-log lines and blocks the server
         self.log = tempfile.NamedTemporaryFile(prefix="cfx-serve-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [str(CFX), "serve", "--port", str(self.port)],
+            [str(CFX), "serve", "--port", str(self.port), *self.args],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -147,3 +148,63 @@ def test_concurrent_writers_lose_nothing_and_share_syncs(tmp_path):
     assert len(got) == 121 and len(log.segments()) > 1
     for t in range(4):
         assert [e["seq"] for e in got if e["thread"] == t] == list(range(30))  # each writer's order kept
+
+
+def _append_batches(folder: str, worker: int, batches: int, ready, go) -> None:
+    log = EventLog(Path(folder), segment_bytes=4096, shared=True)
+    log.open()
+    ready.set()
+    go.wait(10)
+    for b in range(batches):
+        size = 1 + (b * 7 + worker) % 5
+        log.append([{"worker": worker, "batch": b, "i": i, "pad": "x" * (b % 40)} for i in range(size)])
+    log.close()
+
+
+def test_shared_writers_in_several_processes_lose_and_mix_nothing(tmp_path):
+    """Three processes append to one log at once across many small segments: every batch is
+    there once, whole and contiguous, and each writer's batches keep their order."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    ready = [ctx.Event() for _ in range(3)]
+    go = ctx.Event()
+    procs = [ctx.Process(target=_append_batches, args=(str(tmp_path), w, 150, ready[w], go)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for r in ready:
+        assert r.wait(20)
+    go.set()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    events = EventLog(tmp_path).read()
+    assert len(events) == sum(1 + (b * 7 + w) % 5 for w in range(3) for b in range(150))
+    assert len(EventLog(tmp_path).segments()) > 10  # the test did cross segments
+    runs: list[tuple[int, int]] = []
+    for e in events:
+        key = (e["worker"], e["batch"])
+        if not runs or runs[-1] != key:
+            runs.append(key)
+    assert len(runs) == len(set(runs)) == 450  # each batch contiguous, none twice
+    for w in range(3):
+        assert [b for ww, b in runs if ww == w] == list(range(150))
+
+
+def test_a_single_writer_and_shared_writers_exclude_each_other(tmp_path):
+    single = EventLog(tmp_path)
+    single.open()
+    with pytest.raises(EventLogBusy):
+        EventLog(tmp_path, shared=True).open()
+    single.close()
+    a, b = EventLog(tmp_path, shared=True), EventLog(tmp_path, shared=True)
+    a.open()
+    b.open()
+    with pytest.raises(EventLogBusy):
+        EventLog(tmp_path).open()
+    _, start, end = a.write_marked([{"n": 1}])
+    _, start2, end2 = b.write_marked([{"n": 2}, {"n": 3}])
+    assert start2 == end and a.read_between(start, end) == [{"n": 1}]
+    assert b.read_between(end, end2) == [{"n": 2}, {"n": 3}] and a.end_mark() == end2
+    a.close()
+    b.close()

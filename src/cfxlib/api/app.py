@@ -35,6 +35,7 @@ from cfxlib import __version__
 from cfxlib.api.access_log import AccessLog
 from cfxlib.api.access_log import configure as configure_access_log
 from cfxlib.api.auth import PERMISSIONS, PUBLIC, Scope, TokenGate, TokenStore, bearer_token, roles_for
+from cfxlib.api.broker import POLL_DEGRADED_S, POLL_S, Broker
 from cfxlib.api.events import events_json_schema, example_events, validate_batch
 from cfxlib.api.feed import MAX_BUFFER_BYTES, STALL_S, ExposeServerSend, Feed
 from cfxlib.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -72,6 +73,7 @@ from cfxlib.api.models import (
 )
 from cfxlib.api.publication import Publication, PublicationWatcher
 from cfxlib.contract.schemas import TABLES
+from cfxlib.core.errors import UserError
 from cfxlib.core.home import Home
 from cfxlib.core.settings import load_settings
 from cfxlib.customers import health
@@ -118,15 +120,19 @@ class Service:
 
     def __init__(self, home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES, feed_stall_s: float | None = None):
         self.home = home
+        settings = load_settings()
         self.tokens = TokenStore(home.tokens)
         self.watcher = PublicationWatcher(home.published)
         self.watcher.listeners.append(self.on_publication)
-        self.events = EventLog(home.events)
+        # with a broker, several processes write the log and each applies all of it in order
+        self.shared = settings.broker.url is not None
+        self.events = EventLog(home.events, shared=self.shared)
+        self.applied: tuple[int, int] | None = None  # the log's mark up to which the scorer has it
+        self.broker: Broker | None = None
         self.pilots = PilotStore(home.pilots)
         self.scorer: health.HealthScorer | None = None
         self.scorer_target: str | None = None
         self.live: dict[str, dict] = {}  # account -> health after live events, for ``scorer_target``
-        settings = load_settings()
         self.feed = Feed(feed_buffer_bytes, feed_stall_s or settings.service.feed_stall_s)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._scoring = threading.RLock()
@@ -165,7 +171,8 @@ class Service:
             finally:
                 con.close()
             touched: set[str] = set()
-            for position, event in enumerate(self.events.read_checkpointed()[0], 1):
+            stored, end = self.events.read_checkpointed()
+            for position, event in enumerate(stored, 1):
                 try:
                     touched.add(scorer.apply(event["table"], event))
                 except Exception as exc:  # noqa: BLE001 - logged with its place in the log, never dropped silently
@@ -181,6 +188,7 @@ class Service:
             replayed = sorted(a for a in touched if a in pub.health_by_id)
             live = {r["account_id"]: r for r in scorer.score_many(replayed, pub.as_of_date)} if replayed else {}
             self.scorer, self.scorer_target, self.live = scorer, pub.target, live
+            self.applied = (end["segment"], end["offset"])
             # The publication and scorer state live as long as the publication: keep them out of
             # the cyclic collector's full passes, which otherwise stall requests for 100+ ms.
             # (Unfreeze first, so cycles left by the previous publication can still be freed.)
@@ -199,7 +207,13 @@ class Service:
     def snapshot(self, pub: Publication, wants: Callable[[dict], bool]) -> dict:
         """The feed's first message: current health of the accounts a client asked for."""
         rows = [r for r in self.all_health(pub) if wants(r)]
-        return {"type": "snapshot", "run_id": pub.run_id, "as_of": pub.snapshot["as_of"], "accounts": rows}
+        return {
+            "type": "snapshot",
+            "run_id": pub.run_id,
+            "as_of": pub.snapshot["as_of"],
+            "worker": os.getpid(),  # which process serves this client (several with --workers)
+            "accounts": rows,
+        }
 
     def cached(self, pub: Publication, key: str, build: Callable[[], BaseModel]) -> Response:
         """A response fixed by the publication, validated and encoded on first use."""
@@ -236,39 +250,106 @@ class Service:
         timing = {} if timing is None else timing
         start = time.perf_counter()
         with self._scoring:
+            scorer = self._ensure_scorer(pub)  # before the write: a rebuild replays the log without this batch
             locked = time.perf_counter()
-            position = self.events.write(events)
+            position, first_mark, end_mark = self.events.write_marked(events)
             stored = time.perf_counter()
             timing["lock"], timing["store"] = 1000 * (locked - start), 1000 * (stored - locked)
-            scorer = self.ensure_scorer(pub)
-            as_of = pub.as_of_date  # each account's windows reach its newest data (see HealthScorer)
-            changes = 0
+            if self.shared and self.applied is not None and self.applied < first_mark:
+                self._catch_up(pub, scorer, first_mark)  # other workers' events come first, as in the log
+            changes, ctas = 0, []
             for first in range(0, len(events), PUBLISH_EVERY):  # big batches go out in parts: first updates within 1 s
-                last: dict[str, dict] = {}  # account -> its latest event in this part
-                for event in events[first : first + PUBLISH_EVERY]:
-                    last[scorer.apply(event["table"], event)] = event
-                messages = []
-                scored_rows = scorer.score_many(list(last), as_of)
-                for row in scored_rows:
-                    account_id = row["account_id"]
-                    before = self.health_row(pub, account_id)
-                    self.live[account_id] = row
-                    if before is None or before.get("health_score") != row.get("health_score"):
-                        event = last[account_id]
-                        cause = {"table": event["table"], **{k: event[k] for k in TABLES[event["table"]].key}}
-                        messages.append({"type": "update", "sent_at": time.time(), "cause": cause, **row})
+                part = events[first : first + PUBLISH_EVERY]
+                scored_rows, messages = self._score(pub, scorer, part)
                 # calls to action first: a CTA a batch opens leaves before (and with) its updates
                 changes += len(messages)
-                messages = (
-                    self.evaluate_interventions(pub, scored_rows, events[first : first + PUBLISH_EVERY]) + messages
-                )
-                if messages and self.loop is not None:
-                    self.loop.call_soon_threadsafe(self.feed.publish, messages)
+                opened = self.evaluate_interventions(pub, scored_rows, part)
+                ctas += opened
+                if (opened or messages) and self.loop is not None:
+                    self.loop.call_soon_threadsafe(self.feed.publish, opened + messages)
+            self.applied = end_mark
+            if self.broker is not None and self.loop is not None:  # the other workers catch up from the log
+                asyncio.run_coroutine_threadsafe(self.broker.publish({"end": end_mark, "messages": ctas}), self.loop)
             scored = time.perf_counter()
             timing["score"] = 1000 * (scored - stored)
         self.events.sync(position)
         timing["sync"] = 1000 * (time.perf_counter() - scored)
         return changes
+
+    def _score(
+        self, pub: Publication, scorer: health.HealthScorer, part: list[dict], replay: bool = False
+    ) -> tuple[list[dict], list[dict]]:
+        """Apply ``part`` to the scorer (lock held): (the touched accounts' new rows, the update
+        messages of those whose score changed). ``replay``: events another worker stored, whose
+        failure to apply is logged, not raised (they were accepted already)."""
+        last: dict[str, dict] = {}  # account -> its latest event in this part
+        for event in part:
+            try:
+                last[scorer.apply(event["table"], event)] = event
+            except Exception as exc:  # noqa: BLE001 - see replay
+                if not replay:
+                    raise
+                log.error("stored event (%s) could not be applied: %s: %s", event.get("table"), type(exc).__name__, exc)
+        messages = []
+        # each account's windows reach its newest data (see HealthScorer)
+        scored_rows = scorer.score_many(list(last), pub.as_of_date) if last else []
+        for row in scored_rows:
+            account_id = row["account_id"]
+            before = self.health_row(pub, account_id)
+            self.live[account_id] = row
+            if before is None or before.get("health_score") != row.get("health_score"):
+                event = last[account_id]
+                cause = {"table": event["table"], **{k: event[k] for k in TABLES[event["table"]].key}}
+                messages.append({"type": "update", "sent_at": time.time(), "cause": cause, **row})
+        return scored_rows, messages
+
+    def _catch_up(self, pub: Publication, scorer: health.HealthScorer, until: tuple[int, int]) -> int:
+        """Apply what other workers stored between :attr:`applied` and ``until`` (lock held) and
+        send the updates to this worker's clients. Returns the number of health changes."""
+        events = self.events.read_between(self.applied, until)
+        self.applied = until
+        changes = 0
+        for first in range(0, len(events), PUBLISH_EVERY):
+            _, messages = self._score(pub, scorer, events[first : first + PUBLISH_EVERY], replay=True)
+            changes += len(messages)
+            if messages and self.loop is not None:
+                self.loop.call_soon_threadsafe(self.feed.publish, messages)
+        return changes
+
+    def catch_up(self, until: tuple[int, int] | None = None) -> int:
+        """Shared log (a broker is configured): apply what other workers stored since this one
+        last looked, up to ``until`` or the log's end (a worker thread). Returns the changes."""
+        pub = self.watcher.current()
+        if not self.shared or pub is None:
+            return 0
+        with self._scoring:
+            scorer = self._ensure_scorer(pub)
+            end = until or self.events.end_mark(self.applied)
+            if end is None or self.applied is None or end <= self.applied:
+                return 0
+            return self._catch_up(pub, scorer, end)
+
+    async def fresh(self) -> None:
+        """Before answering from live health in a shared deployment: take in the other workers'
+        events first, so any worker answers the same (a look at the log's end; no-op alone)."""
+        if self.shared:
+            await run_in_threadpool(self.catch_up)
+
+    async def on_notice(self, notice: dict) -> None:
+        """Another worker stored events: its calls to action go to this worker's clients first,
+        then the updates of catching up to the notice's mark."""
+        if notice.get("messages"):
+            self.feed.publish(notice["messages"])
+        await run_in_threadpool(self.catch_up, tuple(notice["end"]))
+
+    async def follow_log(self) -> None:
+        """Catch up at intervals too: a notice lost while the broker was away costs latency only."""
+        while True:
+            await asyncio.sleep(POLL_S if self.broker is not None and self.broker.status == "ok" else POLL_DEGRADED_S)
+            try:
+                await run_in_threadpool(self.catch_up)
+            except Exception as exc:  # noqa: BLE001 - retried at the next interval
+                log.warning("catching up with the event log failed: %s: %s", type(exc).__name__, exc)
 
     def evaluate_interventions(self, pub: Publication, rows: list[dict], events: list[dict]) -> list[dict]:
         """Evaluate the intervention rules for the accounts a part of a batch touched (scoring
@@ -433,10 +514,17 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         await run_in_threadpool(validate_batch, example_events(), None)  # first use costs ~0.2 s; not on a request
         await run_in_threadpool(service.watcher.refresh)  # loads the publication and warms the scorer
         service.watcher.start()
+        tasks = [beat, ticks]
+        if service.shared:
+            broker = service.settings.broker
+            service.broker = Broker(broker.url, broker.channel, service.on_notice)
+            tasks += [asyncio.create_task(service.broker.run()), asyncio.create_task(service.follow_log())]
         yield
         service.watcher.stop()
-        beat.cancel()
-        ticks.cancel()
+        for task in tasks:
+            task.cancel()
+        if service.broker is not None:
+            await service.broker.close()
         service.events.close()
 
     app = FastAPI(
@@ -489,7 +577,8 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         checks of ``cfx health`` (computed at most every 5 seconds)."""
         pub = service.watcher.current()
         checks = await service.local_checks()
-        healthy = all(c.ok for c in checks)
+        broker = service.broker.as_dict() if service.broker is not None else None
+        healthy = all(c.ok for c in checks) and (broker is None or broker["status"] == "ok")
         if pub is None:
             body = Healthz(
                 status="nothing published", version=__version__, pid=os.getpid(), healthy=False, checks=checks
@@ -503,6 +592,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
             as_of=pub.as_of,
             healthy=healthy,
             checks=checks,
+            broker=broker,
         )
 
     @app.get("/metrics", include_in_schema=False, **needs("any"))
@@ -627,6 +717,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         page_size: int = Query(100, ge=1, le=1000),
     ):
         pub = service.publication()
+        await service.fresh()
         rows = [
             r
             for r in service.all_health(pub)
@@ -733,6 +824,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         responses=responses(401, 403, 404, 422, 503),
     )
     async def customer(account_id: str = PathParam(max_length=200)):
+        await service.fresh()
         pub, row = active_account(account_id)
         risk = pub.risk_by_id.get(account_id, {})
         return _json(
@@ -781,7 +873,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
                 headers={"Server-Timing": response.headers["Server-Timing"]},
             )
         metrics.events.inc(len(clean))
-        return EventsAccepted(accepted=len(clean), health_updates=updates)
+        return EventsAccepted(accepted=len(clean), health_updates=updates, worker=os.getpid())
 
     @app.get("/api/interventions", response_model=CtaList, responses=responses(401, 403, 422), **needs("customers"))
     async def list_interventions(
@@ -851,6 +943,7 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
             return
         tiers = set(tier.split(",")) if tier else None
         bands = set(band.split(",")) if band else None
+        await service.fresh()  # a snapshot with what every worker stored
         client = service.feed.client(websocket, tiers, bands)  # holds updates until the snapshot is out
         pump = None
         try:
@@ -884,7 +977,7 @@ def server_config(app, host: str, port: int, ping_timeout_s: float = STALL_S):
     import uvicorn
 
     return uvicorn.Config(
-        ExposeServerSend(app),
+        app if isinstance(app, str) else ExposeServerSend(app),  # a factory's name: it wraps itself
         host=host,
         port=port,
         log_level="warning",
@@ -898,22 +991,79 @@ def server_config(app, host: str, port: int, ping_timeout_s: float = STALL_S):
     )
 
 
-def serve(home: Home, host: str, port: int, feed_buffer_bytes: int = MAX_BUFFER_BYTES, access_log: bool = True) -> None:
-    """Run the service until interrupted; print where it listens, then one access-log line per
-    request on standard output (tokens redacted; ``access_log=False`` for none)."""
-    import uvicorn
-
+def _quiet_uvicorn_access(access_log: bool) -> None:
     logging.getLogger("uvicorn.access").disabled = True  # request lines can carry ?token=: ours redacts
     if access_log:
         configure_access_log()
     else:
         logging.getLogger("cfx.access").disabled = True
+
+
+def _die_with_parent() -> None:
+    """Linux: this worker gets SIGTERM when the process that started it dies (even by SIGKILL),
+    so no orphan keeps the port from the supervisor's replacement."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def worker_app():
+    """One worker process of ``cfx serve --workers N`` (uvicorn imports this factory in each):
+    the app for ``$CFX_HOME`` and the settings in the environment the parent passed on."""
+    _die_with_parent()
+    settings = load_settings()
+    _quiet_uvicorn_access(settings.service.access_log)
+    app = create_app(Home(settings.home), settings.service.feed_buffer_bytes)
+    return ExposeServerSend(AccessLog(app))
+
+
+class WorkersNeedBroker(UserError):
+    """``--workers`` above 1 without ``CFX_BROKER__URL``."""
+
+
+def serve(
+    home: Home,
+    host: str,
+    port: int,
+    feed_buffer_bytes: int = MAX_BUFFER_BYTES,
+    access_log: bool = True,
+    workers: int = 1,
+) -> None:
+    """Run the service until interrupted; print where it listens, then one access-log line per
+    request on standard output (tokens redacted; ``access_log=False`` for none).
+
+    ``workers`` > 1: that many processes share the port (uvicorn's supervisor restarts one that
+    dies), the event log and, through the broker (``CFX_BROKER__URL``), one live feed."""
+    import uvicorn
+
+    _quiet_uvicorn_access(access_log)
+    settings = load_settings()
+    if workers > 1 and settings.broker.url is None:
+        raise WorkersNeedBroker(
+            f"--workers {workers} needs a broker so that every worker's clients get every change: set "
+            "CFX_BROKER__URL (e.g. redis://127.0.0.1:6379/0; `cfx up` starts a local redis-server), or use 1 worker"
+        )
     app = create_app(home, feed_buffer_bytes)
     app.state.service.events.open()  # before uvicorn: a second writer is a user error, not a startup traceback
     shown = f"[{host}]" if ":" in host else host
     print(
         f"cfx serve: listening on http://{shown}:{port} (API docs http://{shown}:{port}/docs; "
-        f"WebSocket ws://{shown}:{port}/ws/customer-health); state {home.root}; Ctrl-C stops",
+        f"WebSocket ws://{shown}:{port}/ws/customer-health); state {home.root}; "
+        + (f"{workers} workers, broker {settings.broker.url.split('@')[-1]}; " if workers > 1 else "")
+        + "Ctrl-C stops",
         flush=True,
     )
-    uvicorn.Server(server_config(AccessLog(app), host, port, app.state.feed_stall_s)).run()
+    if workers == 1:
+        uvicorn.Server(server_config(AccessLog(app), host, port, app.state.feed_stall_s)).run()
+        return
+    app.state.service.events.close()  # the workers open it themselves
+    from uvicorn.supervisors import Multiprocess
+
+    os.environ["CFX_HOME"] = str(home.root)
+    os.environ["CFX_SERVICE__FEED_BUFFER_BYTES"] = str(feed_buffer_bytes)
+    os.environ["CFX_SERVICE__ACCESS_LOG"] = "true" if access_log else "false"
+    config = server_config("cfxlib.api.app:worker_app", host, port, app.state.feed_stall_s)
+    config.factory, config.workers = True, workers
+    Multiprocess(config, sockets=[config.bind_socket()]).run()

@@ -53,6 +53,11 @@ class Healthz(BaseModel):
     as_of: str | None = None
     healthy: bool | None = Field(None, description="Every local check passed (see `cfx health` for all checks).")
     checks: list[HealthCheck] = Field(default_factory=list, description="Local health checks (cached 5 s).")
+    broker: dict | None = Field(
+        None,
+        description="With CFX_BROKER__URL: this worker's link to the feed's broker (status 'ok' or 'degraded' "
+        "with the reason; while degraded, POSTs still succeed and other workers' changes arrive by polling the log).",
+    )
 
 
 class Published(BaseModel):
@@ -329,6 +334,7 @@ class EventsIn(BaseModel):
 class EventsAccepted(BaseModel):
     accepted: int
     health_updates: int = Field(description="Accounts whose score changed (each sent to the WebSocket feed).")
+    worker: int | None = Field(None, description="Process id of the worker that stored the batch.")
 
 
 class OpsMonth(BaseModel):

@@ -80,6 +80,23 @@ class ServiceSettings(_Section):
         description="Seconds a feed client may read nothing at all, while data waits, before it is disconnected.",
     )
     access_log: bool = Field(True, description="One line per request on standard output (tokens redacted).")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Processes of `cfx serve` sharing its port; above 1 needs a broker (CFX_BROKER__URL).",
+    )
+
+
+class BrokerSettings(_Section):
+    """The message broker that lets several service processes share one live feed (docs/scaling.md)."""
+
+    url: str | None = Field(
+        None,
+        pattern=r"^(redis|rediss|unix)://",
+        description="Redis URL, e.g. redis://127.0.0.1:6379/0; none: one process, the feed in its memory.",
+    )
+    channel: str = Field("cfx:feed", min_length=1, description="Redis pub/sub channel of the feed's notices.")
 
 
 class DashboardSettings(_Section):
@@ -216,6 +233,7 @@ class Settings(BaseSettings):
     thresholds: Thresholds = Thresholds()
     costs: CostAssumptions = CostAssumptions()
     service: ServiceSettings = ServiceSettings()
+    broker: BrokerSettings = BrokerSettings()
     dashboards: DashboardSettings = DashboardSettings()
     pipeline: PipelineSettings = PipelineSettings()
     smtp: SmtpSettings = SmtpSettings()

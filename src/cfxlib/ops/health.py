@@ -4,6 +4,7 @@ HTTP: the service's ``/healthz`` and an authenticated call, and the dashboards a
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 
@@ -74,6 +75,14 @@ def answering_pid(settings: Settings, name: str, timeout_s: float = 2) -> int | 
         return None
 
 
+def _parent(pid: int) -> int | None:
+    """The parent's process id (Linux ``/proc``), or None."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def supervised(home: Home, settings: Settings) -> list[Check]:
     """When cfx is up for this home: each supervised program RUNNING, and the service and the
     dashboards answering from the supervised process itself (not another one on the same port)."""
@@ -89,7 +98,7 @@ def supervised(home: Home, settings: Settings) -> list[Check]:
             continue
         if name in ("cfx-serve", "cfx-dashboards"):
             answering = answering_pid(settings, name)
-            if answering != pid:
+            if answering != pid and not (answering and _parent(answering) == pid):  # --workers: a child answers
                 port = settings.service.port if name == "cfx-serve" else settings.dashboards.port
                 who = f"process {answering}" if answering else "nobody"
                 out.append(Check(name, False, f"supervised pid {pid} RUNNING, but port {port} is answered by {who}"))

@@ -17,6 +17,7 @@ from pathlib import Path
 from cfxlib.core.home import Home
 from cfxlib.core.processes import pid_alive
 from cfxlib.core.settings import Settings
+from cfxlib.core.urls import without_password
 from cfxlib.notify.outbox import Outbox
 
 HEARTBEAT_STALE_S = 90
@@ -186,9 +187,31 @@ def disk(home: Home, min_free_gb: float) -> Check:
     )
 
 
+def broker(url: str) -> Check:
+    """The feed's broker answers a PING (``CFX_BROKER__URL``)."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return Check(
+            "broker",
+            False,
+            f"{without_password(url)} does not answer ({type(exc).__name__}): live events are still stored; other "
+            "workers' changes reach feed clients by polling the log; start Redis (`cfx up` does for a local URL)",
+        )
+    return Check("broker", True, f"{without_password(url)} answers")
+
+
 def local_checks(home: Home, settings: Settings) -> list[Check]:
     o = settings.ops
+    extra = [broker(settings.broker.url)] if settings.broker.url else []
     return [
+        *extra,
         warehouse(home),
         last_run(home, o.max_run_age_h),
         publication(home),

@@ -55,11 +55,45 @@ class Program:
     command: list[str]
 
 
-def programs(settings: Settings) -> list[Program]:
+def local_redis(settings: Settings) -> tuple[str, int] | None:
+    """(host, port) of the broker when ``CFX_BROKER__URL`` names this machine and nothing answers
+    there: ``cfx up`` then runs Debian's ``redis-server`` itself (no persistence: the event log
+    is the durable record, the broker only carries notices)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = settings.broker.url
+    if not url or not url.startswith("redis://"):
+        return None
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return None  # somebody answers: use it
+    except OSError:
+        return host, port
+
+
+def programs(settings: Settings, redis: tuple[str, int] | None = None) -> list[Program]:
     svc, dash = settings.service, settings.dashboards
     api = dash.api or f"http://{svc.host}:{svc.port}"
+    serve = [_bin("cfx"), "serve", "--host", svc.host, "--port", str(svc.port), "--workers", str(svc.workers)]
+    extra = []
+    if redis is not None:
+        import shutil
+
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        extra.append(
+            Program(
+                "cfx-redis",
+                [binary, "--bind", redis[0], "--port", str(redis[1]), "--save", "", "--appendonly", "no"],
+            )
+        )
     return [
-        Program("cfx-serve", [_bin("cfx"), "serve", "--host", svc.host, "--port", str(svc.port)]),
+        *extra,
+        Program("cfx-serve", serve),
         Program(
             "cfx-dashboards", [_bin("cfx"), "dashboards", "--host", dash.host, "--port", str(dash.port), "--api", api]
         ),
@@ -96,7 +130,8 @@ def write_config(home: Home, settings: Settings, workdir: Path) -> Path:
         "[supervisorctl]",
         f"serverurl=unix://{sock}",
     ]
-    for program in programs(settings):
+    redis = local_redis(settings)
+    for program in programs(settings, redis):
         log = home.logs / f"{program.name.removeprefix('cfx-')}.log"
         lines += [
             "",
@@ -205,6 +240,15 @@ def start(home: Home, settings: Settings, workdir: Path, detach: bool) -> None:
     if pid is not None:
         raise UserError(f"cfx is already up for {home.root} (supervisord pid {pid}); `cfx status` or `cfx down`")
     problems = preflight(home, settings)
+    redis = local_redis(settings)
+    if redis is not None:
+        import shutil
+
+        if not (shutil.which("redis-server") or Path("/usr/bin/redis-server").exists()):
+            problems.append(
+                f"CFX_BROKER__URL names {redis[0]}:{redis[1]}, where nothing answers, and redis-server is not "
+                "installed to start there: apt-get install redis-server, or point CFX_BROKER__URL at a running Redis"
+            )
     if problems:
         raise UserError("cfx up refused: " + "; ".join(problems))
     conf = write_config(home, settings, workdir)

@@ -18,6 +18,14 @@ a gap of NULs. Readers stop at the first line that is not complete JSON; a write
 opens the log, clears everything after the last complete line (:meth:`EventLog.open`). Events
 keep their keys, so a client that retries an unacknowledged batch creates no duplicates.
 An ``events.jsonl`` left by earlier versions (plain appends) is read first.
+
+**Several writers** (``shared=True``: the service's worker processes, docs/scaling.md): each holds
+the writer lock shared (so a single writer is refused while they run, and they while it runs),
+and every append takes ``.append.lock`` exclusively, finds the log's current end (another process
+may have written or started a segment since) and writes there. Segments are made under a name of
+their own and linked into place only if absent, so two writers never replace each other's.
+Positions in the log are **marks** ``(segment, offset)``; :meth:`EventLog.write_marked` says where
+a batch starts and ends, :meth:`EventLog.read_between` reads what others wrote in between.
 """
 
 from __future__ import annotations
@@ -39,6 +47,19 @@ LEGACY_FILE = "events.jsonl"
 CHECKPOINT_FILE = "checkpoint.json"
 _SEGMENT = re.compile(r"events-(\d{6})\.jsonl")
 _ZEROS = bytes(1 << 20)
+
+
+def _used_from(path: Path, start: int, chunk: int = 1 << 16) -> int:
+    """Bytes of complete records in ``path`` from ``start`` (read up to the first NUL only)."""
+    parts: list[bytes] = []
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        while True:
+            data = fh.read(chunk)
+            parts.append(data)
+            if not data or b"\0" in data:
+                break
+    return _content(b"".join(parts))[1]
 
 
 class EventLogBusy(UserError):
@@ -72,9 +93,11 @@ class EventLog:
     the service writes and scores a batch in order under its lock, and waits for the disk
     outside it, so one slow flush does not hold up the next batch's scoring."""
 
-    def __init__(self, folder: Path, segment_bytes: int = SEGMENT_BYTES):
+    def __init__(self, folder: Path, segment_bytes: int = SEGMENT_BYTES, shared: bool = False):
         self.folder = Path(folder)
         self.segment_bytes = segment_bytes
+        self.shared = shared
+        self._append_fd: int | None = None
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._number = 0  # current segment
@@ -131,8 +154,38 @@ class EventLog:
                 fh.seek(start)
                 records, used, _ = _content(fh.read())
             out.extend(records)
-            end = {"segment": number, "offset": start + used}
+            if used or number == seg or end["segment"] < 0:  # not past the content into an empty segment
+                end = {"segment": number, "offset": start + used}
         return out, end
+
+    def read_between(self, start: tuple[int, int] | None, end: tuple[int, int]) -> list[dict]:
+        """Events from mark ``start`` (``None``: the log's start) up to mark ``end``."""
+        out: list[dict] = []
+        seg, offset = start or (-1, 0)
+        for number, path in self._numbered():
+            if number < seg or number > end[0]:
+                continue
+            first = offset if number == seg else 0
+            last = end[1] if number == end[0] else None
+            with open(path, "rb") as fh:
+                fh.seek(first)
+                data = fh.read() if last is None else fh.read(max(0, last - first))
+            out.extend(_content(data if last is None else data + b"\0")[0])
+        return out
+
+    def end_mark(self, since: tuple[int, int] | None = None) -> tuple[int, int] | None:
+        """The mark where the log's content ends now (``None``: no segment yet). With ``since``
+        (a mark inside the content), segments before it are not looked at and its own is read
+        from there only, in chunks, up to the first NUL: an append costs a few kilobytes."""
+        numbered = [(n, p) for n, p in self._numbered() if since is None or n >= since[0]]
+        if not numbered:
+            return since
+        for number, path in reversed(numbered):
+            start = since[1] if since is not None and number == since[0] else 0
+            used = _used_from(path, start)
+            if used or (since is not None and number == since[0]) or number == numbered[0][0]:
+                return (number, start + used)
+        return since
 
     def read_checkpointed(self) -> tuple[list[dict], dict]:
         """Events not yet folded into an ingest (after :meth:`checkpoint`), and where they end."""
@@ -175,17 +228,27 @@ class EventLog:
                 return
             self.folder.mkdir(parents=True, exist_ok=True)
             self._writer_lock()
-            number, pos = 1, 0
-            for path in reversed(self.segments()):  # newest first, down to the one in use
-                n = int(_SEGMENT.fullmatch(path.name).group(1))
-                data = path.read_bytes()
-                _, used, clean = _content(data)
-                if not clean:  # nothing written after the last complete record was acknowledged
-                    self._clear_after(path, data, used)
-                if used:
-                    number, pos = n, used
-                    break
-            self._use(number, pos)
+            if self.shared:
+                self._append_fd = os.open(self.folder / ".append.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(self._append_fd, fcntl.LOCK_EX)  # recovery below must not race an append
+            try:
+                self._recover()
+            finally:
+                if self.shared:
+                    fcntl.flock(self._append_fd, fcntl.LOCK_UN)
+
+    def _recover(self) -> None:
+        number, pos = 1, 0
+        for path in reversed(self.segments()):  # newest first, down to the one in use
+            n = int(_SEGMENT.fullmatch(path.name).group(1))
+            data = path.read_bytes()
+            _, used, clean = _content(data)
+            if not clean:  # nothing written after the last complete record was acknowledged
+                self._clear_after(path, data, used)
+            if used:
+                number, pos = n, used
+                break
+        self._use(number, pos)
 
     def append(self, events: list[dict]) -> None:
         """Write ``events`` and return once they are on disk."""
@@ -194,16 +257,39 @@ class EventLog:
     def write(self, events: list[dict]) -> int:
         """Write ``events`` to the log (the kernel's page cache: they survive a crash of this
         process, not of the machine) and return their end position for :meth:`sync`."""
+        return self.write_marked(events)[0]
+
+    def write_marked(self, events: list[dict]) -> tuple[int, tuple[int, int], tuple[int, int]]:
+        """:meth:`write`, returning also the marks where the batch starts and ends in the log."""
         data = "".join(json.dumps(e, default=str) + "\n" for e in events).encode("utf-8")
         with self._lock:
             if self._fd is None:
                 raise RuntimeError("EventLog.open() first")
-            if self._pos + len(data) > self._size:
-                self._use(self._number + 1, 0, at_least=len(data))
-            os.pwrite(self._fd, data, self._pos)
-            self._pos += len(data)
+            with self._appending():
+                if self._pos + len(data) > self._size:
+                    self._use(self._number + 1, 0, at_least=len(data))
+                start = (self._number, self._pos)
+                os.pwrite(self._fd, data, self._pos)
+                self._pos += len(data)
             self._written += len(data)
-            return self._written
+            return self._written, start, (self._number, self._pos)
+
+    @contextlib.contextmanager
+    def _appending(self) -> Iterator[None]:
+        """Shared mode: hold ``.append.lock`` and move to the log's current end first."""
+        if not self.shared:
+            yield
+            return
+        fcntl.flock(self._append_fd, fcntl.LOCK_EX)
+        try:
+            end = self.end_mark((self._number, self._pos))
+            if end is not None and end[0] != self._number:
+                self._use(end[0], end[1])
+            elif end is not None:
+                self._pos = end[1]
+            yield
+        finally:
+            fcntl.flock(self._append_fd, fcntl.LOCK_UN)
 
     def sync(self, position: int) -> None:
         """Return once everything written up to ``position`` is on disk (``fdatasync``: data
@@ -229,10 +315,10 @@ class EventLog:
             if self._fd is not None:
                 os.fdatasync(self._fd)
                 self._synced = self._written
-            for fd in (self._fd, self._lock_fd):
+            for fd in (self._fd, self._lock_fd, self._append_fd):
                 if fd is not None:
                     os.close(fd)
-            self._fd = self._lock_fd = None
+            self._fd = self._lock_fd = self._append_fd = None
         if self._preparing is not None:
             self._preparing.join()
 
@@ -240,7 +326,7 @@ class EventLog:
         """One writer per folder: records are written in place, so two would overwrite each other."""
         fd = os.open(self.folder / ".writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise EventLogBusy(
@@ -279,7 +365,7 @@ class EventLog:
         """Write segment ``number``: ``size`` NUL bytes, synced, under a temporary name first so
         a reader never sees a half-made segment."""
         path = self._path(number)
-        tmp = path.with_name(path.name + ".new")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.new")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             left = size
@@ -288,7 +374,17 @@ class EventLog:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        try:  # linked only if absent: another writer's segment, maybe already written to, stays
+            os.link(tmp, path)
+        except FileExistsError:
+            if path.stat().st_size < size:  # too small for this batch and empty: ours replaces it
+                with open(path, "rb") as fh:
+                    empty = not fh.read(1).strip(b"\0")
+                if empty:
+                    os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
         fsync_dir(self.folder)
 
     @staticmethod
