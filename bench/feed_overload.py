@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/feed_overload.py [--rate 1000] [--seconds 60] [--parsers 10] [--fast 300]
                                             [--slow 100] [--paused 40] [--accounts 500]
+                                            [--workers N] [--broker]
+
+``--broker`` starts a throwaway ``redis-server`` and sets ``CFX_BROKER__URL``; ``--workers N``
+(needs ``--broker``) runs ``cfx serve --workers N``. Memory is the whole process tree's.
 
 A demo company is published and `cfx serve` started on 127.0.0.1. Feed clients in separate
 processes: ``parsers`` decode every message (and time it against its POST), ``fast`` read raw
@@ -35,6 +39,8 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
+import contextlib
+
 from _measure import machine, now, update_section  # noqa: E402
 from _wsload import RawFeedClient  # noqa: E402
 
@@ -150,6 +156,7 @@ def run_group(port: int, token: str, mode: str, clients: int, resume_at: float, 
 def run_poster(base: str, ingest: str, accounts: list[str], rate: int, seconds: float, out: str) -> None:
     async def go():
         rng, today, n, reported, statuses = random.Random(11), datetime.date.today().isoformat(), 0, 0, {}
+        takers: set = set()
         batch = max(1, rate // 20)
         limits = httpx.Limits(max_connections=2000, max_keepalive_connections=50)
         async with httpx.AsyncClient(timeout=300, limits=limits) as client:
@@ -164,7 +171,9 @@ def run_poster(base: str, ingest: str, accounts: list[str], rate: int, seconds: 
                     statuses[type(exc).__name__] = statuses.get(type(exc).__name__, 0) + 1
                     return
                 statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
-                reported += r.json().get("health_updates", 0) if r.status_code == 202 else 0
+                if r.status_code == 202:
+                    reported += r.json().get("health_updates", 0)
+                    takers.add(r.json().get("worker"))
 
             tasks, start = [], time.perf_counter()
             while time.perf_counter() - start < seconds:
@@ -185,9 +194,26 @@ def run_poster(base: str, ingest: str, accounts: list[str], rate: int, seconds: 
             elapsed = time.perf_counter() - start
             await asyncio.gather(*tasks)
         with open(out, "w") as fh:
-            json.dump({"events": n, "elapsed": elapsed, "reported": reported, "statuses": statuses}, fh)
+            json.dump(
+                {"events": n, "elapsed": elapsed, "reported": reported, "statuses": statuses, "workers": len(takers)},
+                fh,
+            )
 
     asyncio.run(go())
+
+
+class Tree:
+    """The resident memory of a process and all its children (``cfx serve --workers``)."""
+
+    def __init__(self, pid: int):
+        self.proc = psutil.Process(pid)
+
+    def memory_info(self):
+        total = 0
+        for p in [self.proc, *self.proc.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        return type("Memory", (), {"rss": total})()
 
 
 def main() -> None:
@@ -199,7 +225,11 @@ def main() -> None:
     parser.add_argument("--slow", type=int, default=50)
     parser.add_argument("--paused", type=int, default=20)
     parser.add_argument("--accounts", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--broker", action="store_true", help="a redis-server between the workers")
     args = parser.parse_args()
+    if args.workers > 1 and not args.broker:
+        parser.error("--workers above 1 needs --broker")
     home = Path(tempfile.mkdtemp(prefix="cfx-overload-"))
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("CFX_")}, "CFX_HOME": str(home)}
     env.update(CFX_DEMO__ACCOUNTS=str(args.accounts), CFX_DEMO__MONTHS="24", CFX_DEMO__END_MONTH="2025-12")
@@ -215,8 +245,18 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        redis_port = s.getsockname()[1]
+    redis = None
+    if args.broker:
+        redis = subprocess.Popen(
+            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        env["CFX_BROKER__URL"] = f"redis://127.0.0.1:{redis_port}/0"
     server = subprocess.Popen(
-        [CFX, "serve", "--port", str(port)],
+        [CFX, "serve", "--port", str(port), "--workers", str(args.workers)],
         env={**env, "CFX_SERVICE__ACCESS_LOG": "false"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -235,7 +275,8 @@ def main() -> None:
             a["account_id"]
             for a in httpx.get(base + "/api/customers/health?page_size=1000", headers=auth).json()["accounts"]
         ]
-        proc = psutil.Process(server.pid)
+        proc = Tree(server.pid)
+        time.sleep(5 if args.workers > 1 else 0)  # every worker warmed up
         idle_rss = proc.memory_info().rss
         groups = [("parse", args.parsers), ("fast", args.fast), ("slow", args.slow), ("paused", args.paused)]
         start_at = time.time() + 5  # clients connect first
@@ -275,6 +316,9 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        if redis is not None:
+            redis.terminate()
+            redis.wait(10)
     posted = json.loads((home / "poster.json").read_text())
     rows, all_cut, mismatches = [], 0, 0
     clients = sum(n for _, n in groups)
@@ -306,8 +350,15 @@ def main() -> None:
         f"Machine: {machine()}; date {now()}.",
         "",
         f"Command: `.venv/bin/python bench/feed_overload.py --rate {args.rate} --seconds {args.seconds:g} --parsers {args.parsers} "
-        f"--fast {args.fast} --slow {args.slow} --paused {args.paused} --accounts {args.accounts}` — one `cfx serve`, "
-        f"{clients} feed clients in 4 processes, NPS answers dated today at {posted['events'] / posted['elapsed']:,.0f}/s for "
+        f"--fast {args.fast} --slow {args.slow} --paused {args.paused} --accounts {args.accounts}"
+        + (f" --workers {args.workers} --broker" if args.broker else "")
+        + "` — "
+        + (
+            f"`cfx serve --workers {args.workers}` with a local redis-server (POSTs taken by {posted['workers']} workers), "
+            if args.broker
+            else "one `cfx serve` without a broker, "
+        )
+        + f"{clients} feed clients in 4 processes, NPS answers dated today at {posted['events'] / posted['elapsed']:,.0f}/s for "
         f"{args.seconds:g} s ({posted['reported']:,} health changes; POST answers {posted['statuses']}); all on the same 2 cores.",
         "",
         "| clients | n | cut | updates received | states conflated | lagging notices | p50 ms POST to arrival | p99 ms | paused: caught up after resuming | final states unlike /api/customers |",
@@ -324,7 +375,10 @@ def main() -> None:
     ]
     body = "\n".join(lines)
     print(body)
-    update_section("Feed under overload: conflation (bench/feed_overload.py)", body)
+    title = "Feed under overload: conflation (bench/feed_overload.py)"
+    if args.broker:
+        title = f"Feed under overload, {args.workers} worker{'s' if args.workers > 1 else ''} with a Redis broker (bench/feed_overload.py)"
+    update_section(title, body)
 
 
 if __name__ == "__main__":
