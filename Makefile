@@ -36,7 +36,7 @@ system-deps:
 	@tools/system-deps $(TEST_SYSTEM_DEPS)
 
 test: system-deps lint
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --timeout 900
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --timeout 900 --durations=25
 
 docs: install
 	$(BIN)/cfx docs

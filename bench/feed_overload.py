@@ -108,15 +108,15 @@ class Reader(RawFeedClient):
         super().connection_lost(exc)
 
 
-def run_group(port: int, token: str, mode: str, clients: int, resume_at: float, until: float, out: str, ready) -> None:
+def run_group(port: int, token: str, mode: str, clients: int, resume, out: str, ready) -> None:
+    """``resume``: a shared double, 0 until the burst is over, then the time paused readers resume."""
+
     async def go():
         loop = asyncio.get_running_loop()
         readers = []
         for _ in range(clients):
             _, proto = await loop.create_connection(
-                lambda: Reader(
-                    f"/ws/customer-health?token={token}", port, mode, resume_at, 1 if mode == "parse" else 50
-                ),
+                lambda: Reader(f"/ws/customer-health?token={token}", port, mode, 0.0, 1 if mode == "parse" else 50),
                 "127.0.0.1",
                 port,
             )
@@ -126,10 +126,12 @@ def run_group(port: int, token: str, mode: str, clients: int, resume_at: float, 
         if mode == "paused":
             for r in readers:
                 r.transport.pause_reading()
-            await asyncio.sleep(max(0.0, resume_at - time.time()))
+        while not resume.value:  # the burst, however long connecting and posting took
+            await asyncio.sleep(0.05)
+        if mode == "paused":
             for r in readers:
                 r.transport.resume_reading()
-        await asyncio.sleep(max(0.0, until - time.time()))
+        await asyncio.sleep(max(0.0, resume.value + 10 - time.time()))
         # then read until nothing arrived for 5 s (at most 120 s more): what was sent is taken in
         deadline = time.time() + 120
         while time.time() < deadline and time.time() - max((r.last_seen for r in readers), default=0) < 5:
@@ -279,17 +281,13 @@ def main() -> None:
         time.sleep(5 if args.workers > 1 else 0)  # every worker warmed up
         idle_rss = proc.memory_info().rss
         groups = [("parse", args.parsers), ("fast", args.fast), ("slow", args.slow), ("paused", args.paused)]
-        start_at = time.time() + 5  # clients connect first
-        resume_at = start_at + args.seconds + 1
-        until = resume_at + 10
+        resume = ctx.Value("d", 0.0)
         readies, procs = [], []
         for mode, n in groups:
             if not n:
                 continue
             ready = ctx.Event()
-            p = ctx.Process(
-                target=run_group, args=(port, token, mode, n, resume_at, until, str(home / f"{mode}.json"), ready)
-            )
+            p = ctx.Process(target=run_group, args=(port, token, mode, n, resume, str(home / f"{mode}.json"), ready))
             p.start()
             readies.append(ready)
             procs.append((mode, p))
@@ -305,6 +303,8 @@ def main() -> None:
         while poster.is_alive():
             peak = max(peak, proc.memory_info().rss)
             time.sleep(0.5)
+        time.sleep(1)
+        resume.value = resume_at = time.time()  # the paused readers resume 1 s after the last POST
         for _, p in procs:
             while p.is_alive():
                 peak = max(peak, proc.memory_info().rss)
@@ -375,9 +375,12 @@ def main() -> None:
     ]
     body = "\n".join(lines)
     print(body)
-    title = "Feed under overload: conflation (bench/feed_overload.py)"
-    if args.broker:
-        title = f"Feed under overload, {args.workers} worker{'s' if args.workers > 1 else ''} with a Redis broker (bench/feed_overload.py)"
+    config = (
+        f"{args.workers} worker{'s' if args.workers > 1 else ''} with a Redis broker"
+        if args.broker
+        else "one process, no broker"
+    )
+    title = f"Feed at {args.rate:,} events/s and {clients} clients: {config} (bench/feed_overload.py)"
     update_section(title, body)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd  # noqa: E402
 
 from cfxlib.publish import theme  # noqa: E402
+from cfxlib.publish.formats import usd  # noqa: E402
 from cfxlib.publish.theme import BAND_COLOURS, MOVEMENT_COLOURS, PALETTE  # noqa: E402
 
 
@@ -27,7 +28,7 @@ def forecast_figure(
     series = [s for s in PALETTE if s in set(fc["unique_id"])]
     cols = 2 if len(series) > 1 else 1
     rows = (len(series) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 3.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 2.7 * rows), squeeze=False)
     for ax, name in zip(axes.flat, series, strict=False):
         colour = PALETTE[name]
         h = history[history["unique_id"] == name]
@@ -236,7 +237,8 @@ def use_of_funds_figure(fundraising: dict, path: Path) -> Path | None:
     shares = [u["share"] for u in uses][::-1]
     ax1.barh(names, shares, color=theme.ACCENT)
     for y, s in enumerate(shares):
-        ax1.text(s, y, f" {s:.0%} · {theme.money(s * rnd['target_usd'])}", va="center")
+        # the table's own format (formats.usd): $1.25M in both, never $1.2M beside $1.25M
+        ax1.text(s, y, f" {s:.0%} · {usd(s * rnd['target_usd'])}", va="center")
     theme.percent_axis(ax1.xaxis)
     ax1.set_xlim(0, max(shares) * 1.45)
     ax1.set_title(f"Use of the {theme.money(rnd['target_usd'])} {rnd['name']}")
@@ -245,7 +247,14 @@ def use_of_funds_figure(fundraising: dict, path: Path) -> Path | None:
     ax2.barh([0], [target], color=theme.GRID, height=0.5)
     if committed is not None:
         ax2.barh([0], [committed], color=theme.POSITIVE, height=0.5)
-        ax2.text(0.02 * target, 0, f"{theme.money(committed)}\n{committed / target:.0%} of target", va="center")
+        inside = committed / target >= 0.5  # the label sits in the bar when it is long enough, else after it
+        ax2.text(
+            committed * (0.04 if inside else 1.04),
+            0,
+            f"{usd(committed)}\n{committed / target:.0%} of target",
+            va="center",
+            color="white" if inside else theme.INK,
+        )
     ax2.set_yticks([])
     ax2.set_xticks([0, target / 2, target])
     theme.money_axis(ax2.xaxis)

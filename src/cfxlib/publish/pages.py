@@ -382,6 +382,37 @@ def _train_rows(card: dict) -> str:
     return f"{rows:,} account-months"
 
 
+def calibration_note(calibration: list[dict]) -> str:
+    """What the calibration curve says about the riskiest decile, where decisions are made: how
+    far the predicted churn rate is from the observed one and, with the decile's size, whether
+    that gap is more than chance (a two-sided binomial 95% band around the prediction)."""
+    import math
+
+    top = max(calibration, key=lambda r: r["predicted"])
+    predicted, observed, n = top["predicted"], top["observed"], int(top.get("accounts") or 0)
+    band = 1.96 * math.sqrt(max(predicted * (1 - predicted), 1e-9) / n) if n else float("nan")
+    gap = observed - predicted
+    head = (
+        f"In the riskiest tenth of the test rows ({n:,} account-months) the model predicted a churn rate of "
+        f"{pct(predicted)} and {pct(observed)} churned"
+    )
+    if n and abs(gap) <= band:
+        return head + f": within the {pct(band)} that chance alone allows at this size, so no correction is made."
+    if gap > 0:
+        return (
+            head
+            + f": it **under-predicts** by {100 * gap:.1f} points, more than chance allows (±{pct(band)}). Read the "
+            "riskiest accounts' probabilities as lower bounds: their order by risk (ROC AUC, lift) is unaffected, "
+            "but the expected ARR at risk for these accounts is understated by about "
+            f"{gap / predicted:.0%}."
+        )
+    return (
+        head + f": it **over-predicts** by {100 * -gap:.1f} points, more than chance allows (±{pct(band)}). The "
+        "order by risk is unaffected, but the expected ARR at risk for these accounts is overstated by about "
+        f"{-gap / predicted:.0%}."
+    )
+
+
 def model_card(customer: dict) -> str:
     card = customer["model_card"]
     if "roc_auc" not in card:
@@ -409,6 +440,8 @@ def model_card(customer: dict) -> str:
         "",
         "![Calibration](_artifacts/figures/churn_calibration.png)",
     ]
+    if card.get("calibration"):
+        lines += ["", calibration_note(card["calibration"])]
     hv = card.get("health_validation", {})
     if "roc_auc" in hv:
         lines += [

@@ -279,12 +279,35 @@ TYPST_PREAMBLE = """
 #show figure: set block(breakable: false)
 #show figure.where(kind: table): set block(breakable: true)
 #show figure.caption: none
+#set table.cell(breakable: false)
 """
 
 
 DEMO_HEADER = """
 #set page(header: align(center)[#box(fill: rgb("#fff4d6"), stroke: 0.6pt + rgb("#9a5b00"), inset: (x: 8pt, y: 3pt), radius: 2pt)[#text(size: 8pt, weight: "bold", fill: rgb("#7a4700"))[#"{banner}"]]])
 """
+
+
+_IMAGE = re.compile(r'image\("([^"]+)"\)')
+CHART_REFERENCE_IN = 10.0
+"""Charts are drawn for this width (theme.WIDE) and shown at the text's full width in a PDF. A
+narrower chart is shown proportionally narrower, so every chart's text has the same size."""
+
+
+def _sized_image(match: re.Match, base: Path) -> str:
+    """``image("x.png")`` with a width that keeps the chart's fonts at the size of the others."""
+    from PIL import Image
+
+    from cfxlib.publish import theme
+
+    try:
+        with Image.open(base / match.group(1)) as im:
+            dpi = float((im.info.get("dpi") or (theme.DPI, theme.DPI))[0]) or theme.DPI
+            inches = im.width / dpi
+    except (OSError, ValueError):
+        return match.group(0)
+    share = min(100.0, 100.0 * inches / CHART_REFERENCE_IN)
+    return f'image("{match.group(1)}", width: {share:.0f}%)'
 
 
 def render_pdf(markdown: str, base: Path, pdf: Path, title: str, footer: str = "", banner: str = "") -> Path:
@@ -296,6 +319,7 @@ def render_pdf(markdown: str, base: Path, pdf: Path, title: str, footer: str = "
     body = pypandoc.convert_text(markdown, "typst", format="markdown+pipe_tables")
     # pandoc centres every table; labels and tables read better from the left margin
     body = body.replace("align(center)[#table(", "align(left)[#table(")
+    body = _IMAGE.sub(lambda m: _sized_image(m, base), body)
     source = base / (pdf.stem + ".typ")
     source.write_text(
         TYPST_PREAMBLE.format(title=typst_string(title), footer=typst_string(footer))

@@ -23,7 +23,7 @@ LABEL_SIZE = 10
 TICK_SIZE = 9
 LEGEND_SIZE = 9
 DPI = 200
-WIDE = (10, 4.2)
+WIDE = (10, 3.6)
 """Size of a full-width chart, inches (the PDFs are A4 with 1.8 cm margins: 17.4 cm wide)."""
 HALF = (5.6, 3.8)
 
