@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from cfxlib import __version__
 from cfxlib.core.errors import UserError
@@ -197,7 +198,7 @@ def print_summary(home: Home, engine: str, settings) -> None:
     for row in summary["by_tier"]:
         table.add_row(row["tier"], f"{row['customers']:,}", f"{row['mrr']:,.2f}", f"{row['arr']:,.2f}")
     table.add_row(
-        "[bold]total",
+        Text("total", style="bold"),  # a styled cell: _print_table prints without markup
         f"{summary['active_customers']:,}",
         f"{summary['mrr']:,.2f}",
         f"{summary['arr']:,.2f}",
