@@ -94,7 +94,11 @@ def test_hierarchical_backtest_reports_reconciled_beside_base_and_flags_thin_hor
     )
     assert set(report["by_series"]) == {"Total", "Starter", "Professional", "Enterprise"}
     for figures in report["by_series"].values():
-        assert set(figures) == {"reconciled", "base"} and figures["base"]["points"] == figures["reconciled"]["points"]
+        assert set(figures) == {"reconciled", "base", "uncalibrated"}
+        assert figures["base"]["points"] == figures["reconciled"]["points"] == figures["uncalibrated"]["points"]
+    # intervals calibrated per series and level; the coverage reported is the held-out one
+    factors = report["overall"]["calibration"]["factors"]
+    assert set(factors) == set(report["by_series"]) and all(k["80"] > 0 and k["95"] > 0 for k in factors.values())
     by_h = report["by_horizon"].set_index("horizon")
     assert by_h.loc[1, "forecasts"] == 3 and by_h.loc[1, "coverage_stated"]
     assert by_h.loc[6, "forecasts"] == 1 and not by_h.loc[6, "coverage_stated"]

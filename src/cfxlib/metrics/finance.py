@@ -13,7 +13,7 @@ import pandas as pd
 
 from cfxlib.contract.money import round_money_fields
 from cfxlib.core.records import jsonable, records
-from cfxlib.metrics import arr_forecast, efficiency, revenue
+from cfxlib.metrics import arr_forecast, calibration, efficiency, revenue
 from cfxlib.store.warehouse import ingest_metadata
 
 
@@ -47,7 +47,13 @@ def compute(
     fundraising = ingest_metadata(con).get("fundraising")
     history = arr_forecast.arr_history(con=con, as_of=as_of)
     forecaster = arr_forecast.top_down(history, h=h, models=models)
+    backtest = arr_forecast.backtest_report(
+        history, h=h, origins=backtest_origins, step=backtest_step, models=models, hierarchical=True
+    )
     top = arr_forecast.reconcile(forecaster.predict())
+    factors = (backtest.get("overall") or {}).get("calibration", {}).get("factors")
+    if factors:  # intervals scaled so that, held out, they covered what they claim
+        top = calibration.apply_factors(top, pd.DataFrame(factors).T.rename(columns=int))
     bottom = arr_forecast.bottom_up(con=con, h=h, as_of=as_of)
     return FinanceResults(
         as_of_month=monthly["month"].iloc[-1],
@@ -62,9 +68,7 @@ def compute(
         forecast_models=dict(forecaster.selected_),
         bottom_up=bottom,
         comparison=arr_forecast.compare(top, bottom),
-        backtest=arr_forecast.backtest_report(
-            history, h=h, origins=backtest_origins, step=backtest_step, models=models, hierarchical=True
-        ),
+        backtest=backtest,
         efficiency=efficiency.efficiency(con, fundraising, monthly),
         fundraising=fundraising,
     )

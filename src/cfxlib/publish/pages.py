@@ -102,18 +102,51 @@ def kpi_table(snapshot: dict, finance: dict, customer: dict | None, last_week: d
     return "\n".join(out)
 
 
+def calibration_lines(bt: dict, by_series: dict) -> list[str]:
+    """How the intervals are calibrated, with each series' coverage before and after (held out)."""
+    cal = bt.get("calibration")
+    if not cal:
+        return []
+    lines = [
+        "**Calibrated intervals.** The models' own intervals were too narrow for some series and too wide for others. "
+        "Each series' 80% and 95% intervals are scaled around the forecast by one factor per level. The factor is the "
+        "split-conformal quantile of how much each past interval would have had to be scaled to reach the actual "
+        "value. The coverage shown is held out: each past month's intervals were scaled by factors learnt from the "
+        "other past months only.",
+        "",
+        "| series | factor 80% | factor 95% | inside 80%: models' own | calibrated | inside 95%: models' own | calibrated |",
+        "|:---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in ("Total", "Starter", "Professional", "Enterprise"):
+        k = cal["factors"].get(name)
+        s = by_series.get(name) or (
+            {"reconciled": bt, "uncalibrated": bt.get("uncalibrated")} if name == "Total" else None
+        )
+        if not k or not s or not s.get("uncalibrated"):
+            continue
+        raw, held = s["uncalibrated"], s["reconciled"]
+        lines.append(
+            f"| {name} | {k['80']:.2f} | {k['95']:.2f} | {pct(raw['coverage_80'], 0)} | {pct(held['coverage_80'], 0)} | "
+            f"{pct(raw['coverage_95'], 0)} | {pct(held['coverage_95'], 0)} |"
+        )
+    return [*lines, ""]
+
+
 def forecast_sentence(snapshot: dict) -> str:
     fc = snapshot.get("arr_forecast_12m")
     if not fc:
         return "No ARR forecast (not enough history)."
+    held = fc.get("backtest_coverage_80") is not None
+    c80 = f", which held {pct(fc['backtest_coverage_80'], 0)} of past actuals" if held else ""
+    c95 = f", which held {pct(fc['backtest_coverage_95'], 0)}" if fc.get("backtest_coverage_95") is not None else ""
     text = (
-        f"ARR in {fc['month']} is forecast at **{usd(fc['arr'])}** (80% interval {usd(fc['lo_80'])} to {usd(fc['hi_80'])}; "
-        f"95% interval {usd(fc['lo_95'])} to {usd(fc['hi_95'])})."
+        f"ARR in {fc['month']} is forecast at **{usd(fc['arr'])}** (80% interval {usd(fc['lo_80'])} to {usd(fc['hi_80'])}{c80}; "
+        f"95% interval {usd(fc['lo_95'])} to {usd(fc['hi_95'])}{c95})."
     )
     if fc.get("backtest_mape_pct") is not None:
         text += (
-            f" Forecasts made the same way at past months missed actual ARR by {fc['backtest_mape_pct']:.1f}% on average (MAPE), "
-            f"and {pct(fc['backtest_coverage_80'], 0)} of actuals fell inside the 80% interval."
+            f" Forecasts made the same way at past months missed actual ARR by {fc['backtest_mape_pct']:.1f}% on average "
+            "(MAPE); the interval coverage is measured on past forecasts whose calibration did not see them."
         )
     return text
 
@@ -487,6 +520,7 @@ def forecast_backtest(finance: dict) -> str:
         f"Total ARR: MAPE **{bt['mape']:.1f}%**; actual values inside the 80% interval **{pct(bt['coverage_80'], 0)}** of the time, "
         f"inside the 95% interval **{pct(bt['coverage_95'], 0)}**.",
         "",
+        *calibration_lines(bt, fc.get("backtest_by_series") or {}),
         "### By months ahead",
         "",
         f"Coverage is shown only where at least {floor} past forecasts reach that far; below that, one hit or miss moves it by a third or more.",

@@ -29,7 +29,12 @@ class Interval(BaseModel):
     hi_95: float
     model: str = Field(description="Model chosen by backtest for total ARR.")
     backtest_mape_pct: float | None = Field(None, description="MAPE of past forecasts of total ARR, %.")
-    backtest_coverage_80: float | None = Field(None, description="Share of past actuals inside the 80% interval.")
+    backtest_coverage_80: float | None = Field(
+        None, description="Share of past actuals inside the calibrated 80% interval (held out by origin)."
+    )
+    backtest_coverage_95: float | None = Field(
+        None, description="Share of past actuals inside the calibrated 95% interval (held out by origin)."
+    )
 
 
 class Alert(BaseModel):
@@ -135,6 +140,7 @@ def build(
             **{k: fc[k] for k in ("month", "arr", "lo_80", "hi_80", "lo_95", "hi_95", "model")},
             backtest_mape_pct=bt.get("mape"),
             backtest_coverage_80=bt.get("coverage_80"),
+            backtest_coverage_95=bt.get("coverage_95"),
         ),
         arr_at_risk=(customer or {}).get("kpis", {}).get("arr_at_risk"),
     )

@@ -74,6 +74,7 @@ def build(snapshot: dict, finance: dict, customer: dict | None, ops_total: pd.Da
             "growth": pct(fc["arr"] / s["arr"] - 1, 0, signed=True) if fc.get("arr") and s["arr"] else "n/a",
             "mape": f"{bt['mape']:.1f}%" if bt.get("mape") is not None else "n/a",
             "coverage80": pct(bt.get("coverage_80"), 0),
+            "coverage95": pct(bt.get("coverage_95"), 0),
             "origins": str(bt.get("origins", 0)),
             "bottom_up": usd(last.get("arr_bottom_up")),
             "gap": pct(last["gap_pct"] / 100, 1, signed=True) if last.get("gap_pct") is not None else "n/a",
