@@ -6,6 +6,7 @@ still succeed and are durable, /healthz says degraded, and all recovers when Red
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
 import os
@@ -133,10 +134,12 @@ def test_two_workers_share_one_feed_through_redis(published_copy):
         victim = next(iter(workers))
 
         async def after_kill() -> None:
-            survivors = [await connect(server.url, analyst) for _ in range(6)]
+            opened: list[Client] = []
+            while sum(c.worker != victim for c in opened) < 2 and len(opened) < 60:
+                opened.append(await connect(server.url, analyst))
             os.kill(victim, signal.SIGKILL)
-            survivors = [c for c in survivors if c.worker != victim]
-            assert survivors, "no client landed on the surviving worker"
+            survivors = [c for c in opened if c.worker != victim]
+            assert len(survivors) >= 2, "connections all went to one worker"
             event = nps(accounts[50], 0, "after-kill")
             deadline = time.monotonic() + 20
             while (answer := post(server.url, ingest, [event])).status_code != 202 and time.monotonic() < deadline:
@@ -148,8 +151,9 @@ def test_two_workers_share_one_feed_through_redis(published_copy):
             again = await connect(server.url, analyst)
             api = httpx.get(server.url + f"/api/customers/{accounts[50]}", headers=auth).json()["health"]
             assert again.state[accounts[50]]["health_score"] == api["health_score"]
-            for c in [*survivors, again]:
-                await c.ws.close()
+            for c in [*opened, again]:
+                with contextlib.suppress(Exception):  # the killed worker's clients are closed already
+                    await c.ws.close()
 
         asyncio.run(after_kill())
 
