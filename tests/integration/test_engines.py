@@ -120,9 +120,15 @@ def test_cfx_run_publishes_the_same_numbers_on_spark(tmp_path):
             fmt="parquet",
         ),
     )
+    from concurrent.futures import ThreadPoolExecutor
+
     homes = {engine: tmp_path / engine for engine in ("duckdb", "spark")}
-    for engine, home in homes.items():
-        result = run_cfx("run", "--engine", engine, "--data", str(data), home=home, timeout=1500)
+    with ThreadPoolExecutor(2) as pool:  # side by side: Spark waits on its JVM most of the time
+        runs = {
+            engine: pool.submit(run_cfx, "run", "--engine", engine, "--data", str(data), home=home, timeout=1500)
+            for engine, home in homes.items()
+        }
+    for result in (r.result() for r in runs.values()):
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert not (homes["spark"] / "warehouse" / "cfx.duckdb").exists()
     assert (homes["spark"] / "lake" / "current.json").exists()
