@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import json
 import os
 import signal
@@ -19,19 +18,10 @@ import websockets
 
 from cfxlib.store.eventlog import EventLog
 from tests.integration.test_api import Server, token
+from tests.integration.test_interventions import nps
 from tests.servers import RedisServer
 
 pytestmark = pytest.mark.xdist_group("pipeline")
-
-
-def nps(account: str, score: int, tag: str) -> dict:
-    return {
-        "table": "nps_responses",
-        "response_id": f"{tag}-{time.time_ns()}",
-        "account_id": account,
-        "date": datetime.date.today().isoformat(),
-        "score": score,
-    }
 
 
 class Client:
