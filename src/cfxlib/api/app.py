@@ -76,6 +76,7 @@ from cfxlib.contract.schemas import TABLES
 from cfxlib.core.errors import UserError
 from cfxlib.core.home import Home
 from cfxlib.core.settings import load_settings
+from cfxlib.core.urls import without_password
 from cfxlib.customers import health
 from cfxlib.interventions import engine, notices
 from cfxlib.ops import probes
@@ -1051,7 +1052,7 @@ def serve(
     print(
         f"cfx serve: listening on http://{shown}:{port} (API docs http://{shown}:{port}/docs; "
         f"WebSocket ws://{shown}:{port}/ws/customer-health); state {home.root}; "
-        + (f"{workers} workers, broker {settings.broker.url.split('@')[-1]}; " if workers > 1 else "")
+        + (f"{workers} workers, broker {without_password(settings.broker.url)}; " if workers > 1 else "")
         + "Ctrl-C stops",
         flush=True,
     )
