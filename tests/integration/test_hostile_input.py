@@ -15,6 +15,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from cfxlib.contract.schemas import ALL_TABLES
 from cfxlib.demo import DemoOptions, generate
 from tests.conftest import run_cfx
 from tests.pdf import pdf_text
@@ -42,16 +43,8 @@ def hostile(tmp_path_factory):
     generate(data, DemoOptions(accounts=120, months=16, seed=5, end_month="2025-12"))
     accounts = pd.read_csv(data / "accounts.csv", dtype=str, keep_default_na=False)
     ids = {a: evil_id(i) for i, a in enumerate(accounts["account_id"])}
-    for name in (
-        "accounts",
-        "subscriptions",
-        "usage_daily",
-        "tickets",
-        "downtime_monthly",
-        "nps_responses",
-        "leads",
-        "interventions",
-    ):
+    # every table that names accounts, from the contract: a table added later gets hostile ids too
+    for name in [t for t, spec in ALL_TABLES.items() if t == "accounts" or spec.account_ref]:
         frame = pd.read_csv(data / f"{name}.csv", dtype=str, keep_default_na=False)
         frame["account_id"] = frame["account_id"].map(lambda v: ids.get(v, v))
         if name == "accounts":
