@@ -41,6 +41,7 @@ EXPECTED = {
     ("get", "/api/customers/at-risk-trend"): STAFF,
     ("get", "/api/customers/churn-distribution"): STAFF,
     ("get", "/api/customers/health-trend"): STAFF,
+    ("get", "/api/customers/engagement"): STAFF,
     ("get", "/api/customers/{account_id}/history"): STAFF,
     ("get", "/api/customers/{account_id}"): STAFF,
     ("post", "/api/events"): {"analyst", "ingest"},

@@ -105,6 +105,60 @@ def open_page(browser, url: str):
     return page, response, outside
 
 
+CHART = """sel => { const f = document.querySelector(sel); if (!f) return null;
+  const outside = e => !e.closest('.legend');
+  return {
+    title: (f.querySelector('.mainheading') || {}).textContent || '',
+    ticks: [...f.querySelectorAll('.axis')].map(a => [...a.querySelectorAll('.tick text')].map(t => t.textContent))
+      .filter(t => t.length),
+    axis_labels: [...f.querySelectorAll('.axislabel')].map(t => t.textContent).filter(t => t),
+    legend: [...f.querySelectorAll('.legendtext')].map(t => t.textContent),
+    dots: [...f.querySelectorAll('.dot')].filter(outside).length,
+    bars: [...f.querySelectorAll('rect.bar')].length,
+    labels: [...f.querySelectorAll('text.label')].map(t => t.textContent),
+    lines: [...f.querySelectorAll('path.line')].filter(outside).map(p => p.getAttribute('d') || ''),
+  }; }"""
+"""What a bqplot chart shows, read from its DOM: title, tick labels per axis, axis labels, legend,
+data points (markers outside the legend), bars, text labels and each line's path."""
+
+
+def chart(page, css: str) -> dict:
+    return page.evaluate(CHART, f".cfx-chart.{css}")
+
+
+def wait_chart(page, css: str, check, timeout_s: float = 10.0) -> dict:
+    """The chart once ``check(chart)`` holds (widget state reaches the page message by message)."""
+    deadline = time.time() + timeout_s
+    while True:
+        seen = chart(page, css)
+        if seen and check(seen):
+            return seen
+        if time.time() > deadline:
+            raise AssertionError(f"{css}: {seen}")
+        page.wait_for_timeout(100)
+
+
+def assert_chart(seen: dict, title: str, axes: int = 2) -> None:
+    """A chart with its title and ``axes`` axes that carry tick labels and names."""
+    assert title in seen["title"], seen
+    assert len(seen["ticks"]) == axes and all(len(t) >= 2 for t in seen["ticks"]), seen
+    assert len(seen["axis_labels"]) >= 1 or axes == 0, seen
+
+
+def shoot(page, name: str, selector: str | None = None) -> None:
+    """A screenshot into test-artifacts/dashboards/: of one element, or of the whole page (Voilà
+    scrolls inside its body, so the viewport is stretched to the content first)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    if selector:
+        page.locator(selector).first.screenshot(path=str(SHOTS / name))
+        return
+    height = page.evaluate("Math.max(...[...document.querySelectorAll('body *')].map(e => e.scrollHeight))")
+    page.set_viewport_size({"width": 1366, "height": min(max(height, 900), 6000)})
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SHOTS / name))
+    page.set_viewport_size({"width": 1366, "height": 900})
+
+
 def test_missing_unknown_and_investor_tokens_are_refused(stack, browser):
     home, _, dash = stack
     investor = token(home, "investor")
@@ -159,6 +213,32 @@ def test_customer_success_live_filters_and_calculator(stack, browser):
     assert extensions == set(FRONTEND_EXTENSIONS), extensions
     assert "Average health" in page.inner_text(".cfx-book-trend") and page.query_selector(".cfx-book-trend svg")
     assert "Enterprise" in page.inner_text(".cfx-churn-distribution")
+    # every chart has its title, axes with ticks and names, and the data's points
+    mean = sum(scores) / len(scores)
+    gauge = wait_chart(page, "cfx-gauge-chart", lambda c: f"{mean:.1f}" in c["labels"])
+    assert "Book health" in gauge["title"] and {"red", "yellow", "green", "0", "100"} <= set(gauge["labels"])
+    book = httpx.get(service.url + "/api/customers/health-trend", headers=auth).json()
+    limits = book["bands"]
+    assert {str(int(limits["red"])), str(int(limits["yellow"]))} <= set(gauge["labels"])
+    weekly = len(book["points"])
+    health_chart = wait_chart(page, "cfx-book-health-chart", lambda c: c["dots"] >= weekly)
+    assert_chart(health_chart, "Average health, weekly then live")
+    assert health_chart["dots"] in (weekly, weekly + 1)  # the live book: the last week's point or one after it
+    assert "score (0-100)" in health_chart["axis_labels"] and "average health" in health_chart["legend"]
+    assert f"red up to {limits['red']:g}" in health_chart["legend"]
+    bands_chart = chart(page, "cfx-book-bands-chart")
+    assert_chart(bands_chart, "Accounts per band")
+    assert bands_chart["legend"] == ["red", "yellow", "green"] and bands_chart["dots"] == 3 * health_chart["dots"]
+    churn_bins = httpx.get(service.url + "/api/customers/churn-distribution", headers=auth).json()["bins"]
+    churn_chart = chart(page, "cfx-churn-chart")
+    assert_chart(churn_chart, "3-month churn probability by tier")
+    assert churn_chart["legend"] == ["Starter", "Professional", "Enterprise"]
+    assert churn_chart["bars"] == 3 * len({(b["low"], b["high"]) for b in churn_bins})
+    assert churn_chart["ticks"][0][0] == "0-10%" and "p(churn in 3 months)" in churn_chart["axis_labels"]
+    components = chart(page, "cfx-components-chart")
+    assert_chart(components, "Health components of")
+    assert components["bars"] == 5 and components["ticks"][0] == ["usage", "tickets", "downtime", "NPS", "engagement"]
+    assert_chart(chart(page, "cfx-account-history-chart"), "Health, weekly over 90 days then live")
     # ARR at risk by month, from the churn model without hindsight, beside what did churn
     trend = httpx.get(service.url + "/api/customers/at-risk-trend", headers=auth).json()
     assert len(trend["points"]) == 6 and trend["trained_through"] < trend["points"][0]["month"]
@@ -167,11 +247,18 @@ def test_customer_success_live_filters_and_calculator(stack, browser):
     for point in trend["points"]:
         assert point["month"] in risk_text
     assert risk_text.count("not known yet") == sum(p["churned_arr"] is None for p in trend["points"]) == 3
+    risk_chart = chart(page, "cfx-risk-chart")
+    assert_chart(risk_chart, "ARR at risk by month")
+    assert risk_chart["bars"] == 6 and risk_chart["ticks"][0] == [p["month"] for p in trend["points"]]
+    assert any(t.startswith("$") for t in risk_chart["ticks"][1])
+    assert risk_chart["dots"] == sum(p["churned_arr"] is not None for p in trend["points"])
     page.wait_for_selector(".cfx-feed-status:has-text('live')", timeout=30_000)
     at_risk = httpx.get(service.url + "/api/customers/at-risk?limit=10000", headers=auth).json()["rows"]
     table = page.inner_text(".cfx-at-risk")
     assert all(r["account_id"] in table for r in at_risk)
-    page.screenshot(path=str(SHOTS / "customer_success.png"), full_page=True)
+    shoot(page, "customer_success.png")
+    for css in ("cfx-health-gauge", "cfx-book-trend", "cfx-risk-chart", "cfx-churn-chart"):
+        shoot(page, f"customer_success_{css.removeprefix('cfx-')}.png", f".{css}")
     # filters change the table
     page.select_option(".widget-dropdown:has-text('Tier') select", "Enterprise")
     page.wait_for_function("!document.querySelector('.cfx-at-risk').innerText.includes('Starter')", timeout=10_000)
@@ -185,6 +272,9 @@ def test_customer_success_live_filters_and_calculator(stack, browser):
     # an event dated today changes the account's row, the gauge and the last-update line live
     account = at_risk[0]["account_id"]
     gauge_before = page.inner_text(".cfx-health-gauge")
+    needle_before = chart(page, "cfx-gauge-chart")["lines"][-1]
+    trend_before = chart(page, "cfx-book-health-chart")
+    history_before = chart(page, "cfx-account-history-chart")
     r = post_nps_today(service, ingest, account, 0, "dash")
     assert r.status_code == 202 and r.json()["health_updates"] == 1
     page.wait_for_selector(f".cfx-last-update:has-text('{account}')", timeout=5_000)
@@ -192,7 +282,19 @@ def test_customer_success_live_filters_and_calculator(stack, browser):
     assert f"{new:.1f}" in page.inner_text(".cfx-last-update")
     assert re.search(rf"{account}.*?{new:.0f} \(", page.inner_text(".cfx-at-risk"), re.S)
     assert page.inner_text(".cfx-health-gauge") != gauge_before
-    page.screenshot(path=str(SHOTS / "customer_success_after_event.png"), full_page=True)
+    # the event moved the gauge's needle and the book's trend, in place (same page, same figures)
+    live_mean = sum(
+        r["health_score"]
+        for r in httpx.get(service.url + "/api/customers/health?page_size=1000", headers=auth).json()["accounts"]
+    ) / len(scores)
+    gauge = wait_chart(page, "cfx-gauge-chart", lambda c: c["lines"][-1] != needle_before)
+    assert f"{live_mean:.1f}" in gauge["labels"]
+    wait_chart(page, "cfx-book-health-chart", lambda c: c["lines"] != trend_before["lines"])
+    # the selected account (the first at risk) is the one that changed: its history has today's point
+    history = wait_chart(page, "cfx-account-history-chart", lambda c: c["lines"] != history_before["lines"])
+    assert history["dots"] >= history_before["dots"]
+    shoot(page, "customer_success_after_event.png")
+    shoot(page, "customer_success_gauge_after_event.png", ".cfx-health-gauge")
     assert not outside, outside
     page.close()
 
@@ -254,10 +356,66 @@ def test_reporting_portal_tabs_agree_with_the_publication(stack, browser):
     assert (
         arr in page.inner_text("body") and arr in (home / "published" / "site" / "reports" / "index.html").read_text()
     )
-    page.screenshot(path=str(SHOTS / "reporting_portal_financial.png"), full_page=True)
+    auth = {"Authorization": f"Bearer {executive}"}
+    months = [r["month"] for r in httpx.get(service.url + "/api/finance/mrr", headers=auth).json()["rows"]]
+    shown = months[-12:]
+    # Financial: ARR with its forecast and intervals, MRR by tier, the bridge, all following the filters
+    forecast = wait_chart(page, "cfx-forecast-chart", lambda c: c["dots"] > 0)
+    assert_chart(forecast, "ARR and its forecast · Total")
+    points = [
+        p
+        for p in httpx.get(service.url + "/api/finance/forecast", headers=auth).json()["points"]
+        if p["unique_id"] == "Total"
+    ]
+    assert forecast["dots"] == len(shown) + 1 + len(points)  # actuals, then the forecast from the last actual
+    assert forecast["legend"] == ["ARR (actual)", "ARR (forecast)"] and "ARR (USD)" in forecast["axis_labels"]
+    assert any(t.startswith("$") and t.endswith("M") for t in forecast["ticks"][1])
+    mrr_chart = chart(page, "cfx-mrr-chart")
+    assert_chart(mrr_chart, "MRR by tier")
+    assert mrr_chart["legend"] == ["Starter", "Professional", "Enterprise"] and mrr_chart["dots"] == 3 * len(shown)
+    bridge = chart(page, "cfx-bridge-chart")
+    assert_chart(bridge, f"MRR bridge · Total · {shown[0]} to {shown[-1]}")
+    assert bridge["ticks"][0] == ["start", "new", "expansion", "reactivation", "contraction", "churn", "end"]
+    shoot(page, "reporting_portal_financial.png")
+    for css in ("cfx-forecast-chart", "cfx-mrr-chart", "cfx-bridge-chart"):
+        shoot(page, f"reporting_portal_{css.removeprefix('cfx-')}.png", f".{css}")
+    page.select_option(".widget-dropdown:has-text('Tier') select", "Enterprise")
+    forecast = wait_chart(page, "cfx-forecast-chart", lambda c: "Enterprise" in c["title"])
+    mrr_chart = wait_chart(page, "cfx-mrr-chart", lambda c: c["legend"] == ["Enterprise"])
+    assert mrr_chart["dots"] == len(shown)
+    wait_chart(page, "cfx-bridge-chart", lambda c: "Enterprise" in c["title"])
+    page.select_option(".widget-dropdown:has-text('From') select", months[-6])
+    mrr_chart = wait_chart(page, "cfx-mrr-chart", lambda c: c["dots"] == 6)
+    wait_chart(page, "cfx-bridge-chart", lambda c: f"{months[-6]} to {months[-1]}" in c["title"])
+    shoot(page, "reporting_portal_financial_enterprise_6_months.png", ".cfx-bridge-chart")
+    # Customer Health: gauge, tier and band, NPS and active users by month, following the filters
+    page.click(".lm-TabBar-tab >> text=Customer Health")
+    nps = wait_chart(page, "cfx-nps-chart", lambda c: c["dots"] > 0)
+    assert_chart(nps, "NPS by month")
+    assert nps["legend"] == ["NPS 0", "Total", "Enterprise"] and nps["dots"] <= 2 * 6
+    users = chart(page, "cfx-engagement-chart")
+    assert_chart(users, "Daily active users")
+    assert users["dots"] == 2 * 6 and "users" in users["axis_labels"]
+    assert chart(page, "cfx-tier-band-chart")["ticks"][0] == ["Enterprise"]
+    page.select_option(".widget-dropdown:has-text('Tier') select", "All")
+    nps = wait_chart(page, "cfx-nps-chart", lambda c: len(c["legend"]) == 5)
+    assert_chart(chart(page, "cfx-tier-band-chart"), "Accounts by tier and health band")
+    shoot(page, "reporting_portal_customer_health.png")
+    # System Performance: uptime per service against the target, latency, AI calls
     page.click(".lm-TabBar-tab >> text=System Performance")
     assert page.is_visible("text=Uptime, latency and AI usage")
-    page.screenshot(path=str(SHOTS / "reporting_portal_system.png"), full_page=True)
+    uptime = wait_chart(page, "cfx-uptime-chart", lambda c: c["dots"] > 0)
+    assert_chart(uptime, "Uptime per service")
+    ops = httpx.get(service.url + "/api/ops", headers=auth).json()
+    services = sorted({r["service"] for r in ops["by_service"]})
+    assert uptime["legend"] == ["99.5% target", *services] and uptime["dots"] == 6 * len(services)
+    assert_chart(chart(page, "cfx-latency-chart"), "p95 latency per service")
+    ai = chart(page, "cfx-ai-chart")
+    assert_chart(ai, "AI calls per month")
+    assert ai["bars"] == 6 and ai["ticks"][0] == months[-6:]
+    page.select_option(".widget-dropdown:has-text('From') select", months[-3])
+    wait_chart(page, "cfx-ai-chart", lambda c: c["bars"] == 3)
+    shoot(page, "reporting_portal_system.png")
     assert not outside, outside
     page.close()
 

@@ -94,7 +94,7 @@ def test_risk_trend_shows_expected_and_realised_churn():
         },
     ]
     html = render_risk_trend({"points": points, "note": "one <model>", "trained_through": "2026-02"})
-    assert "$40,000 in 2026-05 → $55,000 in 2026-06" in html and "<svg" in html
+    assert "$40,000 in 2026-05 → $55,000 in 2026-06" in html
     assert "$35,000" in html and "not known yet" in html and "5.0%" in html
     assert "one &lt;model&gt;" in html
     assert "not enough history" in render_risk_trend({"points": points[:1]})
@@ -104,7 +104,8 @@ def test_a_dashboard_says_when_the_service_is_not_reachable():
     import socket
 
     from cfxlib.dashboards.client import ServiceClient
-    from cfxlib.dashboards.widgets import CustomerSuccess, ReportingPortal, Unavailable
+    from cfxlib.dashboards.portal import ReportingPortal
+    from cfxlib.dashboards.widgets import CustomerSuccess, Unavailable
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -50,6 +50,7 @@ from cfxlib.api.models import (
     CtaStatus,
     CtaUpdate,
     CustomerDetail,
+    Engagement,
     EventsAccepted,
     EventsIn,
     EventsRejected,
@@ -797,8 +798,27 @@ def create_app(home: Home, feed_buffer_bytes: int = MAX_BUFFER_BYTES) -> FastAPI
         """Weekly mean health and accounts per band over the 90 days to the publication."""
         pub = service.publication()
         return service.cached(
-            pub, "health_trend", lambda: BookHistory(as_of=pub.as_of, run_id=pub.run_id, points=pub.book_history)
+            pub,
+            "health_trend",
+            lambda: BookHistory(
+                as_of=pub.as_of,
+                run_id=pub.run_id,
+                points=pub.book_history,
+                bands=health.load_config().bands.model_dump(),  # the limits the live scorer bands by
+            ),
         )
+
+    @app.get(
+        "/api/customers/engagement",
+        response_model=Engagement,
+        **needs("customers"),
+        responses=responses(401, 403, 422, 503),
+    )
+    async def customers_engagement(from_: FromMonth = None, to: ToMonth = None):
+        """NPS and active users by month for the total and each tier (an older publication: none)."""
+        pub = service.publication()
+        rows = ((pub.customers or {}).get("kpis") or {}).get("engagement") or []
+        return _json(Engagement(as_of=pub.as_of, run_id=pub.run_id, source=pub.source, rows=_months(rows, from_, to)))
 
     @app.get(
         "/api/customers/{account_id}/history",

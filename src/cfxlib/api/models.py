@@ -265,10 +265,31 @@ class BookPoint(BaseModel):
     green: int
 
 
+class BandLimits(BaseModel):
+    red: float = Field(description="Highest health score that is red.")
+    yellow: float = Field(description="Highest health score that is yellow.")
+
+
 class BookHistory(Published):
     """Weekly mean health and accounts per band over the 90 days to the publication."""
 
     points: list[BookPoint]
+    bands: BandLimits | None = Field(None, description="The band limits the scores are banded by.")
+
+
+class EngagementPoint(BaseModel):
+    month: str
+    series: str = Field(description="'Total' or a tier.")
+    nps: float | None = Field(description="% promoters (9-10) - % detractors (0-6) of the month's answers.")
+    answers: int = Field(ge=0, description="NPS answers in the month.")
+    dau: float | None = Field(description="Mean daily active users in the month.")
+    mau_lower_bound: float | None = Field(description="Sum over accounts of their peak daily active users.")
+
+
+class Engagement(Published):
+    """NPS and active users by month, for the total and each tier."""
+
+    rows: list[EngagementPoint]
 
 
 class ChurnBin(BaseModel):

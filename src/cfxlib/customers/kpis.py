@@ -18,6 +18,8 @@ def kpis(con, as_of_month: str, health_frame: pd.DataFrame, risk: pd.DataFrame, 
       data holds daily counts, not user ids, so monthly distinct users are at least this).
     - NPS = % promoters (9-10) - % detractors (0-6) of the month's answers, overall and by tier,
       and its monthly trend.
+    - engagement by month (``engagement``): per month and series (``Total`` and each tier), NPS
+      with its number of answers and the active users above, over every month of data.
     - customer ROI: value of downtime avoided = (baseline - downtime hours) x cost per hour,
       against subscription cost (MRR) of the reporting accounts; ``roi`` = value / cost.
     - health distribution by tier and band; ARR at risk = sum of p(churn in 3 months) x ARR.
@@ -78,6 +80,7 @@ def kpis(con, as_of_month: str, health_frame: pd.DataFrame, risk: pd.DataFrame, 
     last_users = users[users["month"] == as_of_month]
     last_nps = nps[nps["month"] == as_of_month]
     recent_nps = nps_total.tail(3)
+    engagement = engagement_by_month(users, nps, nps_total)
     dist = health_frame.groupby(["tier", "band"]).size().unstack(fill_value=0)
     return {
         "as_of": as_of_month,
@@ -100,6 +103,7 @@ def kpis(con, as_of_month: str, health_frame: pd.DataFrame, risk: pd.DataFrame, 
             "by_tier": last_nps[["tier", "nps", "answers"]].to_dict(orient="records"),
             "trend": nps_total.tail(12).to_dict(orient="records"),
         },
+        "engagement": engagement,
         "customer_roi": {
             "downtime_cost_per_hour_usd": downtime_cost_per_hour,
             "month": roi.iloc[-1].to_dict() if len(roi) else None,
@@ -116,3 +120,20 @@ def kpis(con, as_of_month: str, health_frame: pd.DataFrame, risk: pd.DataFrame, 
         "arr_at_risk_share": float(risk["arr_at_risk"].sum() / risk["arr"].sum()) if risk["arr"].sum() else None,
         "accounts_at_risk": int(risk["at_risk"].sum()),
     }
+
+
+def engagement_by_month(users: pd.DataFrame, nps: pd.DataFrame, nps_total: pd.DataFrame) -> list[dict]:
+    """Rows ``month, series, nps, answers, dau, mau_lower_bound`` for ``Total`` and each tier,
+    oldest first. NPS of the total counts every answer (also from accounts without an active
+    plan); a month without answers has ``nps`` None; active users are summed over the tiers."""
+    tiers = nps[nps["tier"] != "No active plan"].rename(columns={"tier": "series"})
+    total_users = users.groupby("month", as_index=False)[["dau", "mau_lower_bound"]].sum().assign(series="Total")
+    by_series = pd.concat([users.rename(columns={"tier": "series"}), total_users], ignore_index=True)
+    answers = pd.concat([tiers, nps_total.assign(series="Total")], ignore_index=True)
+    frame = by_series.merge(answers[["month", "series", "nps", "answers"]], on=["month", "series"], how="outer")
+    frame["answers"] = frame["answers"].fillna(0).astype(int)
+    frame = frame.sort_values(["month", "series"]).reset_index(drop=True)
+    return [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+        for row in frame[["month", "series", "nps", "answers", "dau", "mau_lower_bound"]].to_dict(orient="records")
+    ]

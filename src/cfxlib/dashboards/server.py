@@ -65,10 +65,15 @@ class Sessions:
 NEEDS = {"customer_success": "customers", "reporting_portal": "finance.public"}
 """Scope a role needs per dashboard (the service's scopes: the investor has finance.public only)."""
 TEMPLATE = "cfx"
-FRONTEND_EXTENSIONS = ["@jupyter-widgets/jupyterlab-manager", "@voila-dashboards/widgets-manager8"]
-"""The JupyterLab extensions a dashboard page loads: the widgets only. Voilà loads every one
-installed by default, and plotly's alone is 4.7 MB of JavaScript per page view (the dashboards
-draw their charts as SVG in HTML widgets)."""
+FRONTEND_EXTENSIONS = [
+    "@jupyter-widgets/jupyterlab-manager",
+    "@voila-dashboards/widgets-manager8",
+    "bqplot",
+    "bqscales",
+]
+"""The JupyterLab extensions a dashboard page loads: the widgets and bqplot's charts (with its
+scales) only. Voilà loads every one installed by default, and plotly's alone is 4.7 MB of
+JavaScript per page view, which the dashboards do not use."""
 
 
 def dashboard_of(path: str) -> str | None:

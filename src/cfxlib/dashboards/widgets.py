@@ -1,13 +1,14 @@
 """Dashboard widgets (ipywidgets), their data from the service, and live updates.
 
 Two dashboards compose these: :class:`CustomerSuccess` (book health, at-risk accounts with
-filters, account detail, ROI calculator, live feed) and :class:`ReportingPortal` (tabs
-Financial, Customer Health, System Performance with month-range and tier filters). Stable CSS
-classes for outside checks: ``cfx-health-gauge``, ``cfx-at-risk``, ``cfx-feed-status``,
-``cfx-last-update``. Every value from the data is HTML-escaped.
+filters, account detail, ROI calculator, live feed; here) and
+:class:`~cfxlib.dashboards.portal.ReportingPortal` (tabs Financial, Customer Health, System
+Performance with month-range and tier filters). Stable CSS classes for outside checks:
+``cfx-health-gauge``, ``cfx-at-risk``, ``cfx-feed-status``, ``cfx-last-update``, ``cfx-chart``
+on every chart. Every value from the data is HTML-escaped.
 
-The classes hold their state in plain Python and render HTML strings, so they are tested
-without a browser (``render_*`` functions); the widgets only display them.
+Charts are bqplot figures from :mod:`cfxlib.dashboards.charts`, updated in place; text and
+tables are HTML strings from the ``render_*`` functions, tested without a browser.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from collections.abc import Iterable
 import ipywidgets as w
 
 from cfxlib.core.provenance import DEMO, DEMO_NOTE
+from cfxlib.customers.health import Bands
 from cfxlib.customers.roi import customer_roi
+from cfxlib.dashboards import charts
 from cfxlib.dashboards.client import AccessDenied, FeedListener, ServiceClient
+from cfxlib.publish import theme
 from cfxlib.publish.formats import pct, usd  # the site's number formats
-from cfxlib.publish.theme import ACCENT, BAND_COLOURS, NEGATIVE, POSITIVE
+from cfxlib.publish.theme import BAND_COLOURS, NEGATIVE, POSITIVE
 
 BANDS = ("red", "yellow", "green")
 TABLE_ROWS = 50
@@ -31,12 +35,12 @@ TABLE_ROWS = 50
 TIERS = ("Starter", "Professional", "Enterprise")
 ALL = "All"
 
-STYLE = """
+STYLE = (
+    """
 <style>
 .cfx-card { border:1px solid #e3e8ef; border-radius:8px; padding:12px 16px; margin:6px 0; background:#fff; }
 .cfx-card h3 { margin:0 0 6px; font-size:15px; color:#1f3b57; }
 .cfx-big { font-size:30px; font-weight:700; color:#1f3b57; }
-.cfx-bar { display:flex; height:14px; border-radius:4px; overflow:hidden; margin:6px 0; }
 .cfx-table { border-collapse:collapse; width:100%; font-size:13px; }
 .cfx-table th { text-align:left; background:#eef3f9; padding:5px 8px; }
 .cfx-table td { padding:5px 8px; border-bottom:1px solid #e3e8ef; vertical-align:top; }
@@ -45,8 +49,13 @@ STYLE = """
 .cfx-feed-status, .cfx-last-update { margin-right:24px; }
 .lm-TabBar-tab { min-width:190px !important; }
 .cfx-demo-banner { background:#fff4d6; color:#7a4700; border:1px solid #9a5b00; border-radius:4px; font-weight:600; padding:6px 12px; margin:6px 0; }
+.cfx-chart { border:1px solid #e3e8ef; border-radius:8px; margin:6px 0; }
+"""
+    + theme.chart_css()
+    + """
 </style>
 """
+)
 
 
 def esc(value) -> str:
@@ -110,44 +119,25 @@ def render_gauge(rows: list[dict], title: str = "Book health", updates: int | No
     mean = sum(scores) / len(scores)
     counts = {b: sum(1 for r in rows if r.get("band") == b) for b in BANDS}
     total = sum(counts.values()) or 1
-    bar = "".join(
-        f'<div title="{b}: {counts[b]}" style="width:{100 * counts[b] / total:.2f}%;background:{BAND_COLOURS[b]}"></div>'
-        for b in BANDS
-    )
-    legend = " · ".join(f"{b} {counts[b]:,} ({100 * counts[b] / total:.0f}%)" for b in BANDS)
+    legend = "<br>".join(f"{b} {counts[b]:,} ({100 * counts[b] / total:.0f}%)" for b in BANDS)
     return (
         f'<div class="cfx-card"><h3>{esc(title)}</h3>'
         f'<div class="cfx-big">{mean:.1f}<span class="cfx-muted"> / 100 average health</span></div>'
-        f'<div class="cfx-bar">{bar}</div><div class="cfx-muted">{esc(legend)} of {len(rows):,} accounts'
+        f'<div class="cfx-muted">{legend}<br>of {len(rows):,} accounts'
         + ("" if updates is None else f" · {updates:,} live update{'s' if updates != 1 else ''}")
         + "</div></div>"
     )
 
 
-def sparkline(values: list[float], width: int = 320, height: int = 60, colour: str = ACCENT) -> str:
-    """An inline SVG line of ``values`` (no axes), scaled to its own range."""
-    pts = [v for v in values if v is not None]
-    if len(pts) < 2:
-        return ""
-    lo, hi = min(pts), max(pts)
-    span = (hi - lo) or 1.0
-    step = width / (len(pts) - 1)
-    path = " ".join(f"{i * step:.1f},{height - 4 - (v - lo) / span * (height - 8):.1f}" for i, v in enumerate(pts))
-    return (
-        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
-        f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/></svg>'
-    )
-
-
-def render_trend(points: list[dict], key: str, label: str, colour: str = ACCENT, digits: int = 1) -> str:
-    """A titled sparkline of ``key`` over ``points`` with its first and last values."""
+def render_trend(points: list[dict], key: str, label: str, digits: int = 1) -> str:
+    """One line naming ``key``'s first and last values over ``points`` (the chart draws them)."""
     values = [p.get(key) for p in points]
     known = [v for v in values if v is not None]
     if len(known) < 2:
         return f'<p class="cfx-muted">{esc(label)}: not enough history.</p>'
     return (
         f'<div class="cfx-trend"><div class="cfx-muted">{esc(label)}: {known[0]:.{digits}f} on {esc(points[0]["as_of"])} '
-        f"→ {known[-1]:.{digits}f} on {esc(points[-1]['as_of'])}</div>{sparkline(values, colour=colour)}</div>"
+        f"→ {known[-1]:.{digits}f} on {esc(points[-1]['as_of'])}</div></div>"
     )
 
 
@@ -169,7 +159,6 @@ def render_risk_trend(trend: dict) -> str:
     return (
         f'<div class="cfx-trend"><div class="cfx-muted">ARR at risk (churn model): {usd(first["arr_at_risk"])} in '
         f"{esc(first['month'])} → {usd(last['arr_at_risk'])} in {esc(last['month'])}</div>"
-        + sparkline([p["arr_at_risk"] for p in points], colour=NEGATIVE)
         + table(["month", "ARR at risk", "share of ARR", "ARR that churned within 3 months"], rows, {1, 2, 3})
         + f'<p class="cfx-muted">{esc(trend.get("note") or "")}.</p>'
         + (
@@ -185,19 +174,48 @@ def render_risk_trend(trend: dict) -> str:
     )
 
 
+COMPONENTS = {
+    "usage_rate": "usage",
+    "ticket_resolution": "tickets",
+    "downtime_reduction": "downtime",
+    "nps": "NPS",
+    "engagement_trend": "engagement",
+}
+"""The health score's components and their short names on the account's chart."""
+
+
+def book_point(rows: Iterable[dict]) -> dict | None:
+    """The book now, as a point of the 90-day trend: the newest ``as_of`` of ``rows``, their mean
+    health and accounts per band."""
+    rows = [r for r in rows if r.get("health_score") is not None]
+    if not rows:
+        return None
+    point = {"as_of": max(str(r.get("as_of") or "") for r in rows)}
+    point["mean_health"] = sum(r["health_score"] for r in rows) / len(rows)
+    point |= {b: sum(1 for r in rows if r.get("band") == b) for b in BANDS}
+    return point
+
+
+def with_live_point(points: list[dict], live: dict | None) -> list[dict]:
+    """The weekly ``points`` then the live book: it replaces the last point when dated the same
+    day or earlier (nothing newer has happened), and is added after it otherwise."""
+    if live is None or not live["as_of"]:
+        return list(points)
+    if points and live["as_of"] <= points[-1]["as_of"]:
+        return [*points[:-1], {**points[-1], **{k: v for k, v in live.items() if k != "as_of"}}]
+    return [*points, live]
+
+
 def render_account(row: dict | None, risk: dict | None, history: list[dict] | None = None) -> str:
     """One account: its score, band, five components, churn probability and recommended action."""
     if row is None:
         return '<div class="cfx-card">Select an account.</div>'
-    comps = ("usage_rate", "ticket_resolution", "downtime_reduction", "nps", "engagement_trend")
-    cells = [[esc(c.replace("_", " ")), "n/a" if row.get(c) is None else f"{row[c]:.0f}"] for c in comps]
     action = (risk or {}).get("action") or "no playbook action"
     reasons = "; ".join((risk or {}).get("reasons") or []) or "none"
     return (
         f'<div class="cfx-card"><h3>{esc((risk or {}).get("account_name") or "")} {esc(row["account_id"])} · {esc(row.get("tier"))}</h3>'
         f'<div class="cfx-big">{row.get("health_score") or 0:.1f}<span class="cfx-muted"> {esc(row.get("band"))}'
         f", as of {esc(row.get('as_of'))}</span></div>"
-        + table(["component", "score (0-100)"], cells, {1})
         + render_trend(history or [], "health_score", "Health, weekly over 90 days then live")
         + f'<p class="cfx-muted">p(churn, 3 months) {pct((risk or {}).get("p_churn_3m"))}; reasons: {esc(reasons)}; '
         f"action: {esc(action)} ({esc((risk or {}).get('owner'))}, due in {esc((risk or {}).get('due_days'))} days)</p></div>"
@@ -302,8 +320,73 @@ class CustomerSuccess:
         self.updates = 0
         self.shown: set[str] = set()
         self.histories: dict[str, list[dict]] = {}
-        self.gauge = w.HTML(render_gauge(list(self.health.values()), updates=0))
-        self.gauge.add_class("cfx-health-gauge")
+        self.book = client.get("/api/customers/health-trend")
+        limits = Bands(**(self.book.get("bands") or {}))
+        self.gauge_chart = charts.Gauge("Book health · average score", limits.red, limits.yellow)
+        self.gauge = w.HTML()
+        self.gauge.layout = w.Layout(min_width="220px")
+        self.gauge_box = w.HBox([self.gauge_chart.widget, self.gauge])
+        self.gauge_box.add_class("cfx-health-gauge")
+        bands = {limits.red: f"red up to {limits.red:g}", limits.yellow: f"yellow up to {limits.yellow:g}"}
+        self.book_health = charts.TimeLines(
+            "Average health, weekly then live",
+            ["average health"],
+            "score (0-100)",
+            "cfx-book-health-chart",
+            colours=[theme.NAVY],
+            y_min=0,
+            y_max=100,
+            references=bands,
+            legend_location="bottom-right",
+        )
+        self.book_bands = charts.TimeLines(
+            "Accounts per band, weekly then live",
+            list(BANDS),
+            "accounts",
+            "cfx-book-bands-chart",
+            y_format=charts.COUNT,
+            colours=[BAND_COLOURS[b] for b in BANDS],
+            y_min=0,
+        )
+        self.components_chart = charts.BarChart(
+            "Health components",
+            ["score"],
+            "score (0-100)",
+            "cfx-components-chart",
+            y_format=".0f",
+            colours=[theme.ACCENT],
+            x_label="component",
+            y_max=100,
+        )
+        self.history_chart = charts.TimeLines(
+            "Health, weekly over 90 days then live",
+            ["health"],
+            "score (0-100)",
+            "cfx-account-history-chart",
+            colours=[theme.NAVY],
+            y_min=0,
+            y_max=100,
+            references=bands,
+            legend_location="bottom-right",
+        )
+        self.risk_chart = charts.BarChart(
+            "ARR at risk by month (churn model) and ARR that churned",
+            ["ARR at risk"],
+            "USD",
+            "cfx-risk-chart",
+            y_format=charts.MONEY,
+            colours=[theme.LOSS],
+            x_label="month",
+            points={"ARR that churned within 3 months": theme.NAVY},
+        )
+        self.churn_chart = charts.BarChart(
+            "3-month churn probability by tier",
+            list(TIERS),
+            "accounts",
+            "cfx-churn-chart",
+            colours=[theme.PALETTE[t] for t in TIERS],
+            x_label="p(churn in 3 months)",
+        )
         owners = sorted({r.get("owner") for r in self.at_risk if r.get("owner")})
         self.tier = w.Dropdown(options=[ALL, *TIERS], value=ALL, description="Tier")
         self.band = w.Dropdown(options=[ALL, *BANDS], value=ALL, description="Band")
@@ -328,12 +411,18 @@ class CustomerSuccess:
         from cfxlib.dashboards.interventions import InterventionsQueue  # it imports this module's helpers
 
         self.queue = InterventionsQueue(client)
-        self.churn = w.HTML()
+        self.churn_text = w.HTML()
+        self.churn = w.VBox([self.churn_chart.widget, self.churn_text])
         self.churn.add_class("cfx-churn-distribution")
-        self.trend = w.HTML()
+        self.trend_text = w.HTML()
+        self.trend = w.VBox(
+            [self.trend_text, w.HBox([self.book_health.widget, self.book_bands.widget], layout=w.Layout(width="100%"))]
+        )
         self.trend.add_class("cfx-book-trend")
-        self.risk_trend = w.HTML()
+        self.risk_text = w.HTML()
+        self.risk_trend = w.VBox([self.risk_chart.widget, self.risk_text])
         self.risk_trend.add_class("cfx-risk-trend")
+        self.refresh_book()
         self.header = w.HTML()
         self.header.add_class("cfx-header")
         self.refresh_publication_views()
@@ -344,7 +433,7 @@ class CustomerSuccess:
             [
                 header,
                 w.HBox([self.status, self.last]),
-                self.gauge,
+                self.gauge_box,
                 self.trend,
                 self.risk_trend,
                 self.churn,
@@ -354,6 +443,7 @@ class CustomerSuccess:
                 w.HTML("<h3>Account</h3>"),
                 self.account,
                 self.detail,
+                w.HBox([self.components_chart.widget, self.history_chart.widget], layout=w.Layout(width="100%")),
                 w.HTML("<h3>Interventions</h3>"),
                 self.queue.view,
                 w.HTML("<h3>ROI calculator</h3>"),
@@ -394,6 +484,31 @@ class CustomerSuccess:
         ):
             history.append({"as_of": live.get("as_of"), "health_score": live.get("health_score")})
         self.detail.value = render_account(live, risk, history)
+        name = (risk or {}).get("account_name") or acc or ""
+        self.components_chart.update(
+            list(COMPONENTS.values()),
+            [(live or {}).get(c) for c in COMPONENTS],
+            title=f"Health components of {name}",
+        )
+        self.history_chart.update(
+            {
+                "health": (
+                    charts.day_dates(p["as_of"] for p in history),
+                    charts.floats(p["health_score"] for p in history),
+                )
+            }
+        )
+
+    def refresh_book(self) -> None:
+        """The gauge and the 90-day book trend, with the live book as the trend's last point."""
+        rows = list(self.health.values())
+        self.gauge.value = render_gauge(rows, title="Accounts per band", updates=self.updates)
+        live = book_point(rows)
+        self.gauge_chart.update(None if live is None else live["mean_health"])
+        points = with_live_point(self.book.get("points") or [], live)
+        dates = charts.day_dates(p["as_of"] for p in points)
+        self.book_health.update({"average health": (dates, charts.floats(p["mean_health"] for p in points))})
+        self.book_bands.update({b: (dates, charts.floats(p[b] for p in points)) for b in BANDS})
 
     def _roi_form(self, cost_per_hour: float) -> w.Widget:
         first = self.at_risk[0] if self.at_risk else {}
@@ -446,7 +561,7 @@ class CustomerSuccess:
                 f"last update: <b>{esc(message['account_id'])}</b> health {message['health_score']:.1f}{change}"
                 f" · {esc(cause)} · {time.strftime('%H:%M:%S')}"
             )
-        self.gauge.value = render_gauge(list(self.health.values()), updates=self.updates)
+        self.refresh_book()
         # re-render only what shows the changed account (a snapshot changes everything)
         if message["type"] == "snapshot" or message["account_id"] in self.shown:
             self.refresh_table()
@@ -456,19 +571,38 @@ class CustomerSuccess:
     def refresh_publication_views(self) -> None:
         """The parts a publication decides: book trend, ARR at risk by month, churn bins, then the
         header (last, so a header naming the new run means the rest already shows it)."""
-        book = self.client.get("/api/customers/health-trend")["points"]
-        self.trend.value = (
-            '<div class="cfx-card"><h3>The book over 90 days (weekly)</h3>'
+        self.book = self.client.get("/api/customers/health-trend")
+        book = self.book["points"]
+        self.trend_text.value = (
+            '<div class="cfx-card"><h3>The book over 90 days (weekly, then live)</h3>'
             + render_trend(book, "mean_health", "Average health")
-            + render_trend(book, "red", "Accounts in the red band (at risk by health)", colour=NEGATIVE, digits=0)
+            + render_trend(book, "red", "Accounts in the red band (at risk by health)", digits=0)
             + "</div>"
         )
-        self.risk_trend.value = (
-            '<div class="cfx-card"><h3>ARR at risk over recent months</h3>'
-            + render_risk_trend(self.client.get("/api/customers/at-risk-trend"))
-            + "</div>"
+        self.refresh_book()
+        risk = self.client.get("/api/customers/at-risk-trend")
+        points = risk.get("points") or []
+        known = [p for p in points if p.get("churned_arr") is not None]
+        self.risk_chart.update(
+            [p["month"] for p in points],
+            [p["arr_at_risk"] for p in points],
+            points={
+                "ARR that churned within 3 months": ([p["month"] for p in known], [p["churned_arr"] for p in known])
+            },
         )
-        self.churn.value = render_churn_distribution(self.client.get("/api/customers/churn-distribution")["bins"])
+        self.risk_text.value = (
+            '<div class="cfx-card"><h3>ARR at risk over recent months</h3>' + render_risk_trend(risk) + "</div>"
+        )
+        bins = self.client.get("/api/customers/churn-distribution")["bins"]
+        labels = churn_bin_labels(bins)
+        self.churn_chart.update(
+            labels,
+            {
+                t: [next((b["accounts"] for b in bins if b["tier"] == t and bin_label(b) == x), 0) for x in labels]
+                for t in TIERS
+            },
+        )
+        self.churn_text.value = render_churn_distribution(bins)
         self.header.value = (
             STYLE + demo_banner(self.source) + f"<h2>Customer success · as of {esc(self.as_of)}</h2>"
             f'<p class="cfx-muted">run {esc(self.run_id)} · scores update live from the service</p>'
@@ -484,28 +618,31 @@ class CustomerSuccess:
         return listener
 
 
+def bin_label(b: dict) -> str:
+    """A churn-probability bin as text: ``10-20%``."""
+    return f"{100 * b['low']:.0f}-{100 * b['high']:.0f}%"
+
+
+def churn_bin_labels(bins: list[dict]) -> list[str]:
+    """The bins' labels, lowest probability first, each once."""
+    return [bin_label(b) for b in sorted({(b["low"], b["high"]): b for b in bins}.values(), key=lambda b: b["low"])]
+
+
 def render_churn_distribution(bins: list[dict]) -> str:
-    """Accounts per tier and 10-point churn-probability band, as horizontal bars per tier."""
+    """Per tier: accounts scored, their mean 3-month churn probability and the ARR in bins of
+    50% or more (the chart above draws every bin)."""
     if not bins:
         return '<div class="cfx-card">No churn scores.</div>'
-    top = max(b["accounts"] for b in bins) or 1
     rows = []
     for tier in TIERS:
-        cells = []
-        for b in (x for x in bins if x["tier"] == tier):
-            width = 100 * b["accounts"] / top
-            cells.append(
-                f'<div title="{esc(tier)} {b["low"]:.0%}-{b["high"]:.0%}: {b["accounts"]} accounts, {usd(b["arr"])} ARR"'
-                f' style="display:flex;align-items:center;gap:6px;font-size:11px">'
-                f'<span style="width:64px;color:#5b6b7c">{b["low"]:.0%}-{b["high"]:.0%}</span>'
-                f'<span style="display:inline-block;height:9px;width:{width:.1f}%;max-width:260px;background:#2f6db5"></span>'
-                f"{b['accounts']}</div>"
-            )
-        rows.append(f'<div style="flex:1;min-width:260px"><b>{esc(tier)}</b>{"".join(cells)}</div>')
-    return (
-        '<div class="cfx-card"><h3>3-month churn probability by tier (accounts)</h3>'
-        f'<div style="display:flex;gap:18px;flex-wrap:wrap">{"".join(rows)}</div></div>'
-    )
+        mine = [b for b in bins if b["tier"] == tier]
+        accounts = sum(b["accounts"] for b in mine)
+        if not accounts:
+            continue
+        mean = sum(b["accounts"] * (b["low"] + b["high"]) / 2 for b in mine) / accounts
+        high = sum(b["arr"] for b in mine if b["low"] >= 0.5)
+        rows.append([esc(tier), f"{accounts:,}", f"{100 * mean:.0f}%", usd(high)])
+    return table(["tier", "accounts", "mean p(churn), bin middles", "ARR with p(churn) 50% or more"], rows, {1, 2, 3})
 
 
 def render_pilots(pilots: list[dict]) -> str:
@@ -594,238 +731,3 @@ class PilotLauncher:
             self.message.value = (
                 f"<div class='cfx-card'>The service answered {r.status_code}: {esc(r.text[:300])}</div>"
             )
-
-
-# --------------------------------------------------------------------------- reporting portal
-
-
-class ReportingPortal:
-    """Tabs Financial, Customer Health and System Performance, from the service's endpoints
-    with the viewer's token; a section the role may not read says so instead."""
-
-    @classmethod
-    def open(cls, client: ServiceClient, first_tab: int = 0):
-        """The portal on ``first_tab``, or :class:`Unavailable` when the service cannot be reached."""
-        try:
-            portal = cls(client)
-        except Exception as exc:
-            why = service_error(exc)
-            if why is None:
-                raise
-            return Unavailable(client, why)
-        portal.tabs.selected_index = first_tab
-        return portal
-
-    def __init__(self, client: ServiceClient):
-        self.client = client
-        summary = self._get("/api/finance/summary")
-        months = [r["month"] for r in (self._get("/api/finance/mrr") or {}).get("rows", [])]
-        self.start = w.Dropdown(
-            options=months or ["-"],
-            value=(months[-12] if len(months) >= 12 else (months or ["-"])[0]),
-            description="From",
-        )
-        self.end = w.Dropdown(options=months or ["-"], value=(months or ["-"])[-1], description="To")
-        self.tier = w.Dropdown(options=[ALL, *TIERS], value=ALL, description="Tier")
-        self.financial = w.HTML()
-        self.customer = w.HTML()
-        self.system = w.HTML()
-        self.summary = summary
-        for control in (self.start, self.end, self.tier):
-            control.observe(lambda _change: self.refresh(), names="value")
-        self.refresh()
-        self.tabs = w.Tab(children=[w.VBox([self.financial]), w.VBox([self.customer]), w.VBox([self.system])])
-        self.tabs.titles = ("Financial", "Customer Health", "System Performance")
-        as_of = (summary or {}).get("as_of", "n/a")
-        self.view = w.VBox(
-            [
-                w.HTML(
-                    STYLE
-                    + demo_banner((summary or {}).get("source", "data"))
-                    + f"<h2>Reporting portal · as of {esc(as_of)}</h2>"
-                ),
-                w.HBox([self.start, self.end, self.tier]),
-                self.tabs,
-            ]
-        )
-
-    def _get(self, path: str, **params) -> dict | None:
-        try:
-            return self.client.get(path, **params)
-        except AccessDenied:
-            return None
-
-    def refresh(self) -> None:
-        self.financial.value = self.render_financial()
-        self.customer.value = self.render_customer()
-        self.system.value = self.render_system()
-
-    def _range(self) -> dict:
-        return {
-            "from": self.start.value if self.start.value != "-" else None,
-            "to": self.end.value if self.end.value != "-" else None,
-        }
-
-    def render_financial(self) -> str:
-        s = self.summary
-        parts = []
-        if s:
-            parts.append(
-                '<div class="cfx-card"><h3>Recurring revenue</h3>'
-                + table(
-                    ["measure", "value"],
-                    [
-                        ["ARR", usd(s.get("arr"))],
-                        ["MRR", usd(s.get("mrr"))],
-                        ["ARR growth (month)", pct(s.get("arr_growth_mom"))],
-                        ["Customers", f"{s.get('customers', 0):,}"],
-                        ["NRR (12 months)", pct(s.get("nrr_12m"))],
-                        ["GRR (12 months)", pct(s.get("grr_12m"))],
-                        ["LTV : CAC", "n/a" if s.get("ltv_to_cac") is None else f"{s['ltv_to_cac']:.1f}"],
-                    ],
-                    {1},
-                )
-                + "</div>"
-            )
-        by_tier = self.tier.value != ALL
-        moves = self._get("/api/finance/movements", by="tier" if by_tier else None, **self._range())
-        if moves is None:
-            parts.append('<div class="cfx-card">MRR movements: not available for your role.</div>')
-        else:
-            rows = [r for r in moves["rows"] if not by_tier or r.get("tier") == self.tier.value]
-            cells = [
-                [
-                    esc(r["month"]),
-                    usd(r["mrr_start"]),
-                    usd(r["new"]),
-                    usd(r["expansion"]),
-                    usd(r["reactivation"]),
-                    usd(r["contraction"]),
-                    usd(r["churn"]),
-                    usd(r["mrr_end"]),
-                ]
-                for r in rows
-            ]
-            title = f"MRR movements ({esc(self.tier.value)})" if by_tier else "MRR movements"
-            parts.append(
-                f'<div class="cfx-card"><h3>{title}</h3>'
-                + table(
-                    ["month", "start", "new", "expansion", "reactivation", "contraction", "churn", "end"],
-                    cells,
-                    set(range(1, 8)),
-                )
-                + "</div>"
-            )
-        fc = self._get("/api/finance/forecast")
-        if fc:
-            uid = self.tier.value if by_tier else "Total"
-            pts = [p for p in fc["points"] if p["unique_id"] == uid]
-            cells = [
-                [
-                    esc(p["month"]),
-                    usd(p["yhat"]),
-                    f"{usd(p['yhat_lo_80'])} – {usd(p['yhat_hi_80'])}",
-                    f"{usd(p['yhat_lo_95'])} – {usd(p['yhat_hi_95'])}",
-                ]
-                for p in pts
-            ]
-            parts.append(
-                f'<div class="cfx-card"><h3>ARR forecast ({esc(uid)})</h3>'
-                + table(["month", "forecast", "80% interval", "95% interval"], cells, {1, 2, 3})
-                + "</div>"
-            )
-        ue = self._get("/api/finance/unit-economics")
-        if ue and ue["rows"]:
-            u = [r for r in ue["rows"] if r.get("ltv") is not None]
-            if u:
-                u = u[-1]
-                parts.append(
-                    '<div class="cfx-card"><h3>Unit economics</h3>'
-                    + table(
-                        ["CAC", "LTV", "LTV : CAC", "CAC payback"],
-                        [
-                            [
-                                usd(u["cac"]),
-                                usd(u["ltv"]),
-                                f"{u['ltv_to_cac']:.1f}",
-                                f"{u['cac_payback_months']:.1f} months",
-                            ]
-                        ],
-                        {0, 1, 2, 3},
-                    )
-                    + "</div>"
-                )
-        return "".join(parts) or '<div class="cfx-card">No financial data for your role.</div>'
-
-    def render_customer(self) -> str:
-        try:
-            rows = self.client.all_health()
-        except AccessDenied:
-            return '<div class="cfx-card">Customer health is not available for your role.</div>'
-        if self.tier.value != ALL:
-            rows = [r for r in rows if r.get("tier") == self.tier.value]
-        per_tier = []
-        for tier in TIERS:
-            t = [r for r in rows if r.get("tier") == tier]
-            if t:
-                per_tier.append(
-                    [
-                        esc(tier),
-                        f"{len(t):,}",
-                        *[f"{sum(1 for r in t if r.get('band') == b):,}" for b in BANDS],
-                        f"{sum(r['health_score'] for r in t) / len(t):.1f}",
-                    ]
-                )
-        risk = self._get("/api/customers/at-risk", limit=10)
-        top = render_at_risk(risk["rows"], {}) if risk else ""
-        return (
-            render_gauge(rows, "Health")
-            + '<div class="cfx-card"><h3>Health by tier and band</h3>'
-            + table(["tier", "accounts", *BANDS, "mean health"], per_tier, {1, 2, 3, 4, 5})
-            + "</div>"
-            + (f'<div class="cfx-card"><h3>Top at-risk accounts</h3>{top}</div>' if top else "")
-        )
-
-    def render_system(self) -> str:
-        ops = self._get("/api/ops")
-        if ops is None:
-            return '<div class="cfx-card">System performance is not available for your role.</div>'
-        start, end = self._range()["from"], self._range()["to"]
-        months = [
-            m for m in ops["monthly"] if (start is None or m["month"] >= start) and (end is None or m["month"] <= end)
-        ]
-        cells = [
-            [
-                esc(m["month"]),
-                f"{m['uptime_pct']:.3f}%",
-                f"{(m.get('worst_service_uptime_pct') or 0):.3f}%",
-                f"{(m.get('p95_latency_ms') or 0):,.0f} ms",
-                f"{(m.get('requests') or 0):,.0f}",
-                f"{100 * (m.get('error_rate') or 0):.3f}%",
-                f"{(m.get('ai_calls') or 0):,.0f}",
-            ]
-            for m in months
-        ]
-        last = months[-1]["month"] if months else None
-        services = [
-            [
-                esc(r["service"]),
-                f"{r['uptime_pct']:.3f}%",
-                f"{(r.get('p95_latency_ms') or 0):,.0f} ms",
-                f"{(r.get('ai_calls') or 0):,.0f}",
-            ]
-            for r in ops["by_service"]
-            if r["month"] == last
-        ]
-        return (
-            '<div class="cfx-card"><h3>Uptime, latency and AI usage</h3>'
-            + table(
-                ["month", "uptime", "worst service", "p95 latency", "requests", "error rate", "AI calls"],
-                cells,
-                {1, 2, 3, 4, 5, 6},
-            )
-            + "</div>"
-            + f'<div class="cfx-card"><h3>Services in {esc(last)}</h3>'
-            + table(["service", "uptime", "p95 latency", "AI calls"], services, {1, 2, 3})
-            + "</div>"
-        )

@@ -1,5 +1,5 @@
 """One visual style for every chart: static (matplotlib/seaborn PNGs in the site and PDFs) and
-interactive (the dashboards' SVG and HTML widgets, and :func:`plotly_template` for Plotly).
+interactive (the dashboards' bqplot charts, styled by :func:`figure_style` and :func:`axis_style`).
 
 Colours, font sizes and number formats are declared here once; figure code calls :func:`apply`
 before drawing and :func:`money_axis` / :func:`month_axis` for its axes, and never picks its own.
@@ -38,6 +38,13 @@ MOVEMENT_COLOURS = {
 }
 BAND_COLOURS = {"red": "#d1495b", "yellow": "#edae49", "green": "#4c9f70"}
 POSITIVE, NEGATIVE = "#4c9f70", "#d1495b"
+GAIN, LOSS = ACCENT, "#e07b39"
+"""Bars that add to and take from a total (a bridge): blue and orange, which readers with red-green
+colour blindness tell apart (the movement colours above pair red with green)."""
+SERVICE_COLOURS = [NAVY, "#e07b39", "#4c9f70", "#8e5bb5", "#edae49", "#5b6b7c", "#2f6db5", "#d1495b"]
+"""Lines of services, months or other unordered series, in this order."""
+DASHES = ["solid", "dashed", "dotted", "dash_dotted"]
+"""Line styles in series order, so that lines differ by more than colour."""
 
 
 def apply() -> None:
@@ -116,17 +123,29 @@ def save(fig, path: Path) -> Path:
     return Path(path)
 
 
-def plotly_template() -> dict:
-    """The same style as a Plotly layout template (``go.layout.Template(layout=...)``)."""
+def figure_style() -> dict:
+    """Title and background of an interactive (bqplot) figure in this theme: keyword arguments
+    of ``bqplot.Figure``. Sizes are CSS pixels."""
     return {
-        "layout": {
-            "font": {"family": ", ".join(FONT), "size": LABEL_SIZE + 3, "color": INK},
-            "title": {"font": {"size": TITLE_SIZE + 4}, "x": 0},
-            "colorway": list(PALETTE.values()),
-            "paper_bgcolor": "white",
-            "plot_bgcolor": "white",
-            "xaxis": {"gridcolor": GRID, "linecolor": GRID},
-            "yaxis": {"gridcolor": GRID, "linecolor": GRID, "tickprefix": "", "separatethousands": True},
-            "legend": {"font": {"size": LEGEND_SIZE + 3}},
-        }
+        "title_style": {"font-size": f"{TITLE_SIZE + 3}px", "font-weight": "bold", "fill": NAVY},
+        "background_style": {"fill": "white"},
+        "legend_text": {"font-size": f"{LEGEND_SIZE + 3}px", "fill": INK},
+        "legend_style": {"stroke-width": 0, "fill": "white", "fill-opacity": 0.85},
     }
+
+
+def axis_style() -> dict:
+    """Ticks, grid and label of an interactive (bqplot) axis in this theme: keyword arguments of
+    ``bqplot.Axis``."""
+    return {
+        "tick_style": {"font-size": f"{TICK_SIZE + 2}px", "fill": MUTED},
+        "label_color": INK,
+        "grid_color": GRID,
+        "color": MUTED,
+    }
+
+
+def chart_css() -> str:
+    """The theme's font for interactive charts' text (a CSS rule for the dashboards' pages)."""
+    family = ", ".join(f'"{f}"' if " " in f else f for f in FONT)
+    return f".bqplot text, .bqplot .legendtext {{ font-family: {family}; }}"
