@@ -106,7 +106,7 @@ def open_page(browser, url: str):
 
 
 CHART = """sel => { const f = document.querySelector(sel); if (!f) return null;
-  const outside = e => !e.closest('.legend');
+  const outside = e => !e.closest('.g_legend, .legend, [class^="legend"]');
   return {
     title: (f.querySelector('.mainheading') || {}).textContent || '',
     ticks: [...f.querySelectorAll('.axis')].map(a => [...a.querySelectorAll('.tick text')].map(t => t.textContent))

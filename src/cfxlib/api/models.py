@@ -274,7 +274,7 @@ class BookHistory(Published):
     """Weekly mean health and accounts per band over the 90 days to the publication."""
 
     points: list[BookPoint]
-    bands: BandLimits | None = Field(None, description="The band limits the scores are banded by.")
+    bands: BandLimits = Field(description="The band limits the live scores are banded by.")
 
 
 class EngagementPoint(BaseModel):

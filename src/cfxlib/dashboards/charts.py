@@ -107,16 +107,22 @@ def arc(low: float, high: float, steps: int = 24) -> tuple[list[float], list[flo
 class Gauge:
     """A half-circle gauge of a 0-100 health score with the red, yellow and green bands at the
     configured limits (``red`` and ``yellow``: the highest score of each band), a needle and the
-    value printed under it. Each band is named on the ring, not shown by colour alone."""
+    value printed under it. Each band is named on the ring, not shown by colour alone. Without
+    limits (a viewer who may not read them) the ring is one grey band."""
 
-    def __init__(self, title: str, red: float, yellow: float, css: str = "cfx-gauge-chart"):
+    def __init__(self, title: str, red: float | None, yellow: float | None, css: str = "cfx-gauge-chart"):
         sx, sy = bq.LinearScale(min=-1.3, max=1.3), bq.LinearScale(min=-0.42, max=1.2)
         scales = {"x": sx, "y": sy}
-        bands = (("red", 0.0, red), ("yellow", red, yellow), ("green", yellow, 100.0))
+        if red is None or yellow is None:
+            bands: tuple = (("", 0.0, 100.0),)
+            limits = [0.0, 100.0]
+        else:
+            bands = (("red", 0.0, red), ("yellow", red, yellow), ("green", yellow, 100.0))
+            limits = [0.0, red, yellow, 100.0]
         marks: list = []
         for name, low, high in bands:
             xs, ys = arc(low, high)
-            colour = theme.BAND_COLOURS[name]
+            colour = theme.BAND_COLOURS.get(name, theme.GRID)
             marks.append(
                 bq.Lines(
                     x=xs,
@@ -144,7 +150,6 @@ class Gauge:
                 align="middle",
             )
         )
-        limits = [0.0, red, yellow, 100.0]
         ticks = [gauge_point(v, ARC_OUTER + 0.1) for v in limits]
         marks.append(
             bq.Label(
@@ -404,7 +409,7 @@ class BarChart:
             type=kind,
             padding=0.2,
             labels=self.series,
-            display_legend=len(self.series) > 1,
+            display_legend=len(self.series) > 1 or bool(points),
             tooltip=_tooltip(["x", "y"], ["", y_format], [x_label or "category", y_label]),
         )
         self.points: dict[str, bq.Lines] = {}
@@ -534,7 +539,7 @@ class BridgeChart:
             if title is not None:
                 self.widget.title = title
             heights = np.array([steps[s] for s in self.SERIES], dtype=float).reshape(4, -1)
-            headroom(self.sy, float(heights.sum(axis=0).max()) if heights.size else 0.0, room=0.15)
+            headroom(self.sy, float(heights.sum(axis=0).max()) if heights.size else 0.0, room=0.45)
             with self.bars.hold_sync():
                 self.bars.x = steps["categories"]
                 self.bars.y = heights

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ipywidgets as w
 
-from cfxlib.customers.health import Bands
 from cfxlib.dashboards import charts
 from cfxlib.dashboards.client import AccessDenied, ServiceClient
 from cfxlib.dashboards.widgets import (
@@ -133,9 +132,10 @@ class ReportingPortal:
         return w.VBox([self.fin_summary, self.fin_charts, self.fin_tables])
 
     def _customer_tab(self) -> w.Widget:
-        trend = self._get("/api/customers/health-trend") or {}
-        limits = Bands(**(trend.get("bands") or {}))
-        self.cust_gauge = charts.Gauge("Health · average score", limits.red, limits.yellow)
+        bands = (self._get("/api/customers/health-trend") or {}).get("bands")
+        self.cust_gauge = charts.Gauge(
+            "Health · average score", *((bands["red"], bands["yellow"]) if bands else (None, None))
+        )
         self.cust_gauge_text = w.HTML()
         self.cust_bands_chart = charts.BarChart(
             "Accounts by tier and health band",
@@ -235,7 +235,9 @@ class ReportingPortal:
         self.fin_charts.layout.display = None
         history = [r for r in mrr["rows"] if r["tier"] == series] if by_tier else total["rows"]
         points = [p for p in (fc or {}).get("points", []) if p["unique_id"] == series]
-        self.forecast_chart.update(history, points, title=f"ARR and its forecast · {series} · shaded: 80% and 95% intervals")
+        self.forecast_chart.update(
+            history, points, title=f"ARR and its forecast · {series} · shaded: 80% and 95% intervals"
+        )
         backtest = (fc or {}).get("backtest") or {}
         self.forecast_note.value = (
             f"<p class=\"cfx-muted\">Shaded: the forecast's 80% and 95% intervals. On the forecast's own backtest "

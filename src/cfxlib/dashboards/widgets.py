@@ -20,7 +20,6 @@ from collections.abc import Iterable
 import ipywidgets as w
 
 from cfxlib.core.provenance import DEMO, DEMO_NOTE
-from cfxlib.customers.health import Bands
 from cfxlib.customers.roi import customer_roi
 from cfxlib.dashboards import charts
 from cfxlib.dashboards.client import AccessDenied, FeedListener, ServiceClient
@@ -321,13 +320,13 @@ class CustomerSuccess:
         self.shown: set[str] = set()
         self.histories: dict[str, list[dict]] = {}
         self.book = client.get("/api/customers/health-trend")
-        limits = Bands(**(self.book.get("bands") or {}))
-        self.gauge_chart = charts.Gauge("Book health · average score", limits.red, limits.yellow)
+        red, yellow = self.book["bands"]["red"], self.book["bands"]["yellow"]  # the service's, as it scores
+        self.gauge_chart = charts.Gauge("Book health · average score", red, yellow)
         self.gauge = w.HTML()
         self.gauge.layout = w.Layout(min_width="220px")
         self.gauge_box = w.HBox([self.gauge_chart.widget, self.gauge])
         self.gauge_box.add_class("cfx-health-gauge")
-        bands = {limits.red: f"red up to {limits.red:g}", limits.yellow: f"yellow up to {limits.yellow:g}"}
+        bands = {red: f"red up to {red:g}", yellow: f"yellow up to {yellow:g}"}
         self.book_health = charts.TimeLines(
             "Average health, weekly then live",
             ["average health"],
@@ -500,15 +499,16 @@ class CustomerSuccess:
         )
 
     def refresh_book(self) -> None:
-        """The gauge and the 90-day book trend, with the live book as the trend's last point."""
+        """The gauge and the 90-day book trend, with the live book as the trend's last point. The
+        gauge's text goes last: a page showing the new count already shows the charts' change."""
         rows = list(self.health.values())
-        self.gauge.value = render_gauge(rows, title="Accounts per band", updates=self.updates)
         live = book_point(rows)
         self.gauge_chart.update(None if live is None else live["mean_health"])
         points = with_live_point(self.book.get("points") or [], live)
         dates = charts.day_dates(p["as_of"] for p in points)
         self.book_health.update({"average health": (dates, charts.floats(p["mean_health"] for p in points))})
         self.book_bands.update({b: (dates, charts.floats(p[b] for p in points)) for b in BANDS})
+        self.gauge.value = render_gauge(rows, title="Accounts per band", updates=self.updates)
 
     def _roi_form(self, cost_per_hour: float) -> w.Widget:
         first = self.at_risk[0] if self.at_risk else {}
