@@ -273,6 +273,10 @@ def test_customer_success_live_filters_and_calculator(stack, browser):
     account = at_risk[0]["account_id"]
     gauge_before = page.inner_text(".cfx-health-gauge")
     needle_before = chart(page, "cfx-gauge-chart")["lines"][-1]
+    # mark the charts' SVG nodes: updated in place, they are the same nodes after the event
+    page.evaluate(
+        "for (const c of ['cfx-gauge-chart', 'cfx-book-health-chart']) document.querySelector('.' + c + ' svg').cfxMark = c"
+    )
     trend_before = chart(page, "cfx-book-health-chart")
     history_before = chart(page, "cfx-account-history-chart")
     r = post_nps_today(service, ingest, account, 0, "dash")
@@ -293,6 +297,13 @@ def test_customer_success_live_filters_and_calculator(stack, browser):
     # the selected account (the first at risk) is the one that changed: its history has today's point
     history = wait_chart(page, "cfx-account-history-chart", lambda c: c["lines"] != history_before["lines"])
     assert history["dots"] >= history_before["dots"]
+    assert page.evaluate(
+        "['cfx-gauge-chart', 'cfx-book-health-chart'].every(c => document.querySelector('.' + c + ' svg').cfxMark === c)"
+    ), "a chart was drawn anew instead of updated in place"
+    # the feed's status stays in view while the page scrolls down to the pilots
+    page.locator(".cfx-pilots").scroll_into_view_if_needed()
+    box = page.locator(".cfx-feed-status").bounding_box()
+    assert box is not None and 0 <= box["y"] < 900 and page.locator(".cfx-feed-status").is_visible()
     shoot(page, "customer_success_after_event.png")
     shoot(page, "customer_success_gauge_after_event.png", ".cfx-health-gauge")
     assert not outside, outside

@@ -53,7 +53,41 @@ def headroom(scale: bq.LinearScale, top: float, room: float = 0.3) -> None:
     """Set ``scale``'s upper end ``room`` above ``top`` (the data's highest value), leaving the
     chart's top free for its legend. bqplot does not widen a scale to bars by itself."""
     if np.isfinite(top) and top > 0:
-        scale.max = float(top * (1 + room))
+        _set(scale, max=float(top * (1 + room)))
+
+
+_FIGURE_SCALES: dict[str, bq.LinearScale] = {}
+
+
+def _figure_scales() -> dict[str, bq.LinearScale]:
+    """The unit scales every figure keeps for interactions, shared: one pair per kernel instead of
+    two widgets more per figure (the dashboards use no figure interactions)."""
+    if not _FIGURE_SCALES:
+        _FIGURE_SCALES.update(scale_x=bq.LinearScale(min=0, max=1), scale_y=bq.LinearScale(min=0, max=1))
+    return _FIGURE_SCALES
+
+
+def _set(mark, **values) -> None:
+    """Set ``mark``'s traits to ``values`` in one message, leaving out those already equal (no
+    message at all when nothing changed: a live event then costs the page only what moved)."""
+    changed = {}
+    for name, value in values.items():
+        old = getattr(mark, name)
+        if isinstance(value, np.ndarray) or isinstance(old, np.ndarray):
+            new, prev = np.asarray(value), np.asarray(old)
+            same = (
+                new.shape == prev.shape
+                and new.dtype.kind == prev.dtype.kind
+                and np.array_equal(new, prev, equal_nan=new.dtype.kind == "f")
+            )
+        else:
+            same = old == value
+        if not same:
+            changed[name] = value
+    if changed:
+        with mark.hold_sync():
+            for name, value in changed.items():
+                setattr(mark, name, value)
 
 
 def _figure(title: str, marks: list, axes: list, css: str, height: int = 280, **kwargs) -> bq.Figure:
@@ -67,6 +101,7 @@ def _figure(title: str, marks: list, axes: list, css: str, height: int = 280, **
         legend_location=kwargs.pop("legend_location", "top-left"),
         layout=w.Layout(width=kwargs.pop("width", "100%"), height=f"{height}px", min_width="320px"),
         **theme.figure_style(),
+        **_figure_scales(),
         **kwargs,
     )
     fig.add_class("cfx-chart")
@@ -184,12 +219,12 @@ class Gauge:
         """Point the needle at ``score`` and print it (one decimal)."""
         self.score = score
         if score is None:
-            self.needle.x, self.needle.y, self.value.text = [0.0, 0.0], [0.0, 0.0], ["no scores"]
+            _set(self.needle, x=np.array([0.0, 0.0]), y=np.array([0.0, 0.0]))
+            _set(self.value, text=np.array(["no scores"]))
             return
         x, y = gauge_point(score, ARC_INNER - 0.06)
-        with self.needle.hold_sync():
-            self.needle.x, self.needle.y = [0.0, x], [0.0, y]
-        self.value.text = [f"{score:.1f}"]
+        _set(self.needle, x=np.array([0.0, x]), y=np.array([0.0, y]))
+        _set(self.value, text=np.array([f"{score:.1f}"]))
 
 
 # --------------------------------------------------------------------------- lines over time
@@ -249,7 +284,7 @@ class TimeLines:
                 marker_size=20,
                 labels=[name],
                 display_legend=True,
-                tooltip=_tooltip(["x", "y"], [date_format, y_format], ["date", name]),
+                tooltip=_tooltip(["x", "y"], [date_format, y_format], ["date", name]),  # hover: which series
             )
             self.lines[name] = line
             marks.append(line)
@@ -265,10 +300,7 @@ class TimeLines:
         with self.widget.hold_sync():
             for name, line in self.lines.items():
                 x, y = data.get(name, (np.array([], dtype="datetime64[ms]"), np.array([])))
-                with line.hold_sync():
-                    line.x, line.y = x, y
-                line.visible = len(x) > 0
-                line.display_legend = len(x) > 0
+                _set(line, x=x, y=y, visible=len(x) > 0, display_legend=len(x) > 0)
                 if len(x):
                     starts.append(x.min())
                     ends.append(x.max())
@@ -276,16 +308,18 @@ class TimeLines:
                         tops.append(float(np.nanmax(y)))
                         lows.append(float(np.nanmin(y)))
             for value, ref in self.references.items():
-                with ref.hold_sync():
-                    ref.x = np.array([min(starts), max(ends)]) if starts else np.array([], dtype="datetime64[ms]")
-                    ref.y = np.array([value, value]) if starts else np.array([])
+                _set(
+                    ref,
+                    x=np.array([min(starts), max(ends)]) if starts else np.array([], dtype="datetime64[ms]"),
+                    y=np.array([value, value], dtype=float) if starts else np.array([], dtype=float),
+                )
             if not self.fixed_top and tops:  # room above the lines for the legend
                 top = max(tops + list(self.references))
                 low = self.sy.min if self.sy.min is not None else min(0.0, top)
-                self.sy.max = top + 0.35 * (top - low if top > low else abs(top) or 1.0)
+                _set(self.sy, max=top + 0.35 * (top - low if top > low else abs(top) or 1.0))
             elif self.fixed_top and not self.fixed_bottom and lows:  # a ceiling (100%): room below
                 low = min(lows + list(self.references))
-                self.sy.min = low - 0.6 * ((self.sy.max - low) or 1.0)
+                _set(self.sy, min=low - 0.6 * ((self.sy.max - low) or 1.0))
 
 
 class ForecastChart:
@@ -401,6 +435,7 @@ class BarChart:
         self.sx, self.sy = bq.OrdinalScale(), bq.LinearScale(min=y_min, max=y_max)
         scales = {"x": self.sx, "y": self.sy}
         colours = list(colours or theme.SERVICE_COLOURS)[: len(self.series)] or [theme.ACCENT]
+        tooltip = _tooltip(["x", "y"], ["", y_format], [x_label or "category", y_label])
         self.bars = bq.Bars(
             x=[],
             y=[],
@@ -410,7 +445,7 @@ class BarChart:
             padding=0.2,
             labels=self.series,
             display_legend=len(self.series) > 1 or bool(points),
-            tooltip=_tooltip(["x", "y"], ["", y_format], [x_label or "category", y_label]),
+            tooltip=tooltip,
         )
         self.points: dict[str, bq.Lines] = {}
         for name, colour in (points or {}).items():
@@ -424,7 +459,7 @@ class BarChart:
                 marker_size=64,
                 labels=[name],
                 display_legend=True,
-                tooltip=_tooltip(["x", "y"], ["", y_format], [x_label or "category", name]),
+                tooltip=tooltip,
             )
         axes = [
             _axis(self.sx, x_label, tick_rotate=tick_rotate),

@@ -46,6 +46,10 @@ STYLE = (
 .cfx-table td.num, .cfx-table th.num { text-align:right; font-variant-numeric:tabular-nums; }
 .cfx-muted { color:#5b6b7c; font-size:12px; }
 .cfx-feed-status, .cfx-last-update { margin-right:24px; }
+.cfx-statusbar { position:sticky; top:0; z-index:20; background:#fff; border-bottom:1px solid #e3e8ef; padding:2px 0; }
+/* the bar sticks within its nearest scrolling ancestor: let that be the page, not a box around it */
+.jp-OutputArea:has(.cfx-statusbar), .jp-OutputArea-child:has(.cfx-statusbar), .jp-OutputArea-output:has(.cfx-statusbar),
+.widget-box:has(> .cfx-statusbar) { overflow:visible !important; }
 .lm-TabBar-tab { min-width:190px !important; }
 .cfx-demo-banner { background:#fff4d6; color:#7a4700; border:1px solid #9a5b00; border-radius:4px; font-weight:600; padding:6px 12px; margin:6px 0; }
 .cfx-chart { border:1px solid #e3e8ef; border-radius:8px; margin:6px 0; }
@@ -427,11 +431,13 @@ class CustomerSuccess:
         self.refresh_publication_views()
         self.refresh_table()
         self.refresh_detail()
+        self.statusbar = w.HBox([self.status, self.last])
+        self.statusbar.add_class("cfx-statusbar")  # sticks to the top: in view while the page scrolls
         header = self.header
         self.view = w.VBox(
             [
                 header,
-                w.HBox([self.status, self.last]),
+                self.statusbar,
                 self.gauge_box,
                 self.trend,
                 self.risk_trend,
