@@ -329,52 +329,39 @@ class ForecastChart:
     def __init__(self, title: str, css: str = "cfx-forecast-chart", colour: str = theme.NAVY):
         self.sx, self.sy = bq.DateScale(), bq.LinearScale()
         scales = {"x": self.sx, "y": self.sy}
-        self.band95 = bq.Lines(
-            x=[],
-            y=[],
-            scales=scales,
-            fill="between",
-            colors=[theme.GRID, theme.GRID],
-            fill_colors=[theme.ACCENT],
-            fill_opacities=[0.12],
-            stroke_width=0.5,
-            display_legend=False,  # the title names the shading (a two-curve mark has two entries)
+        # the title names the shading: a two-curve mark would have two legend entries
+        self.band95, self.band80 = (
+            bq.Lines(
+                x=[],
+                y=[],
+                scales=scales,
+                fill="between",
+                colors=[theme.GRID, theme.GRID],
+                fill_colors=[theme.ACCENT],
+                fill_opacities=[opacity],
+                stroke_width=0.5,
+                display_legend=False,
+            )
+            for opacity in (0.12, 0.25)
         )
-        self.band80 = bq.Lines(
-            x=[],
-            y=[],
-            scales=scales,
-            fill="between",
-            colors=[theme.GRID, theme.GRID],
-            fill_colors=[theme.ACCENT],
-            fill_opacities=[0.25],
-            stroke_width=0.5,
-            display_legend=False,
-        )
-        self.history = bq.Lines(
-            x=[],
-            y=[],
-            scales=scales,
-            colors=[colour],
-            stroke_width=2.5,
-            marker="circle",
-            marker_size=16,
-            labels=["ARR (actual)"],
-            display_legend=True,
-            tooltip=_tooltip(["x", "y"], [MONTH, MONEY], ["month", "ARR"]),
-        )
-        self.forecast = bq.Lines(
-            x=[],
-            y=[],
-            scales=scales,
-            colors=[theme.ACCENT],
-            line_style="dashed",
-            stroke_width=2.5,
-            marker="square",
-            marker_size=16,
-            labels=["ARR (forecast)"],
-            display_legend=True,
-            tooltip=_tooltip(["x", "y"], [MONTH, MONEY], ["month", "forecast"]),
+        self.history, self.forecast = (
+            bq.Lines(
+                x=[],
+                y=[],
+                scales=scales,
+                colors=[line_colour],
+                line_style=style,
+                stroke_width=2.5,
+                marker=marker,
+                marker_size=16,
+                labels=[f"ARR ({name})"],
+                display_legend=True,
+                tooltip=_tooltip(["x", "y"], [MONTH, MONEY], ["month", f"ARR ({name})"]),
+            )
+            for name, line_colour, style, marker in (
+                ("actual", colour, "solid", "circle"),
+                ("forecast", theme.ACCENT, "dashed", "square"),
+            )
         )
         axes = [_axis(self.sx, "", tick_format="%b %Y"), _axis(self.sy, "ARR (USD)", vertical=True, tick_format=MONEY)]
         self.widget = _figure(title, [self.band95, self.band80, self.history, self.forecast], axes, css, height=320)

@@ -209,6 +209,21 @@ def with_live_point(points: list[dict], live: dict | None) -> list[dict]:
     return [*points, live]
 
 
+def score_chart(title: str, series: str, css: str, bands: dict[float, str]) -> charts.TimeLines:
+    """A health score (0-100) over dates, with the band limits as dashed lines."""
+    return charts.TimeLines(
+        title,
+        [series],
+        "score (0-100)",
+        css,
+        colours=[theme.NAVY],
+        y_min=0,
+        y_max=100,
+        references=bands,
+        legend_location="bottom-right",
+    )
+
+
 def render_account(row: dict | None, risk: dict | None, history: list[dict] | None = None) -> str:
     """One account: its score, band, five components, churn probability and recommended action."""
     if row is None:
@@ -331,16 +346,8 @@ class CustomerSuccess:
         self.gauge_box = w.HBox([self.gauge_chart.widget, self.gauge])
         self.gauge_box.add_class("cfx-health-gauge")
         bands = {red: f"red up to {red:g}", yellow: f"yellow up to {yellow:g}"}
-        self.book_health = charts.TimeLines(
-            "Average health, weekly then live",
-            ["average health"],
-            "score (0-100)",
-            "cfx-book-health-chart",
-            colours=[theme.NAVY],
-            y_min=0,
-            y_max=100,
-            references=bands,
-            legend_location="bottom-right",
+        self.book_health = score_chart(
+            "Average health, weekly then live", "average health", "cfx-book-health-chart", bands
         )
         self.book_bands = charts.TimeLines(
             "Accounts per band, weekly then live",
@@ -361,16 +368,8 @@ class CustomerSuccess:
             x_label="component",
             y_max=100,
         )
-        self.history_chart = charts.TimeLines(
-            "Health, weekly over 90 days then live",
-            ["health"],
-            "score (0-100)",
-            "cfx-account-history-chart",
-            colours=[theme.NAVY],
-            y_min=0,
-            y_max=100,
-            references=bands,
-            legend_location="bottom-right",
+        self.history_chart = score_chart(
+            "Health, weekly over 90 days then live", "health", "cfx-account-history-chart", bands
         )
         self.risk_chart = charts.BarChart(
             "ARR at risk by month (churn model) and ARR that churned",
