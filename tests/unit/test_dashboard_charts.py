@@ -129,3 +129,12 @@ def test_engagement_by_month_has_the_total_and_each_tier():
     assert rows["Total"] == {"month": "2026-10", "series": "Total", "nps": 0.0, "answers": 3, "dau": 12.0,
                              "mau_lower_bound": 20.0}  # fmt: skip
     assert rows["Enterprise"]["nps"] is None and rows["Enterprise"]["answers"] == 0
+
+
+def test_monthly_axes_tick_once_per_month():
+    chart = charts.TimeLines("NPS", ["Total"], "NPS", "cfx-v", date_format=charts.MONTH)
+    chart.update({"Total": (charts.month_dates(["2025-10", "2025-11", "2025-12"]), np.array([1.0, 2.0, 3.0]))})
+    assert list(chart.x_axis.tick_values) == list(charts.month_dates(["2025-10", "2025-11", "2025-12"]))
+    months = [f"{y}-{m:02d}" for y in (2024, 2025) for m in range(1, 13)]
+    chart.update({"Total": (charts.month_dates(months), np.arange(24.0))})
+    assert len(chart.x_axis.tick_values) == 12  # every other month of two years

@@ -288,25 +288,31 @@ class TimeLines:
             )
             self.lines[name] = line
             marks.append(line)
+        self.monthly = date_format == MONTH
+        self.x_axis = _axis(self.sx, "", tick_format=date_format if date_format != DAY else "%b %d")
         axes = [
-            _axis(self.sx, "", tick_format=date_format if date_format != DAY else "%b %d"),
+            self.x_axis,
             _axis(self.sy, y_label, vertical=True, tick_format=y_format if y_format != ".1f" else None),
         ]
         self.widget = _figure(title, marks, axes, css, height=height, legend_location=legend_location)
 
     def update(self, data: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         """New points per series: ``{name: (dates, values)}``; series not named are hidden."""
-        starts, ends, tops, lows = [], [], [], []
+        starts, ends, tops, lows, months = [], [], [], [], set()
         with self.widget.hold_sync():
             for name, line in self.lines.items():
                 x, y = data.get(name, (np.array([], dtype="datetime64[ms]"), np.array([])))
                 _set(line, x=x, y=y, visible=len(x) > 0, display_legend=len(x) > 0)
                 if len(x):
+                    months.update(x.tolist())
                     starts.append(x.min())
                     ends.append(x.max())
                     if np.isfinite(y).any():
                         tops.append(float(np.nanmax(y)))
                         lows.append(float(np.nanmin(y)))
+            if self.monthly and months:  # one tick per month (at most 12), not a month's name repeated
+                ticks = sorted(months)
+                _set(self.x_axis, tick_values=np.array(ticks[:: math.ceil(len(ticks) / 12)], dtype="datetime64[ms]"))
             for value, ref in self.references.items():
                 _set(
                     ref,
