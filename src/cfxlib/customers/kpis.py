@@ -80,7 +80,8 @@ def kpis(con, as_of_month: str, health_frame: pd.DataFrame, risk: pd.DataFrame, 
     last_users = users[users["month"] == as_of_month]
     last_nps = nps[nps["month"] == as_of_month]
     recent_nps = nps_total.tail(3)
-    engagement = engagement_by_month(users, nps, nps_total)
+    # complete months only: answers dated today belong to a month the publication does not report
+    engagement = [r for r in engagement_by_month(users, nps, nps_total) if r["month"] <= as_of_month]
     dist = health_frame.groupby(["tier", "band"]).size().unstack(fill_value=0)
     return {
         "as_of": as_of_month,
