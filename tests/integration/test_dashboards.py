@@ -283,16 +283,28 @@ def test_customer_success_live_filters_and_calculator(stack, browser):
     assert r.status_code == 202 and r.json()["health_updates"] == 1
     page.wait_for_selector(f".cfx-last-update:has-text('{account}')", timeout=5_000)
     new = httpx.get(service.url + f"/api/customers/{account}", headers=auth).json()["health"]["health_score"]
+    assert "1 live update · last:" in page.inner_text(".cfx-last-update")
     assert f"{new:.1f}" in page.inner_text(".cfx-last-update")
     assert re.search(rf"{account}.*?{new:.0f} \(", page.inner_text(".cfx-at-risk"), re.S)
+    # one POST of detractor answers for the next 30 accounts at risk: their updates reach the
+    # page back to back, and move the book's mean by more than the page's one decimal
+    others, today = [r["account_id"] for r in at_risk[1:31]], datetime.date.today().isoformat()
+    events = [
+        {"table": "nps_responses", "response_id": f"dash-many-{k}", "account_id": a, "date": today, "score": 0}
+        for k, a in enumerate(others)
+    ]
+    r = httpx.post(service.url + "/api/events", json={"events": events}, headers={"Authorization": f"Bearer {ingest}"})
+    assert r.status_code == 202, r.text
+    count = 1 + r.json()["health_updates"]
+    page.wait_for_selector(f".cfx-last-update:has-text('{count} live updates')", timeout=10_000)
     assert page.inner_text(".cfx-health-gauge") != gauge_before
-    # the event moved the gauge's needle and the book's trend, in place (same page, same figures)
+    # the events moved the gauge's needle and the book's trend, in place (same page, same figures)
     live_mean = sum(
         r["health_score"]
         for r in httpx.get(service.url + "/api/customers/health?page_size=1000", headers=auth).json()["accounts"]
     ) / len(scores)
     gauge = wait_chart(page, "cfx-gauge-chart", lambda c: c["lines"][-1] != needle_before)
-    assert f"{live_mean:.1f}" in gauge["labels"]
+    assert f"{live_mean:.1f}" in gauge["labels"] and f"{live_mean:.1f}" in page.inner_text(".cfx-health-gauge")
     wait_chart(page, "cfx-book-health-chart", lambda c: c["lines"] != trend_before["lines"])
     # the selected account (the first at risk) is the one that changed: its history has today's point
     history = wait_chart(page, "cfx-account-history-chart", lambda c: c["lines"] != history_before["lines"])

@@ -29,7 +29,14 @@ def test_gauge_update_moves_the_needle_and_prints_the_score():
     gauge.update(75.04)
     assert gauge.value.text[0] == "75.0"
     tip = (gauge.needle.x[1], gauge.needle.y[1])
-    assert math.atan2(tip[1], tip[0]) == pytest.approx(math.pi * (1 - 0.7504))
+    assert math.atan2(tip[1], tip[0]) == pytest.approx(math.pi * (1 - 0.75))  # it points at the printed value
+    sent = []
+    gauge.needle.observe(sent.append, names=["x", "y"])
+    gauge.update(75.01)  # prints 75.0 as well: nothing moves, nothing is sent
+    assert sent == [] and gauge.value.text[0] == "75.0"
+    gauge.update(75.06)
+    assert sent and gauge.value.text[0] == "75.1"
+    assert math.atan2(gauge.needle.y[1], gauge.needle.x[1]) == pytest.approx(math.pi * (1 - 0.751))
     gauge.update(None)
     assert gauge.value.text[0] == "no scores"
     labels = [m for m in gauge.widget.marks if type(m).__name__ == "Label"]

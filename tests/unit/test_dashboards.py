@@ -16,8 +16,8 @@ ROWS = [
 
 
 def test_gauge_shows_the_average_and_band_shares():
-    text = render_gauge(ROWS, updates=2)
-    assert "60.0" in text and "red 1 (33%)" in text and "green 1 (33%)" in text and "2 live updates" in text
+    text = render_gauge(ROWS)
+    assert "60.0" in text and "red 1 (33%)" in text and "green 1 (33%)" in text and "of 3 accounts" in text
 
 
 def test_at_risk_table_escapes_values_and_uses_live_scores():
@@ -131,3 +131,41 @@ def test_the_risk_trend_names_the_current_figure_beside_its_own():
     }
     html = render_risk_trend(trend)
     assert "$1.15M" in html and "$1.20M" in html and "trained only on outcomes known by 2025-06" in html
+
+
+def test_feed_listener_hands_over_messages_already_received_together():
+    """A real websocket server sends 60 updates back to back, then one more 0.3 s later: the
+    listener hands the first 60 over in one or a few lists (the page redraws once for them), all
+    in order, and the late one apart, and says it is live."""
+    import asyncio
+    import json
+
+    import websockets
+
+    from cfxlib.dashboards.client import FeedListener, ServiceClient
+
+    async def feed(ws):
+        await ws.send(json.dumps({"type": "snapshot", "accounts": []}))
+        for k in range(60):
+            await ws.send(json.dumps({"type": "update", "account_id": f"A{k}"}))
+        await asyncio.sleep(0.3)
+        await ws.send(json.dumps({"type": "update", "account_id": "late"}))
+        await ws.send(json.dumps({"type": "noise"}))  # an unknown type is not handed over
+        await ws.wait_closed()
+
+    async def main():
+        batches, states = [], []
+        async with websockets.serve(feed, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            listener = FeedListener(ServiceClient(f"http://127.0.0.1:{port}", "t"), batches.append, states.append)
+            task = asyncio.get_running_loop().create_task(listener.run())
+            while sum(len(b) for b in batches) < 62:
+                await asyncio.sleep(0.05)
+            task.cancel()
+        return batches, states
+
+    batches, states = asyncio.run(asyncio.wait_for(main(), 20))
+    taken = [m.get("account_id", m["type"]) for b in batches for m in b]
+    assert taken == ["snapshot", *(f"A{k}" for k in range(60)), "late"]
+    assert len(batches) <= 4 and batches[-1] == [{"type": "update", "account_id": "late"}]
+    assert states[:2] == ["connecting", "live"]

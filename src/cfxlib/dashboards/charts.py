@@ -216,7 +216,9 @@ class Gauge:
         self.score: float | None = None
 
     def update(self, score: float | None) -> None:
-        """Point the needle at ``score`` and print it (one decimal)."""
+        """Point the needle at ``score`` rounded to the one decimal printed under it: the needle
+        and the number always agree, and a change the print does not show sends nothing."""
+        score = None if score is None else round(score, 1)
         self.score = score
         if score is None:
             _set(self.needle, x=np.array([0.0, 0.0]), y=np.array([0.0, 0.0]))

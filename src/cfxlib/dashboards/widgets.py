@@ -47,9 +47,9 @@ STYLE = (
 .cfx-muted { color:#5b6b7c; font-size:12px; }
 .cfx-feed-status, .cfx-last-update { margin-right:24px; }
 .cfx-statusbar { position:sticky; top:0; z-index:20; background:#fff; border-bottom:1px solid #e3e8ef; padding:2px 0; }
-/* the bar sticks within its nearest scrolling ancestor: let that be the page, not a box around it */
-.jp-OutputArea:has(.cfx-statusbar), .jp-OutputArea-child:has(.cfx-statusbar), .jp-OutputArea-output:has(.cfx-statusbar),
-.widget-box:has(> .cfx-statusbar) { overflow:visible !important; }
+/* the bar sticks within its nearest scrolling ancestor: let that be the page, not a box around it
+   (plain class selectors: a :has() rule makes the browser re-check its ancestors on every update) */
+.jp-OutputArea, .jp-OutputArea-child, .jp-OutputArea-output, .cfx-page { overflow:visible !important; }
 .lm-TabBar-tab { min-width:190px !important; }
 .cfx-demo-banner { background:#fff4d6; color:#7a4700; border:1px solid #9a5b00; border-radius:4px; font-weight:600; padding:6px 12px; margin:6px 0; }
 .cfx-chart { border:1px solid #e3e8ef; border-radius:8px; margin:6px 0; }
@@ -113,9 +113,9 @@ def table(headers: list[str], rows: Iterable[list[str]], numeric: set[int] = fro
 # --------------------------------------------------------------------------- rendering (pure)
 
 
-def render_gauge(rows: list[dict], title: str = "Book health", updates: int | None = None) -> str:
-    """Average health score of ``rows`` and the share of accounts per band (and, on a live
-    dashboard, how many live updates it has taken)."""
+def render_gauge(rows: list[dict], title: str = "Book health") -> str:
+    """Average health score of ``rows`` (one decimal) and the share of accounts per band. The text
+    changes only when one of them does: a live page sends it to the browser only then."""
     scores = [r["health_score"] for r in rows if r.get("health_score") is not None]
     if not scores:
         return f'<div class="cfx-card"><h3>{esc(title)}</h3>No scored accounts.</div>'
@@ -126,9 +126,7 @@ def render_gauge(rows: list[dict], title: str = "Book health", updates: int | No
     return (
         f'<div class="cfx-card"><h3>{esc(title)}</h3>'
         f'<div class="cfx-big">{mean:.1f}<span class="cfx-muted"> / 100 average health</span></div>'
-        f'<div class="cfx-muted">{legend}<br>of {len(rows):,} accounts'
-        + ("" if updates is None else f" · {updates:,} live update{'s' if updates != 1 else ''}")
-        + "</div></div>"
+        f'<div class="cfx-muted">{legend}<br>of {len(rows):,} accounts</div></div>'
     )
 
 
@@ -456,6 +454,7 @@ class CustomerSuccess:
                 self.pilots.view,
             ]
         )
+        self.view.add_class("cfx-page")  # not a scroll box: the status bar sticks to the window
 
     # -- rendering
     def refresh_table(self) -> None:
@@ -504,16 +503,23 @@ class CustomerSuccess:
         )
 
     def refresh_book(self) -> None:
-        """The gauge and the 90-day book trend, with the live book as the trend's last point. The
-        gauge's text goes last: a page showing the new count already shows the charts' change."""
+        """The gauge and the 90-day book trend, with the live book as the trend's last point.
+
+        The live mean is drawn at the precision the page prints it (one decimal: 0.1 point is
+        0.35 pixel of the needle's sweep and under a pixel of the trend's height), so an event
+        that moves the book's mean by less sends no chart update to the browser: with 2,000
+        accounts one answer moves it by about 0.005 point, and each update sent costs every open
+        page a message and a frame (docs/benchmarks.md)."""
         rows = list(self.health.values())
         live = book_point(rows)
+        if live is not None:
+            live["mean_health"] = round(live["mean_health"], 1)
         self.gauge_chart.update(None if live is None else live["mean_health"])
         points = with_live_point(self.book.get("points") or [], live)
         dates = charts.day_dates(p["as_of"] for p in points)
         self.book_health.update({"average health": (dates, charts.floats(p["mean_health"] for p in points))})
         self.book_bands.update({b: (dates, charts.floats(p[b] for p in points)) for b in BANDS})
-        self.gauge.value = render_gauge(rows, title="Accounts per band", updates=self.updates)
+        self.gauge.value = render_gauge(rows, title="Accounts per band")
 
     def _roi_form(self, cost_per_hour: float) -> w.Widget:
         first = self.at_risk[0] if self.at_risk else {}
@@ -543,35 +549,51 @@ class CustomerSuccess:
 
     # -- live
     def apply(self, message: dict) -> None:
-        """Take one feed message: a snapshot replaces the book; an update changes one account; an
-        intervention (a call to action opened, changed or closed) goes to the queue."""
-        if message["type"] == "intervention":
-            self.queue.apply(message)
+        """Take one feed message (see :meth:`apply_all`)."""
+        self.apply_all([message])
+
+    def apply_all(self, messages: list[dict]) -> None:
+        """Take feed messages in order, then redraw once: a snapshot replaces the book; an update
+        changes one account; an intervention (a call to action opened, changed or closed) goes to
+        the queue. A POST of many events arrives as one update per account, back to back: the
+        page then gets one redraw for all of them, not one per account."""
+        snapshot, changed, last, before = False, set(), None, {}
+        for message in messages:
+            if message["type"] == "intervention":
+                self.queue.apply(message)
+            elif message["type"] == "snapshot":
+                snapshot, changed, last, before = True, set(), None, {}
+                self.health = {r["account_id"]: r for r in message["accounts"]}
+                self.histories.clear()
+                if message.get("run_id") and message["run_id"] != self.run_id:
+                    self.run_id = message["run_id"]  # a new publication: refresh what it decides
+                    risk = self.client.get("/api/customers/at-risk", limit=10_000)
+                    self.at_risk, self.as_of = risk["rows"], risk["as_of"]
+                    self.refresh_publication_views()
+            else:
+                account = message["account_id"]
+                before.setdefault(account, self.health.get(account, {}).get("health_score"))
+                self.health[account] = {k: v for k, v in message.items() if k not in ("type", "cause")}
+                self.updates += 1
+                changed.add(account)
+                last = message
+        if not snapshot and not changed:
             return
-        if message["type"] == "snapshot":
-            self.health = {r["account_id"]: r for r in message["accounts"]}
-            self.histories.clear()
-            if message.get("run_id") and message["run_id"] != self.run_id:
-                self.run_id = message["run_id"]  # a new publication: refresh what it decides
-                risk = self.client.get("/api/customers/at-risk", limit=10_000)
-                self.at_risk, self.as_of = risk["rows"], risk["as_of"]
-                self.refresh_publication_views()
-        else:
-            before = self.health.get(message["account_id"], {}).get("health_score")
-            self.health[message["account_id"]] = {k: v for k, v in message.items() if k not in ("type", "cause")}
-            self.updates += 1
-            change = "" if before is None else f" (was {before:.1f})"
-            cause = (message.get("cause") or {}).get("table", "")
+        self.refresh_book()
+        # re-render only what shows a changed account (a snapshot changes everything)
+        if snapshot or changed & self.shown:
+            self.refresh_table()
+        if snapshot or self.account.value in changed:
+            self.refresh_detail()
+        if last is not None:  # last: a page showing the new count shows the rest of the change
+            was = before.get(last["account_id"])
+            change = "" if was is None else f" (was {was:.1f})"
+            cause = (last.get("cause") or {}).get("table", "")
             self.last.value = (
-                f"last update: <b>{esc(message['account_id'])}</b> health {message['health_score']:.1f}{change}"
+                f"{self.updates:,} live update{'s' if self.updates != 1 else ''} · last: "
+                f"<b>{esc(last['account_id'])}</b> health {last['health_score']:.1f}{change}"
                 f" · {esc(cause)} · {time.strftime('%H:%M:%S')}"
             )
-        self.refresh_book()
-        # re-render only what shows the changed account (a snapshot changes everything)
-        if message["type"] == "snapshot" or message["account_id"] in self.shown:
-            self.refresh_table()
-        if message["type"] == "snapshot" or message["account_id"] == self.account.value:
-            self.refresh_detail()
 
     def refresh_publication_views(self) -> None:
         """The parts a publication decides: book trend, ARR at risk by month, churn bins, then the
@@ -618,7 +640,7 @@ class CustomerSuccess:
         self.status.value = f'<span style="color:{colour}">●</span> feed: {esc(state)}'
 
     def start_live(self) -> FeedListener:
-        listener = FeedListener(self.client, self.apply, self.set_status)
+        listener = FeedListener(self.client, self.apply_all, self.set_status)
         listener.start()
         return listener
 
