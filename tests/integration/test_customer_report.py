@@ -75,6 +75,12 @@ def test_customer_success_report(demo_home, tmp_path):
     assert arr_at_risk == sorted(arr_at_risk, reverse=True)
     for key in ("active_users", "nps", "customer_roi", "health", "arr_at_risk"):
         assert key in payload["kpis"]
+    # The at-risk trend is scored by the model card's model (fitted once, not twice): trained on
+    # the card's training cutoffs, every one of whose outcomes was known before the months shown.
+    trend = payload["at_risk_trend"]
+    assert trend["trained_through"] == card["train_cutoffs"][1]
+    known_at = pd.Period(trend["trained_through"], freq="M") + 3
+    assert str(known_at) <= trend["points"][0]["month"] and str(known_at) in trend["note"]
     md = (out / "customer_success.md").read_text()
     assert "## Churn model card" in md and "ROC AUC" in md and "## At-risk accounts" in md
     for png in ("churn_calibration.png", "retention_km.png", "health_by_tier.png"):

@@ -69,3 +69,31 @@ def test_evaluation_figures_by_hand():
     assert ev["accuracy"] == pytest.approx(0.9) and ev["accuracy_always_no_churn"] == pytest.approx(0.8)
     cal = calibration_table(y, p, bins=5)
     assert len(cal) == 5 and cal["accounts"].sum() == 10
+
+
+def test_snapshot_cache_fits_once_and_offers_only_models_blind_to_a_month():
+    """`SnapshotCache.fit` memoises per set of cutoffs; `fitted_by` returns only a model whose
+    training outcomes (cutoff + 3 months) were all known at the month's end."""
+    import numpy as np
+    import pandas as pd
+
+    from cfxlib.customers import churn, scoring
+
+    cache = scoring.SnapshotCache(con=None)
+    rng = np.random.default_rng(3)
+
+    def labelled(month: str) -> pd.DataFrame:
+        n = 200
+        frame = pd.DataFrame({"account_id": [f"A{i}" for i in range(n)], "cutoff": month})
+        frame["mrr"] = rng.uniform(50, 500, n)
+        frame[churn.LABEL] = (rng.random(n) < 0.3).astype(int)
+        return frame
+
+    cache._labelled_month = lambda month, keep: labelled(month)  # no warehouse needed for this rule
+    first = cache.fit(["2025-01", "2025-02"])
+    assert cache.fit(["2025-01", "2025-02"]) is first
+    assert first.outcomes_known_at == "2025-05"
+    assert cache.fitted_by("2025-04") is None
+    assert cache.fitted_by("2025-05") is first
+    later = cache.fit(["2025-02", "2025-03"])
+    assert cache.fitted_by("2025-05") is first and cache.fitted_by("2025-06") is later

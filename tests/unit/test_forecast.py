@@ -92,3 +92,23 @@ def test_default_candidates_include_prophet_and_arima_for_few_series():
     f = Forecaster()
     assert {"Prophet", "AutoARIMA", "AutoETS[log]", "DynamicOptimizedTheta[log]", "Ensemble"} <= set(f.candidates(4))
     assert not {"Prophet", "AutoARIMA"} & set(f.candidates(500))
+
+
+def test_candidate_cache_reuses_fits_and_changes_no_forecast():
+    """A backtest's origins share training cuts: with a shared cache, the second forecast fits
+    fewer candidates, and (for the statsforecast models, whose step-k forecast does not depend on
+    the horizon asked for) gives exactly what it gives alone."""
+    from cfxlib.metrics.forecast import CandidateCache
+
+    models = ("SeasonalNaive", "AutoETS", "AutoARIMA", "DynamicOptimizedTheta", "Ensemble")
+    full = pd.concat([series(seasonal(36, seed=1), "a"), series(100 + np.arange(30) * 3.0, "b", "2022-07-01")])
+    cache = CandidateCache()
+    forecast(full, h=12, models=models, cache=cache)
+    fitted = cache.misses
+    # Two months back with a 7-month horizon, series a's inner backtest cuts after 27 months: the
+    # cut the full history's backtest made (36 months, 9 ahead), so those fits are reused.
+    earlier = full[full["ds"] < "2024-11-01"]
+    alone = forecast(earlier, h=7, models=models)
+    shared = forecast(earlier, h=7, models=models, cache=cache)
+    assert cache.hits > 0 and cache.misses - fitted < fitted
+    pd.testing.assert_frame_equal(shared, alone)

@@ -50,12 +50,6 @@ docs/benchmarks.md ("Churn training sample") measures what the cap costs in accu
 SAMPLE_SEED = 20261130
 
 
-def _fit(frame: pd.DataFrame) -> churn.ChurnModel:
-    """A churn model trained on ``frame``'s labelled snapshots."""
-    feats = churn.feature_columns(frame)
-    return churn.ChurnModel().fit(frame[feats], frame[churn.LABEL])
-
-
 def _sample_keys(month: str, rows: int) -> np.ndarray:
     """One fixed random number per snapshot row of ``month`` (the same month gives the same keys)."""
     return np.random.default_rng([SAMPLE_SEED, int(month.replace("-", ""))]).random(rows)
@@ -66,9 +60,27 @@ def _smallest(keys: np.ndarray, limit: int) -> np.ndarray:
     return np.sort(np.argpartition(keys, limit)[:limit]) if len(keys) > limit else np.arange(len(keys))
 
 
+@dataclass
+class FittedModel:
+    """A churn model with what it was trained on."""
+
+    model: churn.ChurnModel
+    features: list[str]
+    cutoffs: list[str]
+    """The training cutoffs (YYYY-MM), oldest first; the last one's outcome is known 3 months later."""
+    train: pd.DataFrame
+    available_rows: int
+
+    @property
+    def outcomes_known_at(self) -> str:
+        """The month at whose end every training outcome was known (last cutoff + the horizon)."""
+        return str(pd.Period(self.cutoffs[-1], freq="M") + churn.HORIZON_MONTHS)
+
+
 class SnapshotCache:
-    """Account snapshots (:func:`churn.snapshot`) and 3-month outcomes by month, each queried once:
-    a run's churn scores, at-risk trend and model card share most months.
+    """Account snapshots (:func:`churn.snapshot`) and 3-month outcomes by month, each queried once,
+    and models fitted once per set of training cutoffs: a run's churn scores, at-risk trend and
+    model card share most months, and the trend reuses the model card's model (:meth:`fitted_by`).
 
     Training sets come from :meth:`training`, which keeps per month only the rows that can enter
     a sample of :data:`TRAIN_MAX_ROWS`, so a large book never holds every month's snapshot in
@@ -81,6 +93,25 @@ class SnapshotCache:
         self._features: dict[str, pd.DataFrame] = {}
         self._outcomes: dict[str, pd.DataFrame] = {}
         self._training: dict[str, tuple[int, pd.DataFrame]] = {}
+        self._fits: dict[tuple[str, ...], FittedModel] = {}
+
+    def fit(self, cutoffs: list[str]) -> FittedModel:
+        """The model trained on ``cutoffs``' labelled snapshots (:meth:`training`), fitted once."""
+        key = tuple(cutoffs)
+        if key not in self._fits:
+            train, available = self.training(list(cutoffs))
+            if train[churn.LABEL].nunique() < 2:
+                raise UsageError("the training snapshots hold no churned (or no retained) account; cannot train")
+            features = churn.feature_columns(train)
+            model = churn.ChurnModel().fit(train[features], train[churn.LABEL])
+            self._fits[key] = FittedModel(model, features, list(cutoffs), train, available)
+        return self._fits[key]
+
+    def fitted_by(self, month: str) -> FittedModel | None:
+        """Of the models fitted so far, the one with the newest training outcomes that were all
+        known at the end of ``month`` (None when there is none)."""
+        blind = [f for f in self._fits.values() if f.outcomes_known_at <= month]
+        return max(blind, key=lambda f: f.cutoffs[-1], default=None)
 
     def features(self, month: str, keep: bool = True) -> pd.DataFrame:
         """Features of every account active at the end of ``month`` (data up to that day only);
@@ -150,14 +181,12 @@ def churn_scores(con, as_of_month: str, cache: SnapshotCache | None = None) -> C
         )
     train_cutoffs = labelled[-TRAIN_CUTOFFS:]
     cache = cache or SnapshotCache(con)
-    train, available = cache.training(train_cutoffs)
-    if train[churn.LABEL].nunique() < 2:
-        raise UsageError("the training snapshots hold no churned (or no retained) account; cannot train")
-    model = _fit(train)
+    fitted = cache.fit(train_cutoffs)
+    train = fitted.train
     drivers = churn.Drivers().fit(train, train[churn.LABEL])
     current = cache.features(as_of_month)
-    current["p_churn_3m"] = model.predict_proba(current[churn.feature_columns(train)])[:, 1]
-    return ChurnResult(as_of_month, current, model, drivers, len(train), train_cutoffs, available)
+    current["p_churn_3m"] = fitted.model.predict_proba(current[fitted.features])[:, 1]
+    return ChurnResult(as_of_month, current, fitted.model, drivers, len(train), train_cutoffs, fitted.available_rows)
 
 
 TREND_MONTHS = 6
@@ -169,22 +198,27 @@ def at_risk_trend(con, as_of_month: str, months: int = TREND_MONTHS, cache: Snap
 
     One model, trained only on outcomes known at the end of the first month shown, scores the
     accounts active at the end of each month shown, so the months are comparable (the same model)
-    and none is scored with knowledge of its own future. ``arr_at_risk`` is the sum over active
-    accounts of p(churn within 3 months) x ARR, USD; ``churned_arr`` is the ARR of those accounts
-    that did churn within 3 months, once that is known (null for the last three months).
+    and none is scored with knowledge of its own future. When ``cache`` already holds such a model
+    (the model card's, fitted on outcomes known before its test period, is one when the card was
+    computed first), that model is reused rather than fitting another; otherwise the model is
+    trained on the latest cutoffs labelled at the end of the first month shown.
+    ``arr_at_risk`` is the sum over active accounts of p(churn within 3 months) x ARR, USD;
+    ``churned_arr`` is the ARR of those accounts that did churn within 3 months, once that is
+    known (null for the last three months).
     """
     upto, labelled = _cutoffs(con, as_of_month)
     shown = upto[-months:]
-    _, train_labelled = _cutoffs(con, shown[0])
-    if not train_labelled:
-        return {"trained_through": None, "points": [], "note": "not enough history before the months shown"}
-    train_cutoffs = train_labelled[-TRAIN_CUTOFFS:]
     cache = cache or SnapshotCache(con)
-    train, _ = cache.training(train_cutoffs)
-    if train[churn.LABEL].nunique() < 2:
-        return {"trained_through": None, "points": [], "note": "no churn (or no retention) to learn from"}
-    model = _fit(train)
-    features = churn.feature_columns(train)
+    fitted = cache.fitted_by(shown[0])
+    if fitted is None:
+        _, train_labelled = _cutoffs(con, shown[0])
+        if not train_labelled:
+            return {"trained_through": None, "points": [], "note": "not enough history before the months shown"}
+        try:
+            fitted = cache.fit(train_labelled[-TRAIN_CUTOFFS:])
+        except UsageError:
+            return {"trained_through": None, "points": [], "note": "no churn (or no retention) to learn from"}
+    model, features, train_cutoffs = fitted.model, fitted.features, fitted.cutoffs
     points = []
     for month in shown:
         snap = cache.features(month)
@@ -206,7 +240,7 @@ def at_risk_trend(con, as_of_month: str, months: int = TREND_MONTHS, cache: Snap
     return {
         "trained_through": train_cutoffs[-1],
         "points": points,
-        "note": f"one model trained on outcomes known at the end of {shown[0]} scores every month shown",
+        "note": f"one model trained on outcomes known at the end of {fitted.outcomes_known_at} scores every month shown",
     }
 
 
@@ -220,10 +254,10 @@ def model_card(con, as_of_month: str, truth: pd.DataFrame | None = None, cache: 
     first_test = labelled.index(test_cutoffs[0])
     train_cutoffs = labelled[: first_test - churn.HORIZON_MONTHS + 1][-TRAIN_CUTOFFS:]
     cache = cache or SnapshotCache(con)
-    train, available = cache.training(train_cutoffs)
+    fitted = cache.fit(train_cutoffs)
+    train, available = fitted.train, fitted.available_rows
     test = cache.labelled(test_cutoffs)
-    model = _fit(train)
-    test["p"] = model.predict_proba(test[churn.feature_columns(train)])[:, 1]
+    test["p"] = fitted.model.predict_proba(test[fitted.features])[:, 1]
     oracle = None
     if truth is not None:
         test = test.merge(

@@ -25,7 +25,7 @@ import pandas as pd
 
 from cfxlib.contract.schemas import TIERS
 from cfxlib.metrics import calibration, revenue
-from cfxlib.metrics.forecast import Forecaster, forecast
+from cfxlib.metrics.forecast import CandidateCache, Forecaster, forecast
 
 TOTAL = "Total"
 SERIES = (TOTAL, *TIERS)
@@ -52,14 +52,20 @@ def arr_history(con=None, subscriptions: pd.DataFrame | None = None, as_of=None)
     return frame.sort_values(["unique_id", "ds"]).reset_index(drop=True)
 
 
-def top_down(history: pd.DataFrame, h: int = 12, level: Sequence[int] = (80, 95), models=None) -> Forecaster:
+def top_down(
+    history: pd.DataFrame,
+    h: int = 12,
+    level: Sequence[int] = (80, 95),
+    models=None,
+    cache: CandidateCache | None = None,
+) -> Forecaster:
     """Fit the time-series forecaster to every ARR series with at least 6 months.
 
     Call ``.predict()`` for the forecast; ``.selected_`` and ``.backtest_`` say which model won
     each series and how every candidate scored (see :class:`cfxlib.metrics.forecast.Forecaster`).
     """
     usable = history.groupby("unique_id").filter(lambda g: len(g) >= 6)
-    return Forecaster(h=h, level=tuple(level), models=models).fit(usable)
+    return Forecaster(h=h, level=tuple(level), models=models, cache=cache).fit(usable)
 
 
 def bottom_up(
@@ -187,6 +193,7 @@ def backtest_report(
     series: str = TOTAL,
     models=None,
     hierarchical: bool = False,
+    cache: CandidateCache | None = None,
 ) -> dict:
     """Forecasts made at past months, compared with what happened.
 
@@ -199,8 +206,11 @@ def backtest_report(
     ``series`` (MAPE %, coverage of the 80% and 95% intervals, number of forecasts, and
     ``coverage_stated`` = at least :data:`MIN_FORECASTS_FOR_COVERAGE` forecasts), ``overall``
     figures for ``series`` and, with ``hierarchical``, ``by_series``: per series the reconciled
-    and base figures side by side.
+    and base figures side by side. ``cache`` (a :class:`~cfxlib.metrics.forecast.CandidateCache`,
+    a new one by default) fits each candidate once per training cut: origins two months apart
+    share many of their inner backtest's cuts.
     """
+    cache = cache if cache is not None else CandidateCache()
     wanted = list(SERIES) if hierarchical else [series]
     data = history[history["unique_id"].isin(wanted)].sort_values(["unique_id", "ds"])
     months = np.sort(data.loc[data["unique_id"] == series, "ds"].unique())
@@ -213,7 +223,7 @@ def backtest_report(
         train, actual = data[data["ds"] <= origin], data[data["ds"] > origin]
         horizon = min(h, int((months > origin).sum()))
         train = train.groupby("unique_id").filter(lambda g: len(g) >= 6)
-        fc = forecast(train, h=horizon, models=models)
+        fc = forecast(train, h=horizon, models=models, cache=cache)
         if hierarchical:
             fc = reconcile(fc)
         scored = fc.merge(actual[["unique_id", "ds", "y"]], on=["unique_id", "ds"])

@@ -14,6 +14,7 @@ import pandas as pd
 from cfxlib.contract.money import round_money_fields
 from cfxlib.core.records import jsonable, records
 from cfxlib.metrics import arr_forecast, calibration, efficiency, revenue
+from cfxlib.metrics.forecast import CandidateCache
 from cfxlib.store.warehouse import ingest_metadata
 
 
@@ -46,9 +47,10 @@ def compute(
     monthly = revenue.monthly_metrics(con=con, as_of=as_of)
     fundraising = ingest_metadata(con).get("fundraising")
     history = arr_forecast.arr_history(con=con, as_of=as_of)
-    forecaster = arr_forecast.top_down(history, h=h, models=models)
+    fits = CandidateCache()  # the forecast and its backtest share candidate fits on the same cuts
+    forecaster = arr_forecast.top_down(history, h=h, models=models, cache=fits)
     backtest = arr_forecast.backtest_report(
-        history, h=h, origins=backtest_origins, step=backtest_step, models=models, hierarchical=True
+        history, h=h, origins=backtest_origins, step=backtest_step, models=models, hierarchical=True, cache=fits
     )
     top = arr_forecast.reconcile(forecaster.predict())
     factors = (backtest.get("overall") or {}).get("calibration", {}).get("factors")

@@ -31,6 +31,7 @@ non-seasonal.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import warnings
@@ -212,7 +213,48 @@ def _add_ensemble(fc: pd.DataFrame, members: Sequence[str], levels: Sequence[int
     return fc
 
 
-def _raw_candidates(train: pd.DataFrame, names: Sequence[str], m: int, h: int, levels) -> pd.DataFrame | None:
+class CandidateCache:
+    """Candidate forecasts already computed, by series (its training data), model, season and levels.
+
+    A rolling-origin backtest of the whole procedure (:func:`cfxlib.metrics.arr_forecast.backtest_report`)
+    fits the same candidates to the same training cut several times: the inner backtest of one
+    origin cuts where another origin's history ends. A model's forecast depends only on its
+    training data, so the first fit is kept and a later call for at most as many months ahead
+    takes its first months (statsforecast's point forecasts and intervals for step ``k`` do not
+    depend on the horizon asked for; Prophet's predictive samples are drawn once, seeded).
+    One cache serves one computation (e.g. one run's forecast and its backtest); it holds only
+    forecast frames, a few kB each.
+    """
+
+    def __init__(self) -> None:
+        self._frames: dict[tuple, tuple[int, pd.DataFrame]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(train: pd.DataFrame, m: int, levels) -> tuple:
+        digest = hashlib.sha256(
+            pd.util.hash_pandas_object(train[["unique_id", "ds", "y"]], index=False).to_numpy().tobytes()
+        ).hexdigest()
+        return (digest, m, tuple(levels))
+
+    def get(self, key: tuple, name: str, h: int) -> pd.DataFrame | None:
+        found = self._frames.get((*key, name))
+        if found is None or found[0] < h:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return found[1].groupby("unique_id", sort=False).head(h).reset_index(drop=True)
+
+    def put(self, key: tuple, name: str, h: int, frame: pd.DataFrame) -> None:
+        self._frames[(*key, name)] = (h, frame)
+
+
+def _model_columns(fc: pd.DataFrame, name: str) -> pd.DataFrame:
+    return fc[["unique_id", "ds", *[c for c in fc.columns if c == name or c.startswith(f"{name}-")]]]
+
+
+def _fit_candidates(train: pd.DataFrame, names: Sequence[str], m: int, h: int, levels) -> pd.DataFrame | None:
     stats = [n for n in names if n in STATS_MODELS]
     fc = _stats_forecast(train, stats, m, h, levels) if stats else None
     if PROPHET in names:
@@ -221,17 +263,49 @@ def _raw_candidates(train: pd.DataFrame, names: Sequence[str], m: int, h: int, l
     return fc
 
 
+def _raw_candidates(
+    train: pd.DataFrame, names: Sequence[str], m: int, h: int, levels, cache: CandidateCache | None = None
+) -> pd.DataFrame | None:
+    """Every candidate in ``names`` fitted to every series of ``train``: in one batch without a
+    cache, else series by series, fitting only what ``cache`` does not hold yet."""
+    if cache is None or not names:
+        return _fit_candidates(train, names, m, h, levels)
+    frames = []
+    for _, series in train.groupby("unique_id", sort=False):
+        key = cache.key(series, m, levels)
+        known = {n: cache.get(key, n, h) for n in names}
+        missing = [n for n in names if known[n] is None]
+        if missing:
+            fresh = _fit_candidates(series, missing, m, h, levels)
+            for name in missing:
+                known[name] = _model_columns(fresh, name)
+                cache.put(key, name, h, known[name])
+        fc = known[names[0]]
+        for name in names[1:]:
+            fc = fc.merge(known[name], on=["unique_id", "ds"])
+        frames.append(fc)
+    return pd.concat(frames, ignore_index=True)
+
+
 def _all_candidates(
-    train: pd.DataFrame, names: Sequence[str], ensemble: Sequence[str], m: int, h: int, levels
+    train: pd.DataFrame,
+    names: Sequence[str],
+    ensemble: Sequence[str],
+    m: int,
+    h: int,
+    levels,
+    cache: CandidateCache | None = None,
 ) -> pd.DataFrame:
     """Forecast columns ``NAME``, ``NAME-lo-LV``, ``NAME-hi-LV`` for every candidate."""
     plain = [n for n in names if not n.endswith(LOG) and n != ENSEMBLE]
     logged = [n[: -len(LOG)] for n in names if n.endswith(LOG)]
-    fc = _raw_candidates(train, plain, m, h, levels)
+    fc = _raw_candidates(train, plain, m, h, levels, cache)
     if logged:
         positive = train.groupby("unique_id")["y"].transform("min") > 0
         if positive.any():
-            lf = _raw_candidates(train[positive].assign(y=np.log(train.loc[positive, "y"])), logged, m, h, levels)
+            lf = _raw_candidates(
+                train[positive].assign(y=np.log(train.loc[positive, "y"])), logged, m, h, levels, cache
+            )
             value_cols = [c for c in lf.columns if c not in ("unique_id", "ds")]
             lf[value_cols] = np.exp(lf[value_cols].clip(upper=700))
             lf = lf.rename(columns={c: c.replace(c.split("-")[0], c.split("-")[0] + LOG, 1) for c in value_cols})
@@ -273,6 +347,9 @@ class Forecaster:
     models: Sequence[str] | None = None
     ensemble: Sequence[str] = DEFAULT_ENSEMBLE
     switch_margin: float = SWITCH_MARGIN
+    cache: CandidateCache | None = field(default=None, repr=False)
+    """Shared with other fits on overlapping data (a backtest of this procedure) to fit each
+    candidate once per training cut; None fits every time."""
     backtest_: pd.DataFrame = field(default=None, init=False, repr=False)
     selected_: dict = field(default_factory=dict, init=False, repr=False)
 
@@ -311,7 +388,7 @@ class Forecaster:
             for w in range(windows, 0, -1):
                 cut = part[pos < size - w * h_bt]
                 actual = part[(pos >= size - w * h_bt) & (pos < size - (w - 1) * h_bt)]
-                fc = _all_candidates(cut, names, self.ensemble, m, h_bt, self.level)
+                fc = _all_candidates(cut, names, self.ensemble, m, h_bt, self.level, self.cache)
                 merged = actual.merge(fc, on=["unique_id", "ds"])
                 merged["step"] = merged.groupby("unique_id").cumcount() + 1
                 scales = cut.groupby("unique_id")["y"].apply(lambda y, m=m: mase_scale(y.to_numpy(), m))
@@ -372,7 +449,7 @@ class Forecaster:
             part = data[data["unique_id"].isin(ids.index)]
             needed = set(self.selected_[u] for u in ids.index)
             names = [n for n in self.names_ if n in needed or (ENSEMBLE in needed and n in self.ensemble)]
-            fc = _all_candidates(part, names, self.ensemble, m, self.h, self.level)
+            fc = _all_candidates(part, names, self.ensemble, m, self.h, self.level, self.cache)
             for uid, g in fc.groupby("unique_id", sort=False):
                 name = self.selected_[uid]
                 yhat = g[name].to_numpy()
@@ -402,7 +479,11 @@ class Forecaster:
 
 
 def forecast(
-    df: pd.DataFrame, h: int = 12, level: Sequence[int] = (80, 95), models: Sequence[str] | None = None
+    df: pd.DataFrame,
+    h: int = 12,
+    level: Sequence[int] = (80, 95),
+    models: Sequence[str] | None = None,
+    cache: CandidateCache | None = None,
 ) -> pd.DataFrame:
     """Forecast the next ``h`` months of every series in ``df`` (``unique_id, ds, y``).
 
@@ -410,8 +491,9 @@ def forecast(
     pair of bound columns per entry of ``level``). ``models`` restricts the candidates (names as
     in :data:`STATS_MODELS`, ``"Prophet"``, ``"Ensemble"``). Raises
     :class:`ForecastInputError` for series with fewer than 6 points, gaps, duplicates or
-    non-finite values.
+    non-finite values. ``cache`` (a :class:`CandidateCache`) reuses candidate fits of earlier
+    calls on the same training data.
     """
     if h < 1:
         raise ForecastInputError(f"h must be at least 1, not {h}")
-    return Forecaster(h=h, level=tuple(level), models=models).fit(df).predict()
+    return Forecaster(h=h, level=tuple(level), models=models, cache=cache).fit(df).predict()

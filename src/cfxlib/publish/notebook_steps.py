@@ -3,6 +3,10 @@
 Notebooks stay thin (a parameters cell, then one call and a few displays); the work lives here
 so it is tested and reusable. Every function reads the warehouse read-only and writes into
 ``<run_dir>/artifacts``; later steps read earlier steps' artifacts, never recompute them.
+
+Each notebook runs in its own kernel, so a step imports what only it needs inside its function:
+scikit-learn, matplotlib and the forecasting libraries cost a kernel 1-2 s to import, and the
+steps that do not use them should not pay for them.
 """
 
 from __future__ import annotations
@@ -13,21 +17,22 @@ import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from cfxlib.contract import alert_rules, datadict
 from cfxlib.contract.rules import account_state_at_sql
 from cfxlib.core import provenance
 from cfxlib.core.home import Home
+from cfxlib.core.repo import REPO
 from cfxlib.core.settings import Settings, load_settings
-from cfxlib.customers import health, scoring
-from cfxlib.customers import report as customer_results
-from cfxlib.metrics import finance, ops
-from cfxlib.publish import customer_report, figures, finance_report, history, pages, render, snapshot, variables
-from cfxlib.publish.pipeline import REPO
 from cfxlib.store import lake, warehouse
 from cfxlib.store.sqltext import date_literal
+from cfxlib.store.summary import data_as_of, last_complete_month
+
+if TYPE_CHECKING:
+    from cfxlib.customers.report import CustomerResults
+    from cfxlib.metrics.finance import FinanceResults
 
 
 @dataclass
@@ -72,7 +77,7 @@ def context(cfx_home: str = "", run_dir: str = "", as_of: str = "") -> Context:
     if not month:
         con = _connect(settings, home)
         try:
-            month = scoring.as_of_month_of(con)
+            month = last_complete_month(data_as_of(con))
         finally:
             con.close()
     return Context(settings, home, folder, month, folder.name)
@@ -80,6 +85,8 @@ def context(cfx_home: str = "", run_dir: str = "", as_of: str = "") -> Context:
 
 def data_quality(ctx: Context) -> dict:
     """Row counts, coverage and lineage of the warehouse -> ``data_quality.json``."""
+    from cfxlib.contract import datadict
+
     con = ctx.connect()
     try:
         meta = warehouse.ingest_metadata(con)
@@ -121,11 +128,14 @@ def data_quality(ctx: Context) -> dict:
 
 
 def revenue(ctx: Context) -> pd.DataFrame:
-    """Revenue metrics and the movements figure (the forecast comes in the next step)."""
+    """Revenue metrics and the movements figure (the forecast is step 03's)."""
+    from cfxlib.metrics import revenue
+    from cfxlib.publish import figures
+
     con = ctx.connect()
     try:
-        monthly = finance.revenue.monthly_metrics(con=con, as_of=ctx.as_of_month)
-        by_tier = finance.revenue.monthly_metrics(con=con, by="tier", as_of=ctx.as_of_month)
+        monthly = revenue.monthly_metrics(con=con, as_of=ctx.as_of_month)
+        by_tier = revenue.monthly_metrics(con=con, by="tier", as_of=ctx.as_of_month)
     finally:
         con.close()
     monthly.to_parquet(ctx.artifacts / "monthly.parquet", index=False)
@@ -134,8 +144,11 @@ def revenue(ctx: Context) -> pd.DataFrame:
     return monthly
 
 
-def forecast(ctx: Context) -> finance.FinanceResults:
+def forecast(ctx: Context) -> FinanceResults:
     """Every revenue table, the ARR forecast with its backtest, figures, ``finance.json``."""
+    from cfxlib.metrics import finance
+    from cfxlib.publish import finance_report, pages
+
     con = ctx.connect()
     try:
         res = finance.compute(con, as_of=ctx.as_of_month)
@@ -150,6 +163,10 @@ def forecast(ctx: Context) -> finance.FinanceResults:
 
 def customer_health(ctx: Context) -> pd.DataFrame:
     """Health scores of every active account at the as-of month end -> ``health.parquet``."""
+    from cfxlib.customers import health
+    from cfxlib.metrics import ops
+    from cfxlib.publish import figures, pages
+
     con = ctx.connect()
     try:
         month_end = pd.Period(ctx.as_of_month, freq="M").end_time.date()
@@ -173,8 +190,11 @@ def customer_health(ctx: Context) -> pd.DataFrame:
     return frame
 
 
-def churn_model(ctx: Context) -> customer_results.CustomerResults:
+def churn_model(ctx: Context) -> CustomerResults:
     """Churn scores, at-risk accounts, KPIs, model card -> ``customer_success.json`` and ``.md``."""
+    from cfxlib.customers import report as customer_results
+    from cfxlib.publish import customer_report, pages
+
     con = ctx.connect()
     try:
         truth = customer_results.truth_for(warehouse.ingest_metadata(con))
@@ -233,6 +253,9 @@ def intervention_section(home: Home, as_of_month: str) -> dict:
 
 def investor_snapshot(ctx: Context, commit: str = "unknown") -> dict:
     """``metrics_snapshot.json``, the launch report (Markdown, HTML, PDF) and the investor PDF."""
+    from cfxlib.contract import alert_rules
+    from cfxlib.publish import history, pages, render, snapshot, variables
+
     fin = ctx.read_json("finance.json")
     cust = ctx.read_json("customer_success.json")
     quality = ctx.read_json("data_quality.json")

@@ -10,7 +10,7 @@ A run lives in ``$CFX_HOME/runs/<YYYYMMDD-HHMMSS>-<commit>/``::
     site-src/         the Quarto project with the run's artifacts, as rendered
     publish/          what gets published: site/, reports/, JSON payloads, run.json
 
-Steps run in dependency order, two at a time where independent. Only when every step succeeded
+Steps run in dependency order, two at a time where independent, the longest chain first. Only when every step succeeded
 does ``$CFX_HOME/published`` (a symbolic link) switch to the new run's ``publish/`` folder, in one
 atomic rename; a failed run keeps its folder, says which notebook and cell failed, and leaves the
 previous publication untouched.
@@ -42,18 +42,52 @@ from cfxlib.publish import render
 
 @dataclass(frozen=True)
 class Step:
+    """A notebook of the main job.
+
+    ``needs``: the steps whose artifacts this one reads (its only ordering constraint).
+    ``seconds``: what the step took on the default demo (docs/benchmarks.md, Pipeline); used
+    only to start the step with the longest remaining chain first when several are ready.
+    """
+
     name: str
     needs: tuple[str, ...] = ()
+    seconds: float = 1.0
 
 
 STEPS = (
-    Step("01_data_quality"),
-    Step("02_revenue", ("01_data_quality",)),
-    Step("03_forecast", ("02_revenue",)),
-    Step("04_customer_health", ("01_data_quality",)),
-    Step("05_churn_model", ("04_customer_health",)),
-    Step("06_investor_snapshot", ("03_forecast", "05_churn_model")),
+    Step("01_data_quality", seconds=2),
+    Step("02_revenue", seconds=3.5),
+    Step("03_forecast", seconds=16.5),
+    Step("04_customer_health", seconds=3.6),
+    Step("05_churn_model", seconds=12.5),
+    Step(
+        "06_investor_snapshot",
+        ("01_data_quality", "02_revenue", "03_forecast", "04_customer_health", "05_churn_model"),
+        seconds=2.5,
+    ),
 )
+"""Steps 01-05 read only the warehouse, so they run in any order; 06 reads all their artifacts."""
+
+
+def schedule_order(steps: tuple[Step, ...] = STEPS) -> list[Step]:
+    """``steps`` in the order to start them when ready: longest remaining chain first (the chain's
+    ``seconds`` down to the last step that needs it), so the slowest chain never waits for a
+    short step that could run beside it."""
+    by_name = {s.name: s for s in steps}
+    unknown = {n for s in steps for n in s.needs} - set(by_name)
+    if unknown:
+        raise ValueError(f"steps need unknown step(s): {', '.join(sorted(unknown))}")
+    memo: dict[str, float] = {}
+
+    def chain(name: str) -> float:
+        if name not in memo:
+            after = [s for s in steps if name in s.needs]
+            memo[name] = by_name[name].seconds + max((chain(s.name) for s in after), default=0.0)
+        return memo[name]
+
+    return sorted(steps, key=lambda s: -chain(s.name))
+
+
 PUBLISHED_FILES = (
     "metrics_snapshot.json",
     "finance.json",
@@ -286,7 +320,7 @@ def run(
     kernel = kernel_name()
     report = progress or (lambda name, state: None)
     done: set[str] = set()
-    pending = list(STEPS)
+    pending = schedule_order(STEPS)
     failure: Exception | None = None
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         running = {}
