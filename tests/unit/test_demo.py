@@ -93,3 +93,25 @@ def test_truth_predicts_churn_and_churners_used_the_product_less(demo):
 def test_end_month_must_be_complete():
     with pytest.raises(DemoOptionsError, match="not a complete month"):
         generate("/tmp/never", DemoOptions(end_month="2030-01"), today=date(2026, 11, 27))
+
+
+def test_a_batch_without_calls_to_action_still_writes_its_truth_files():
+    """At 100,000 accounts a batch of 2,000 can open no call to action: its truth frames keep the ordering column the writer sorts on,
+    instead of failing with KeyError '_n' (seen in bench/scale.py)."""
+    import numpy as np
+    import pandas as pd
+
+    from cfxlib.demo.generate import Calendar, DemoOptions, _Batch, _company
+
+    opts = DemoOptions(accounts=50, months=12, seed=7)
+    cal = Calendar.ending(pd.Period("2026-10", freq="M"), opts.months)
+    company = _company(opts, cal, np.random.default_rng([7, 0]))
+    batch = _Batch(np.arange(1, 51), company, slice(0, 50), cal, np.random.default_rng([7, 1, 0]))
+    for t in range(cal.months):
+        batch.month(t)
+    batch.ctas, batch.truth = [], []  # as in a batch where nobody was called and nothing recorded
+    tables = batch.finish()
+    for name, by in (("_truth_interventions", ["_n", "opened_date"]), ("_truth", ["_n", "month"])):
+        assert tables[name].empty
+        tables[name].sort_values(by, kind="stable")  # what generate() does with them
+    assert "_n" in tables["interventions"].columns

@@ -636,9 +636,17 @@ class _Batch:
         """The CRM export of the calls to action (closed 3 months after opening: churned or not)
         and their truth."""
         cols = ["account_id", "opened_date", "rule", "playbook", "status", "closed_date", "holdout"]
-        if not self.ctas:
-            return pd.DataFrame(columns=cols), pd.DataFrame(
-                columns=["account_id", "opened_date", "playbook", "holdout", "p_churn_3m_control", "p_churn_3m_treated"]
+        if not self.ctas:  # a batch in which no account was called (the tables keep their columns)
+            return pd.DataFrame(columns=["_n", *cols]), pd.DataFrame(
+                columns=[
+                    "account_id",
+                    "opened_date",
+                    "playbook",
+                    "holdout",
+                    "p_churn_3m_control",
+                    "p_churn_3m_treated",
+                    "_n",
+                ]
             )
         frame = pd.concat(self.ctas, ignore_index=True).sort_values(["_n", "opened_date"], kind="stable")
         close_month = frame["_month"].to_numpy() + 3
@@ -697,7 +705,7 @@ class _Batch:
         out["_truth"] = (
             pd.concat(self.truth, ignore_index=True)
             if self.truth
-            else pd.DataFrame(columns=["account_id", "month", "p_churn_3m"])
+            else pd.DataFrame(columns=["_n", "account_id", "month", "p_churn_3m"])
         )
         return out
 
