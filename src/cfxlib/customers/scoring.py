@@ -94,6 +94,16 @@ class SnapshotCache:
         self._outcomes: dict[str, pd.DataFrame] = {}
         self._training: dict[str, tuple[int, pd.DataFrame]] = {}
         self._fits: dict[tuple[str, ...], FittedModel] = {}
+        self._scores: dict[tuple[tuple[str, ...], str], np.ndarray] = {}
+
+    def scores(self, fitted: FittedModel, month: str) -> np.ndarray:
+        """p(churn within 3 months) by ``fitted``'s model for every row of :meth:`features`
+        of ``month``, in that order; computed once per model and month (the model card's test
+        months and the at-risk trend's months overlap, and both use the card's model)."""
+        key = (tuple(fitted.cutoffs), month)
+        if key not in self._scores:
+            self._scores[key] = fitted.model.predict_proba(self.features(month)[fitted.features])[:, 1]
+        return self._scores[key]
 
     def fit(self, cutoffs: list[str]) -> FittedModel:
         """The model trained on ``cutoffs``' labelled snapshots (:meth:`training`), fitted once."""
@@ -185,7 +195,7 @@ def churn_scores(con, as_of_month: str, cache: SnapshotCache | None = None) -> C
     train = fitted.train
     drivers = churn.Drivers().fit(train, train[churn.LABEL])
     current = cache.features(as_of_month)
-    current["p_churn_3m"] = fitted.model.predict_proba(current[fitted.features])[:, 1]
+    current["p_churn_3m"] = cache.scores(fitted, as_of_month)
     return ChurnResult(as_of_month, current, fitted.model, drivers, len(train), train_cutoffs, fitted.available_rows)
 
 
@@ -218,12 +228,12 @@ def at_risk_trend(con, as_of_month: str, months: int = TREND_MONTHS, cache: Snap
             fitted = cache.fit(train_labelled[-TRAIN_CUTOFFS:])
         except UsageError:
             return {"trained_through": None, "points": [], "note": "no churn (or no retention) to learn from"}
-    model, features, train_cutoffs = fitted.model, fitted.features, fitted.cutoffs
+    train_cutoffs = fitted.cutoffs
     points = []
     for month in shown:
         snap = cache.features(month)
         arr = 12 * snap["mrr"].astype(float)
-        p = model.predict_proba(snap[features])[:, 1]
+        p = cache.scores(fitted, month)
         point = {
             "month": month,
             "accounts": int(len(snap)),
@@ -256,8 +266,8 @@ def model_card(con, as_of_month: str, truth: pd.DataFrame | None = None, cache: 
     cache = cache or SnapshotCache(con)
     fitted = cache.fit(train_cutoffs)
     train, available = fitted.train, fitted.available_rows
-    test = cache.labelled(test_cutoffs)
-    test["p"] = fitted.model.predict_proba(test[fitted.features])[:, 1]
+    test = cache.labelled(test_cutoffs)  # each month's rows in features() order
+    test["p"] = np.concatenate([cache.scores(fitted, c) for c in test_cutoffs])
     oracle = None
     if truth is not None:
         test = test.merge(
