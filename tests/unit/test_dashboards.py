@@ -130,7 +130,7 @@ def test_the_risk_trend_names_the_current_figure_beside_its_own():
         ],
     }
     html = render_risk_trend(trend)
-    assert "$1.15M" in html and "$1.20M" in html and "trained only on outcomes known by 2025-06" in html
+    assert "$1.15M" in html and "$1.20M" in html and "trained on snapshots up to 2025-06 and their outcomes" in html
 
 
 def test_feed_listener_hands_over_messages_already_received_together():

@@ -165,8 +165,9 @@ def render_risk_trend(trend: dict) -> str:
         + (
             f'<p class="cfx-muted cfx-risk-current">This month\'s ARR at risk from the current model, the figure on '
             f"the site, in the investor PDF and in the snapshot: <b>{usd(trend['current_arr_at_risk'])}</b>. The "
-            f"trend's last point ({usd(last['arr_at_risk'])}) comes from a model trained only on outcomes known by "
-            f"{esc(trend.get('trained_through') or 'an earlier month')}, so that every month is scored the same way; "
+            f"trend's last point ({usd(last['arr_at_risk'])}) comes from a model trained on snapshots up to "
+            f"{esc(trend.get('trained_through') or 'an earlier month')} and their outcomes, all known before the "
+            "first month shown, so that every month is scored the same way; "
             "the two differ by that model.</p>"
             if trend.get("current_arr_at_risk") is not None
             else ""
