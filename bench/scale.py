@@ -107,7 +107,10 @@ def main() -> None:
             + " | ".join(f"{r['steps'].get(s, 0):.0f}" for s in step_names)
             + " |"
         )
-    lines += ["", "Step columns are seconds inside `cfx run` (two at a time: 03 and 05 first, the others as a lane frees up)."]
+    lines += [
+        "",
+        "Step columns are seconds inside `cfx run` (two at a time: 03 and 05 first, the others as a lane frees up).",
+    ]
     update_section(args.section, "\n".join(lines))
     print("\n".join(lines))
 
