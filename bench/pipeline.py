@@ -10,6 +10,7 @@ Target: at most 30 seconds on this 2-core machine (issue #29; it was 90 s before
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -32,11 +33,14 @@ def kernel_overhead() -> float:
     nb = nbformat.v4.new_notebook()
     nb.cells.append(nbformat.v4.new_code_cell("x = 1"))
     nbformat.write(nb, work / "empty.ipynb")
-    start = time.perf_counter()
-    pm.execute_notebook(
-        str(work / "empty.ipynb"), str(work / "out.ipynb"), kernel_name=kernel_name(), progress_bar=False
-    )
-    return time.perf_counter() - start
+    try:
+        start = time.perf_counter()
+        pm.execute_notebook(
+            str(work / "empty.ipynb"), str(work / "out.ipynb"), kernel_name=kernel_name(), progress_bar=False
+        )
+        return time.perf_counter() - start
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
