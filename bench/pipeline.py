@@ -46,8 +46,9 @@ def kernel_overhead() -> float:
 def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="cfx-pipeline-"))
     whole = measure([CFX, "run", "--demo"], env={"CFX_HOME": str(home)})
-    assert whole.returncode == 0, "cfx run failed"
+    assert whole.returncode == 0, f"cfx run failed; its home is kept: {home}"
     run = json.loads((home / "published" / "run.json").read_text())
+    shutil.rmtree(home, ignore_errors=True)
     overhead = kernel_overhead()
     lines = [
         f"Machine: {machine()}. Date: {now()}.",
