@@ -652,7 +652,15 @@ def dashboards_cmd(
             markup=False,
             highlight=False,
         )
-    run(home, host or d.host, port or d.port, api_url, max_kernels=d.max_kernels, cull_idle_s=d.cull_idle_s)
+    run(
+        home,
+        host or d.host,
+        port or d.port,
+        api_url,
+        max_kernels=d.max_kernels,
+        cull_idle_s=d.cull_idle_s,
+        pool_size=d.pool_size,
+    )
 
 
 token_app = typer.Typer(help="API tokens (stored hashed under $CFX_HOME; shown once).", no_args_is_help=True)

@@ -185,6 +185,25 @@ def test_missing_unknown_and_investor_tokens_are_refused(stack, browser):
     assert "Cannot redirect after headers have been written" not in logged and "Traceback" not in logged
 
 
+def test_page_views_start_from_preheated_kernels_each_with_its_own_viewer(stack, browser):
+    """Voilà keeps kernels preheated (started, imports done) until a viewer asks: each page view
+    takes one, and each kernel acts with the token of the viewer it was handed, not another's,
+    however the views follow one another."""
+    home, _, dash = stack
+    investor, analyst = token(home, "investor"), token(home, "analyst")
+    for who, role in ((investor, "investor"), (analyst, "analyst"), (investor, "investor")):
+        page, response, _ = open_page(browser, dash.url + f"/voila/render/reporting_portal.ipynb?token={who}")
+        assert response.status == 200
+        page.wait_for_selector(".lm-TabBar-tab", timeout=60_000)
+        page.click(".lm-TabBar-tab >> text=Customer Health")
+        closed = page.is_visible("text=Customer health is not available for your role")
+        assert closed == (role == "investor"), role
+        page.close()
+    logged = Path(dash.log.name).read_text(encoding="utf-8", errors="replace")
+    assert logged.count("Using pre-heated kernel") >= 3 and "for reporting_portal.ipynb" in logged
+    assert investor not in logged and analyst not in logged and "Traceback" not in logged
+
+
 def test_customer_success_live_filters_and_calculator(stack, browser):
     home, service, dash = stack
     SHOTS.mkdir(parents=True, exist_ok=True)

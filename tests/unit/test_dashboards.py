@@ -169,3 +169,87 @@ def test_feed_listener_hands_over_messages_already_received_together():
     assert taken == ["snapshot", *(f"A{k}" for k in range(60)), "late"]
     assert len(batches) <= 4 and batches[-1] == [{"type": "update", "account_id": "late"}]
     assert states[:2] == ["connecting", "live"]
+
+
+def test_a_preheated_kernel_waits_for_its_viewer_then_reads_the_token(monkeypatch):
+    """A real WebSocket server stands in for Voilà's /voila/query/<kernel id> socket: the kernel
+    asks with its own id and takes the request's variables (the viewer's token) from it; outside
+    a preheated kernel nothing is asked."""
+    import json
+    import threading
+
+    from websockets.sync.server import serve
+
+    from cfxlib.dashboards.client import ServiceClient, wait_for_viewer
+
+    asked: list[str] = []
+
+    def handler(ws):
+        asked.append(ws.request.path)
+        ws.send(json.dumps({"QUERY_STRING": "token=cfx_viewer&x=1", "SERVER_NAME": "127.0.0.1"}))
+
+    with serve(handler, "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.socket.getsockname()[1]
+        for key in ("VOILA_WS_BASE_URL", "QUERY_STRING"):
+            monkeypatch.delenv(key, raising=False)
+        monkeypatch.setenv("VOILA_PREHEAT", "False")
+        wait_for_viewer()
+        assert asked == [] and "QUERY_STRING" not in __import__("os").environ
+        monkeypatch.setenv("VOILA_PREHEAT", "True")
+        monkeypatch.setenv("VOILA_APP_IP", "127.0.0.1")
+        monkeypatch.setenv("VOILA_APP_PORT", str(port))
+        monkeypatch.setenv("VOILA_SERVER_URL", "/")
+        monkeypatch.setenv("VOILA_KERNEL_ID", "k-123")
+        client = ServiceClient.from_environment()
+        server.shutdown()
+    assert asked == ["/voila/query/k-123"]
+    assert client.token == "cfx_viewer" and client.http.headers["Authorization"] == "Bearer cfx_viewer"
+
+
+def test_the_kernel_limit_does_not_count_kernels_waiting_in_the_pool():
+    import asyncio
+
+    from cfxlib.dashboards.server import viewing_kernels
+
+    class Manager:  # the two things viewing_kernels reads of Voilà's kernel manager
+        def __init__(self, ids, pools):
+            self._ids, self._pools = ids, pools
+
+        def list_kernel_ids(self):
+            return list(self._ids)
+
+    async def scenario():
+        ready = asyncio.get_running_loop().create_future()
+        ready.set_result({"kernel_id": "p1"})
+        starting = asyncio.get_running_loop().create_future()  # still being preheated: counted
+        assert viewing_kernels(Manager(["v1", "v2", "p1", "p2"], {"cs.ipynb": [ready, starting]})) == 3
+        assert viewing_kernels(Manager(["v1"], {})) == 1
+        assert viewing_kernels(Manager([], {"cs.ipynb": [ready]})) == 0
+        starting.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_the_request_socket_refuses_other_machines():
+    """Voilà's request socket hands a viewer's token to whoever names the kernel: only loopback
+    connections may."""
+    from types import SimpleNamespace
+
+    from voila.request_info_handler import RequestInfoSocketHandler
+
+    from cfxlib.dashboards.server import loopback_only_request_info
+
+    loopback_only_request_info()
+    loopback_only_request_info()  # twice: still one guard
+    closed, waiters = [], RequestInfoSocketHandler._waiters
+
+    def viewer(ip):  # what open() uses of a tornado WebSocketHandler
+        return SimpleNamespace(request=SimpleNamespace(remote_ip=ip), close=lambda **kw: closed.append(kw), _cache={})
+
+    far = viewer("10.1.2.3")
+    RequestInfoSocketHandler.open(far, "k-far")
+    assert closed and closed[0]["code"] == 1008 and "k-far" not in waiters
+    near = viewer("127.0.0.1")
+    RequestInfoSocketHandler.open(near, "k-near")
+    assert waiters.pop("k-near") is near and len(closed) == 1

@@ -3,6 +3,11 @@
 A dashboard kernel is started by Voilà for one page view. It learns the service's address from
 ``CFX_DASHBOARD_API`` (set by ``cfx dashboards``) and the viewer's token from the page's query
 string (Voilà passes it to the kernel as ``QUERY_STRING``), never from notebook parameters.
+
+A kernel may be **preheated** (``cfx dashboards`` keeps a small pool per dashboard): Voilà
+starts it and runs the notebook before anyone asks for the page, so the imports are paid ahead.
+Such a kernel has no viewer yet; :func:`wait_for_viewer` blocks until Voilà hands it one, and
+only then is the token read.
 """
 
 from __future__ import annotations
@@ -18,6 +23,29 @@ from urllib.parse import parse_qs, urlencode
 import httpx
 
 API_ENV = "CFX_DASHBOARD_API"
+
+
+def wait_for_viewer() -> None:
+    """In a preheated Voilà kernel, block until a viewer's request is assigned to it, then put
+    that request's variables (``QUERY_STRING`` among them) into ``os.environ``. Elsewhere, return
+    at once.
+
+    The same protocol as ``voila.utils.wait_for_request`` (a WebSocket to ``/voila/query/<kernel
+    id>`` on Voilà's port that sends the request's variables as one JSON object), without its
+    import, which loads the Jupyter server and costs 1.8 s per kernel. It waits as long as it
+    takes: a waiting kernel is busy, and the idle culler leaves busy kernels alone.
+    """
+    if os.environ.get("VOILA_PREHEAT", "False") == "False":
+        return
+    from websockets.sync.client import connect
+
+    host = os.environ.get("VOILA_APP_IP", "127.0.0.1")
+    port = os.environ.get("VOILA_APP_PORT", "8866")
+    base = os.environ.get("VOILA_WS_BASE_URL", os.environ.get("VOILA_SERVER_URL", "/"))
+    url = f"ws://{host}:{port}{base}voila/query/{os.environ.get('VOILA_KERNEL_ID', '')}"
+    with connect(url, open_timeout=5, max_size=2**20) as ws:
+        info = json.loads(ws.recv())
+    os.environ.update({str(k): str(v) for k, v in info.items()})
 
 
 class AccessDenied(Exception):
@@ -40,7 +68,9 @@ class ServiceClient:
 
     @classmethod
     def from_environment(cls) -> ServiceClient:
-        """The service from ``CFX_DASHBOARD_API`` and the token from the page's query string."""
+        """The service from ``CFX_DASHBOARD_API`` and the token from the page's query string (in a
+        preheated kernel, once a viewer's request arrives: :func:`wait_for_viewer`)."""
+        wait_for_viewer()
         base = os.environ.get(API_ENV, "http://127.0.0.1:8001").rstrip("/")
         token = (parse_qs(os.environ.get("QUERY_STRING", "")).get("token") or [""])[0]
         return cls(base, token)

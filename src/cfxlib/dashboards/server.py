@@ -14,8 +14,15 @@
   copied into this repository), under ``$CFX_HOME/dashboards/``.
 - **Light pages.** A page loads the widget manager's JavaScript only, not every JupyterLab
   extension installed (:data:`FRONTEND_EXTENSIONS`).
+- **Preheated.** Voilà keeps ``dashboards.pool_size`` kernels per dashboard started with the
+  notebook run up to the point where it needs a viewer (its imports: about 1 s per view), so a
+  page view starts from there (:func:`cfxlib.dashboards.client.wait_for_viewer`). The viewer's
+  request (with its token) reaches the waiting kernel over Voilà's ``/voila/query`` socket,
+  which this server accepts from the loopback address only (the kernels run on this machine).
+  A used kernel is replaced in the background.
 - **Bounded.** Idle kernels are culled (``dashboards.cull_idle_s``); at most
-  ``dashboards.max_kernels`` kernels run at once, further page views get 503.
+  ``dashboards.max_kernels`` kernels serve page views at once (the pool's waiting kernels are
+  not counted), further page views get 503.
 """
 
 from __future__ import annotations
@@ -115,13 +122,41 @@ class CfxIdentityProvider(IdentityProvider):
         if name and NEEDS[name] not in PERMISSIONS[record.role]:
             return _refuse(handler, 403, f"The role {record.role!r} may not open the {name} dashboard.")
         if name and handler.request.path.startswith(("/voila/render/", "/notebooks/")):
-            running = len(handler.settings["kernel_manager"].list_kernel_ids())
+            running = viewing_kernels(handler.settings["kernel_manager"])
             if running >= self.max_kernels:
                 return _refuse(handler, 503, f"{running} dashboards are open, the limit; try again in a minute.")
         if token:
             sid = self.sessions.new(token)
             handler.set_secure_cookie(COOKIE, sid, httponly=True, samesite="Strict", expires_days=1)
         return User(username=f"{record.role}:{record.id}", name=record.name or record.role)
+
+
+def viewing_kernels(kernel_manager) -> int:
+    """Kernels serving page views: all running ones but the pool's ready kernels, which wait for
+    a viewer (a kernel still being preheated counts, so the figure errs on the safe side)."""
+    pools = getattr(kernel_manager, "_pools", {})  # Voilà's preheat pools: notebook -> tasks
+    ready = sum(1 for pool in pools.values() for task in pool if task.done() and not task.cancelled())
+    return max(0, len(kernel_manager.list_kernel_ids()) - ready)
+
+
+def loopback_only_request_info() -> None:
+    """Voilà's ``/voila/query/<kernel id>`` socket hands a viewer's request (its query string,
+    with the token) to whoever connects with that kernel's id, and checks no identity: only the
+    kernels, which run on this machine, may connect."""
+    from voila.request_info_handler import RequestInfoSocketHandler
+
+    if getattr(RequestInfoSocketHandler, "_cfx_loopback_only", False):
+        return
+    voila_open = RequestInfoSocketHandler.open
+
+    def open_from_loopback(self, kernel_id: str) -> None:
+        if self.request.remote_ip not in ("127.0.0.1", "::1"):
+            self.close(code=1008, reason="kernels only")
+            return
+        voila_open(self, kernel_id)
+
+    RequestInfoSocketHandler.open = open_from_loopback
+    RequestInfoSocketHandler._cfx_loopback_only = True
 
 
 def _refuse(handler: web.RequestHandler, status: int, text: str) -> None:
@@ -209,12 +244,15 @@ def run(
     dashboards: Path | None = None,
     max_kernels: int = 20,
     cull_idle_s: int = 300,
+    pool_size: int = 1,
 ) -> None:
     """Serve the dashboards until interrupted."""
     dashboards = dashboards or REPO / "dashboards"
     share = make_template(home.root / "dashboards" / "share")
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(share), os.environ.get("JUPYTER_PATH")]))
     os.environ["CFX_DASHBOARD_API"] = api_url  # read by the kernels (cfxlib.dashboards.client)
+    # Where a preheated kernel asks for its viewer's request (Voilà's port on this machine).
+    os.environ["VOILA_APP_IP"] = "127.0.0.1" if host in ("", "0.0.0.0", "::", "localhost") else host
     CfxIdentityProvider.tokens = TokenStore(home.tokens)
     CfxIdentityProvider.max_kernels = max_kernels
     from traitlets.config import Config
@@ -233,6 +271,10 @@ def run(
     config.VoilaConfiguration.template = TEMPLATE
     config.VoilaConfiguration.show_tracebacks = False
     config.VoilaConfiguration.extension_allowlist = FRONTEND_EXTENSIONS
+    if pool_size > 0:
+        loopback_only_request_info()
+        config.VoilaConfiguration.preheat_kernel = True
+        config.VoilaConfiguration.default_pool_size = pool_size
     config.MappingKernelManager.cull_idle_timeout = cull_idle_s
     config.MappingKernelManager.cull_interval = 30
     config.MappingKernelManager.cull_connected = False
