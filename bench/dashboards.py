@@ -221,10 +221,11 @@ SCENARIOS = ["1:0", "20:-1", "20:2", "10:0", "20:0"]
 widgets, all staying open)."""
 
 
-def scenario(spec: str, env: dict, work: Path, events: int, post_sizes: tuple[int, ...]) -> dict:
+def scenario(spec: str, env: dict, work: Path, events: int, post_sizes: tuple[int, ...], preheat: bool = True) -> dict:
     """Start ``cfx serve`` and ``cfx dashboards`` afresh, open the viewers, post the events."""
     n, arrival_s = spec.split(":")
     env = {**env, "CFX_DASHBOARDS__MAX_KERNELS": str(max(20, int(n)))}
+    env["CFX_DASHBOARDS__PREHEAT"] = "true" if preheat else "false"
     procs = []
     try:
         sport, dport = free_port(), free_port()
@@ -296,6 +297,11 @@ def main() -> None:
     )
     parser.add_argument("--events", type=int, default=5)
     parser.add_argument(
+        "--no-preheat",
+        action="store_true",
+        help="start every page view's kernel on request (`dashboards.preheat = false`), as before preheating",
+    )
+    parser.add_argument(
         "--per-post",
         type=int,
         action="append",
@@ -314,18 +320,19 @@ def main() -> None:
         subprocess.run([CFX, "run", "--demo"], env=env, check=True, capture_output=True)
         rows = []
         for spec in specs:
-            rows.append(row(spec, scenario(spec, env, work, args.events, post_sizes)))
+            rows.append(row(spec, scenario(spec, env, work, args.events, post_sizes, not args.no_preheat)))
             print(rows[-1], flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     command = " ".join(f"--scenario {s}" for s in specs) + "".join(f" --per-post {k}" for k in post_sizes)
+    command += " --no-preheat" if args.no_preheat else ""
     lines = [
         f"Machine: {machine()}. Date: {started} to {now()}.",
         "",
         f"Command: `.venv/bin/python bench/dashboards.py {command} --events {args.events}` — the default demo "
         "company (2,000 accounts) published; per scenario `cfx serve` and `cfx dashboards` started afresh and left "
         "to settle; headless Chromium, started on this machine, warmed up on the token page and its empty tabs "
-        "settled, then opens the customer success "
+        "settled, and the dashboards' preheated kernels ready (unless `--no-preheat`), then opens the customer success "
         "dashboard in one page per viewer (own browser context, own kernel); then NPS answers dated today are "
         "posted, one POST at a time, first with one answer each, then with 100 answers for 100 accounts each (time "
         "until every page shows the new count of live updates, which the page writes after the charts). "

@@ -659,7 +659,7 @@ def dashboards_cmd(
         api_url,
         max_kernels=d.max_kernels,
         cull_idle_s=d.cull_idle_s,
-        pool_size=d.pool_size,
+        preheat=d.preheat,
     )
 
 

@@ -105,11 +105,9 @@ class DashboardSettings(_Section):
     api: str | None = Field(None, description="Base URL of `cfx serve`; default http://SERVICE_HOST:SERVICE_PORT.")
     max_kernels: int = Field(20, ge=1, description="Dashboard kernels (open page views) at most; more get 503.")
     cull_idle_s: int = Field(300, ge=30, description="Seconds before an idle dashboard kernel is stopped.")
-    pool_size: int = Field(
-        1,
-        ge=0,
-        le=8,
-        description="Kernels kept preheated per dashboard (started, imports done, waiting for a viewer); 0: none.",
+    preheat: bool = Field(
+        True,
+        description="Keep one kernel per dashboard preheated (started, imports done, waiting for a viewer).",
     )
 
 

@@ -14,9 +14,9 @@
   copied into this repository), under ``$CFX_HOME/dashboards/``.
 - **Light pages.** A page loads the widget manager's JavaScript only, not every JupyterLab
   extension installed (:data:`FRONTEND_EXTENSIONS`).
-- **Preheated.** Voilà keeps ``dashboards.pool_size`` kernels per dashboard started with the
-  notebook run up to the point where it needs a viewer (its imports: about 1 s per view), so a
-  page view starts from there (:func:`cfxlib.dashboards.client.wait_for_viewer`). The viewer's
+- **Preheated.** With ``dashboards.preheat`` (the default), Voilà keeps one kernel per dashboard
+  started with the notebook run up to the point where it needs a viewer (its imports: about 1 s
+  per view), so a page view starts from there (:func:`cfxlib.dashboards.client.wait_for_viewer`). The viewer's
   request (with its token) reaches the waiting kernel over Voilà's ``/voila/query`` socket,
   which this server accepts from the loopback address only (the kernels run on this machine).
   A used kernel is replaced in the background.
@@ -244,7 +244,7 @@ def run(
     dashboards: Path | None = None,
     max_kernels: int = 20,
     cull_idle_s: int = 300,
-    pool_size: int = 1,
+    preheat: bool = True,
 ) -> None:
     """Serve the dashboards until interrupted."""
     dashboards = dashboards or REPO / "dashboards"
@@ -271,10 +271,13 @@ def run(
     config.VoilaConfiguration.template = TEMPLATE
     config.VoilaConfiguration.show_tracebacks = False
     config.VoilaConfiguration.extension_allowlist = FRONTEND_EXTENSIONS
-    if pool_size > 0:
+    if preheat:
         loopback_only_request_info()
         config.VoilaConfiguration.preheat_kernel = True
-        config.VoilaConfiguration.default_pool_size = pool_size
+        # One per dashboard: with two, the refills (two kernels booting per page view) took the
+        # cores from the pages being opened, and one viewer every 2 s waited longer, not less
+        # (docs/benchmarks.md).
+        config.VoilaConfiguration.default_pool_size = 1
     config.MappingKernelManager.cull_idle_timeout = cull_idle_s
     config.MappingKernelManager.cull_interval = 30
     config.MappingKernelManager.cull_connected = False
