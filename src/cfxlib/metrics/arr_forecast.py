@@ -35,7 +35,8 @@ MIN_FORECASTS_FOR_COVERAGE = 3
 below that one miss or hit swings it by a third or more."""
 RECONCILER = "top-down (forecast proportions)"
 CALIBRATION = (
-    "split-conformal scaling per series and level, learnt from the reconciled backtest; coverage held out by origin"
+    "split-conformal intervals per series and level: forecast +/- factor x forecast x months ahead, the factor "
+    "learnt from the reconciled backtest's errors; lower bound at least 0; coverage held out by origin"
 )
 
 
@@ -233,9 +234,9 @@ def backtest_report(
     if not rows:
         return {"points": pd.DataFrame(), "by_horizon": pd.DataFrame(), "overall": {}, "by_series": {}}
     points = pd.concat(rows, ignore_index=True)
-    # Calibrated intervals (cfxlib.metrics.calibration): each origin's bounds scaled by factors
-    # learnt from the other origins, so the coverage below is a held-out figure; the factors
-    # learnt from every origin calibrate the published forecast.
+    # Calibrated intervals (cfxlib.metrics.calibration): each origin's intervals built from the
+    # errors of the other origins, so the coverage below is a held-out figure; the factors learnt
+    # from every origin calibrate the published forecast.
     uncalibrated = points.join(_score(points))
     factors = calibration.fit_factors(points)
     points = calibration.held_out(points)
@@ -266,7 +267,11 @@ def backtest_report(
         "uncalibrated": _summary(uncalibrated[uncalibrated["unique_id"] == series]),
         "calibration": {
             "method": CALIBRATION,
-            "factors": {uid: {str(lv): float(k) for lv, k in row.items()} for uid, row in factors.iterrows()},
+            "factors": {
+                uid: {str(lv): float(k) for lv, k in row.items()}
+                for uid, row in factors.iterrows()
+                if np.isfinite(row.to_numpy(float)).all()
+            },
         },
         "models": sorted(main["model"].unique().tolist()),
         "reconciled": "yhat_base" in points,

@@ -109,12 +109,13 @@ def calibration_lines(bt: dict, by_series: dict) -> list[str]:
         return []
     lines = [
         "**Calibrated intervals.** The models' own intervals were too narrow for some series and too wide for others. "
-        "Each series' 80% and 95% intervals are scaled around the forecast by one factor per level. The factor is the "
-        "split-conformal quantile of how much each past interval would have had to be scaled to reach the actual "
-        "value. The coverage shown is held out: each past month's intervals were scaled by factors learnt from the "
-        "other past months only.",
+        "Each series' 80% and 95% intervals are the forecast plus or minus a share of it per month ahead. That share "
+        "is the split-conformal quantile of past forecasts' errors (as a share of the forecast, per month ahead), so "
+        "an interval widens with the horizon as past errors did; ARR is never below 0. The coverage shown is held "
+        "out: each past month's intervals were built from the errors of the other past months only.",
         "",
-        "| series | factor 80% | factor 95% | inside 80%: models' own | calibrated | inside 95%: models' own | calibrated |",
+        "| series | 80%: ± per month ahead | 95%: ± per month ahead | inside 80%: models' own | calibrated "
+        "| inside 95%: models' own | calibrated |",
         "|:---|---:|---:|---:|---:|---:|---:|",
     ]
     for name in ("Total", "Starter", "Professional", "Enterprise"):
@@ -126,7 +127,7 @@ def calibration_lines(bt: dict, by_series: dict) -> list[str]:
             continue
         raw, held = s["uncalibrated"], s["reconciled"]
         lines.append(
-            f"| {name} | {k['80']:.2f} | {k['95']:.2f} | {pct(raw['coverage_80'], 0)} | {pct(held['coverage_80'], 0)} | "
+            f"| {name} | {pct(k['80'], 1)} | {pct(k['95'], 1)} | {pct(raw['coverage_80'], 0)} | {pct(held['coverage_80'], 0)} | "
             f"{pct(raw['coverage_95'], 0)} | {pct(held['coverage_95'], 0)} |"
         )
     return [*lines, ""]
