@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -191,8 +192,24 @@ def _ipc_kernel_manager(folder: str, log: Path) -> type:
     return IPCKernelManager
 
 
+def _import_papermill():
+    """papermill, imported without jsonschema's IRI grammar.
+
+    papermill imports nbformat, which imports jsonschema, whose format checkers build the
+    ``rfc3987_syntax`` grammar (a Lark parser) at import when that package is installed: 1.5 s
+    before the first notebook of every run (python-jsonschema/jsonschema#1428). Nothing in a
+    run checks IRI formats (nbformat validates notebooks without format checkers), so the run's
+    process marks that one optional module as absent; jsonschema then leaves out the ``iri``
+    checks, as it does when the package is not installed."""
+    if "papermill" not in sys.modules and "rfc3987_syntax" not in sys.modules:
+        sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment] - import raises ImportError
+    import papermill
+
+    return papermill
+
+
 def _execute(step: Step, notebooks: Path, run_dir: Path, params: dict, timeout: int, kernel: str) -> float:
-    import papermill as pm
+    pm = _import_papermill()
 
     source = notebooks / f"{step.name}.ipynb"
     if not source.exists():
