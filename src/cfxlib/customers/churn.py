@@ -32,6 +32,7 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from cfxlib.contract.rules import account_month_sql, active_at_sql
+from cfxlib.customers.drivers import DRIVER_FEATURES, plural  # noqa: F401 - churn.DRIVER_FEATURES stays
 from cfxlib.customers.health import aggregates_sql
 from cfxlib.store.sqltext import date_literal
 
@@ -384,26 +385,8 @@ def evaluate(y, p, truth=None) -> dict:
 
 # --------------------------------------------------------------------------- drivers
 
-DRIVER_FEATURES = {
-    "falling_usage": ("usage_trend", -1),
-    "low_utilisation": ("utilisation", -1),
-    "ticket_backlog": ("open_overdue", +1),
-    "slow_ticket_resolution": ("ticket_sla_share", -1),
-    "weak_downtime_reduction": ("downtime_reduction", -1),
-    "low_nps": ("nps_mean", -1),
-    "short_tenure": ("tenure_months", -1),
-    "shrinking_revenue": ("mrr_change_3m", -1),
-    "renewal_due": ("months_to_renewal", -1),
-}
-"""Driver name -> (feature, direction in which the feature raises risk)."""
 MIN_CONTRIBUTION = 0.15
 """A driver must add at least this much to the account's log-odds of churn to be named."""
-
-
-def plural(n: float, word: str) -> str:
-    """``1 month``, ``3 months``, ``0 tickets`` (English plural with s)."""
-    n = round(float(n))
-    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
 def _describe(driver: str, row: Mapping) -> str:

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cfxlib.customers import churn, health
-from cfxlib.customers.scoring import ChurnResult, UsageError
+from cfxlib.customers import drivers, health
+from cfxlib.customers.drivers import UsageError
+
+if TYPE_CHECKING:  # the scoring module loads scikit-learn; the catalogue and its notices do not need it
+    from cfxlib.customers.scoring import ChurnResult
 
 AT_RISK_MIN_PROBABILITY = 0.15
 
@@ -61,10 +65,10 @@ def load_playbooks(path: Path | None = None) -> list[Playbook]:
         books = [Playbook.model_validate(p) for p in data.get("playbooks", [])]
     except (ValidationError, yaml.YAMLError) as exc:
         raise UsageError(f"invalid playbook catalogue {path or 'cfxlib/config/playbooks.yaml'}: {exc}") from None
-    unknown = {b.when.driver for b in books if b.when.driver} - set(churn.DRIVER_FEATURES)
+    unknown = {b.when.driver for b in books if b.when.driver} - set(drivers.DRIVER_FEATURES)
     if unknown:
         raise UsageError(
-            f"playbook catalogue names unknown driver(s) {sorted(unknown)}; known: {', '.join(churn.DRIVER_FEATURES)}"
+            f"playbook catalogue names unknown driver(s) {sorted(unknown)}; known: {', '.join(drivers.DRIVER_FEATURES)}"
         )
     return books
 
@@ -106,7 +110,7 @@ def facts(row: dict) -> dict:
         out["renewal_in"] = (
             "this month"
             if round(row["months_to_renewal"]) == 0
-            else "in " + churn.plural(row["months_to_renewal"], "month")
+            else "in " + drivers.plural(row["months_to_renewal"], "month")
         )
     if known("downtime_reduction") is not None:
         out["downtime_reduction_pct"] = f"{100 * row['downtime_reduction']:.0f}"

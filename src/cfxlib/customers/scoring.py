@@ -15,18 +15,14 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from cfxlib.core.errors import UserError
 from cfxlib.customers import churn, health
+from cfxlib.customers.drivers import UsageError
 
 TRAIN_CUTOFFS = 24
 """At most this many monthly cutoffs (the latest labelled ones) train a model."""
 TEST_CUTOFFS = 6
 FIRST_CUTOFF = 3
 """Cutoffs start this many months after the first month with MRR (some history first)."""
-
-
-class UsageError(UserError):
-    pass
 
 
 # --------------------------------------------------------------------------- churn scores
