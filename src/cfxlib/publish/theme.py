@@ -47,15 +47,55 @@ DASHES = ["solid", "dashed", "dotted", "dash_dotted"]
 """Line styles in series order, so that lines differ by more than colour."""
 
 
+WHITEGRID = {
+    "axes.axisbelow": True,
+    "axes.grid": True,
+    "axes.linewidth": 1.25,
+    "axes.prop_cycle": None,  # set in apply(): seaborn's "deep" palette, below
+    "grid.linewidth": 1.0,
+    "legend.title_fontsize": 12.0,
+    "lines.solid_capstyle": "round",
+    "patch.edgecolor": "w",
+    "patch.force_edgecolor": True,
+    "xtick.bottom": False,
+    "ytick.left": False,
+    "xtick.major.size": 6.0,
+    "xtick.major.width": 1.25,
+    "xtick.minor.size": 4.0,
+    "xtick.minor.width": 1.0,
+    "ytick.major.size": 6.0,
+    "ytick.major.width": 1.25,
+    "ytick.minor.size": 4.0,
+    "ytick.minor.width": 1.0,
+}
+"""What ``seaborn.set_theme(style="whitegrid", context="notebook")`` sets that :func:`apply` does
+not set itself, written out: importing seaborn loads ``scipy.stats`` (1.2 s in every notebook
+kernel that draws a figure). seaborn is imported only where it draws (the cohort heatmap); a
+unit test checks these values against seaborn's."""
+SEABORN_DEEP = [
+    "#4C72B0",
+    "#DD8452",
+    "#55A868",
+    "#C44E52",
+    "#8172B3",
+    "#937860",
+    "#DA8BC3",
+    "#8C8C8C",
+    "#CCB974",
+    "#64B5CD",
+]
+"""seaborn's default ("deep") colour cycle, for figures that do not choose their colours."""
+
+
 def apply() -> None:
     """Set the theme for the next matplotlib figures (idempotent)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import seaborn as sns
+    from cycler import cycler
 
-    sns.set_theme(style="whitegrid", context="notebook")
+    plt.rcParams.update({**WHITEGRID, "axes.prop_cycle": cycler(color=SEABORN_DEEP)})
     plt.rcParams.update(
         {
             "font.family": "sans-serif",
