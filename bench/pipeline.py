@@ -4,7 +4,7 @@
 
 Measures the whole command (wall time, peak memory) and, from the run's run.json, every step;
 also the fixed cost of one notebook (kernel start-up and papermill) on an empty notebook.
-Target: at most 30 seconds on this 2-core machine (issue #29; it was 90 s before). Results go to docs/benchmarks.md.
+Target: at most 30 seconds on this 2-core machine (issue #29; it was 90 s before, 42 s when the issue was filed). Results go to docs/benchmarks.md.
 """
 
 from __future__ import annotations
