@@ -23,6 +23,8 @@ from urllib.parse import parse_qs, urlencode
 import httpx
 
 API_ENV = "CFX_DASHBOARD_API"
+_viewer_received = False
+"""Set once this kernel's viewer arrived: a kernel serves one page view, so it waits once."""
 
 
 def wait_for_viewer() -> None:
@@ -35,7 +37,8 @@ def wait_for_viewer() -> None:
     import, which loads the Jupyter server and costs 1.8 s per kernel. It waits as long as it
     takes: a waiting kernel is busy, and the idle culler leaves busy kernels alone.
     """
-    if os.environ.get("VOILA_PREHEAT", "False") == "False":
+    global _viewer_received
+    if _viewer_received or os.environ.get("VOILA_PREHEAT", "False") == "False":
         return
     from websockets.sync.client import connect
 
@@ -46,6 +49,7 @@ def wait_for_viewer() -> None:
     with connect(url, open_timeout=5, max_size=2**20) as ws:
         info = json.loads(ws.recv())
     os.environ.update({str(k): str(v) for k, v in info.items()})
+    _viewer_received = True
 
 
 class AccessDenied(Exception):
