@@ -309,6 +309,7 @@ def main() -> None:
         "accounts by about 0.005 point, under what the page prints, so only the status bar changes; 100 "
         "answers move it visibly, so the gauge and the trend charts change too",
     )
+    parser.add_argument("--keep-logs", type=Path, help="copy the servers' logs (one per scenario) into this folder")
     args = parser.parse_args()
     post_sizes = tuple(args.per_post or (1, 100))
     specs = args.scenario or SCENARIOS
@@ -323,6 +324,10 @@ def main() -> None:
             rows.append(row(spec, scenario(spec, env, work, args.events, post_sizes, not args.no_preheat)))
             print(rows[-1], flush=True)
     finally:
+        if args.keep_logs:
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            for log in work.glob("servers-*.log"):
+                shutil.copy(log, args.keep_logs / log.name)
         shutil.rmtree(work, ignore_errors=True)
     command = " ".join(f"--scenario {s}" for s in specs) + "".join(f" --per-post {k}" for k in post_sizes)
     command += " --no-preheat" if args.no_preheat else ""

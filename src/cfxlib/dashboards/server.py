@@ -19,7 +19,9 @@
   per view), so a page view starts from there (:func:`cfxlib.dashboards.client.wait_for_viewer`). The viewer's
   request (with its token) reaches the waiting kernel over Voilà's ``/voila/query`` socket,
   which this server accepts from the loopback address only (the kernels run on this machine).
-  A used kernel is replaced in the background.
+  A used kernel is replaced in the background as soon as a viewer takes it
+  (:func:`refill_when_taken`), not once it is ready, so viewers arriving close together never
+  find the pool empty and fall back to a kernel started cold.
 - **Bounded.** Idle kernels are culled (``dashboards.cull_idle_s``); at most
   ``dashboards.max_kernels`` kernels serve page views at once (the pool's waiting kernels are
   not counted), further page views get 503.
@@ -159,6 +161,45 @@ def loopback_only_request_info() -> None:
     RequestInfoSocketHandler._cfx_loopback_only = True
 
 
+def refill_when_taken() -> None:
+    """Start a pool's replacement kernel when a viewer takes the pool's kernel, not once that
+    kernel is ready (Voilà 0.5's order).
+
+    Voilà pops the pool's kernel, waits until it is ready, and only then starts the next one.
+    Until then the pool is empty, so a viewer arriving meanwhile gets a kernel started cold; and
+    the next kernel's start is serialised behind the previous one's, so page views arriving
+    faster than one kernel start (plus ``fill_delay``) queue up behind each other: with one
+    viewer every 2 s, each page took about a second longer than the one before
+    (docs/benchmarks.md). Refilled at take time, every viewer finds a kernel (ready, or being
+    preheated since the previous viewer arrived) and kernels start in parallel when needed.
+    """
+    import voila.app
+
+    factory = voila.app.voila_kernel_manager_factory
+    if getattr(factory, "_cfx_refill_when_taken", False):
+        return
+
+    def factory_refilling_when_taken(base_class, preheat_kernel, default_pool_size, **kwargs):
+        manager_class = factory(base_class, preheat_kernel, default_pool_size, **kwargs)
+        if not preheat_kernel:
+            return manager_class
+
+        class RefillWhenTaken(manager_class):
+            async def get_rendered_notebook(self, notebook_name, extra_kernel_env_variables=None, **kw):
+                pool = self._pools.get(notebook_name)
+                extra = extra_kernel_env_variables or {}
+                if pool:
+                    taken = pool.pop(0)
+                    self.fill_if_needed(notebook_name=notebook_name, extra_kernel_env_variables=extra, **kw)
+                    pool.insert(0, taken)  # Voilà pops it; its own refill then finds the pool full
+                return await super().get_rendered_notebook(notebook_name, extra, **kw)
+
+        return RefillWhenTaken
+
+    factory_refilling_when_taken._cfx_refill_when_taken = True
+    voila.app.voila_kernel_manager_factory = factory_refilling_when_taken
+
+
 def _refuse(handler: web.RequestHandler, status: int, text: str) -> None:
     """Answer ``status`` with a sentence and end the request here (``web.Finish``: no user, no
     page, and no redirect to a login page after the answer was written)."""
@@ -273,6 +314,7 @@ def run(
     config.VoilaConfiguration.extension_allowlist = FRONTEND_EXTENSIONS
     if preheat:
         loopback_only_request_info()
+        refill_when_taken()
         config.VoilaConfiguration.preheat_kernel = True
         # One per dashboard: with two, the refills (two kernels booting per page view) took the
         # cores from the pages being opened, and one viewer every 2 s waited longer, not less
