@@ -255,3 +255,53 @@ def test_the_request_socket_refuses_other_machines():
     near = viewer("127.0.0.1")
     RequestInfoSocketHandler.open(near, "k-near")
     assert waiters.pop("k-near") is near and len(closed) == 1
+
+
+def test_a_taken_preheated_kernel_is_replaced_at_once_not_once_it_is_ready():
+    """Voilà's own order refills the pool only after the taken kernel is ready: until then a
+    second viewer finds the pool empty and the next kernel's start waits behind the first's."""
+    import asyncio
+    import logging
+    from types import SimpleNamespace
+
+    import voila.app
+    from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+    from cfxlib.dashboards.server import refill_when_taken
+
+    voila_factory = voila.app.voila_kernel_manager_factory
+    refill_when_taken()
+    refill_when_taken()  # twice: still one wrapper
+    try:
+        factory = voila.app.voila_kernel_manager_factory
+        manager_class = factory(AsyncMappingKernelManager, True, 1)
+        assert factory(AsyncMappingKernelManager, False, 1) is not manager_class  # no pool: Voilà's class
+    finally:
+        voila.app.voila_kernel_manager_factory = voila_factory
+
+    async def scenario():
+        manager = manager_class.__new__(manager_class)  # Voilà's get_rendered_notebook, no kernels started
+        manager.log = logging.getLogger("voila-test")
+        loop = asyncio.get_running_loop()
+        taken = loop.create_future()  # the pool's kernel, still being preheated
+        manager._pools = {"cs.ipynb": [taken]}
+        refills = []
+
+        def fill_if_needed(delay=None, notebook_name=None, extra_kernel_env_variables=None, **kw):
+            pool = manager._pools[notebook_name]
+            if not pool:  # Voilà's fill_if_needed starts kernels until the pool is full (size 1)
+                refills.append(loop.create_future())
+                pool.append(refills[-1])
+
+        manager.fill_if_needed = fill_if_needed
+        viewer = asyncio.create_task(manager.get_rendered_notebook(notebook_name="cs.ipynb"))
+        await asyncio.sleep(0)
+        assert not taken.done() and len(refills) == 1  # replaced while the taken kernel still starts
+        assert manager._pools["cs.ipynb"] == refills  # a second viewer would find a kernel
+        renderer = SimpleNamespace(stop_generator=False, rendered_cache=["<div>"])
+        taken.set_result({"renderer": renderer, "task": "render", "kernel_id": "k1"})
+        assert await viewer == ("render", ["<div>"], "k1")
+        assert len(refills) == 1 and renderer.stop_generator  # Voilà's own refill found the pool full
+        refills[0].cancel()
+
+    asyncio.run(scenario())
