@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from importlib import resources
@@ -188,9 +189,17 @@ def _ts(d: date) -> str:
     return f"TIMESTAMP '{d.isoformat()} 23:59:59.999999'"
 
 
-def aggregates_sql(as_of: date) -> str:
-    """SQL: one row per account active (MRR-bearing subscription) at ``as_of``, with AGGREGATES."""
+def aggregates_sql(as_of: date, extra_usage: Mapping[str, str] | None = None) -> str:
+    """SQL: one row per account active (MRR-bearing subscription) at ``as_of``, with AGGREGATES.
+
+    ``extra_usage`` adds columns aggregated over the same scan of ``usage_daily`` (name -> SQL
+    aggregate over its rows of the last ``USAGE_DAYS + PREVIOUS_DAYS`` days up to ``as_of``;
+    narrow the window with ``FILTER``): the churn model's usage features, without reading the
+    table a second time."""
     d = date_literal(as_of)
+    extra = extra_usage or {}
+    extra_aggregates = "".join(f",\n               {sql} AS {name}" for name, sql in extra.items())
+    extra_columns = "".join(f", u.{name}" for name in extra)
     end = _ts(as_of)
     target = "CASE priority " + " ".join(f"WHEN '{p}' THEN {h}" for p, h in TARGET_HOURS.items()) + " END"
     next_month = f"date_trunc('month', {d} + INTERVAL 1 DAY)"
@@ -201,7 +210,7 @@ def aggregates_sql(as_of: date) -> str:
     usage AS (
         SELECT account_id,
                avg(active_users) FILTER (WHERE date > {d} - INTERVAL {USAGE_DAYS} DAY) AS users_30d,
-               avg(active_users) FILTER (WHERE date <= {d} - INTERVAL {USAGE_DAYS} DAY) AS users_prev
+               avg(active_users) FILTER (WHERE date <= {d} - INTERVAL {USAGE_DAYS} DAY) AS users_prev{extra_aggregates}
         FROM usage_daily
         WHERE date <= {d} AND date > {d} - INTERVAL {USAGE_DAYS + PREVIOUS_DAYS} DAY
         GROUP BY account_id
@@ -236,7 +245,7 @@ def aggregates_sql(as_of: date) -> str:
            coalesce(t.tickets_scored, 0)::DOUBLE AS tickets_scored,
            coalesce(t.tickets_on_time, 0)::DOUBLE AS tickets_on_time,
            coalesce(t.open_overdue, 0)::DOUBLE AS open_overdue,
-           dt.downtime_hours, dt.baseline_hours, n.nps_mean
+           dt.downtime_hours, dt.baseline_hours, n.nps_mean{extra_columns}
     FROM active a
     LEFT JOIN usage u USING (account_id)
     LEFT JOIN tickets t USING (account_id)

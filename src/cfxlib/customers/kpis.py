@@ -30,18 +30,16 @@ def kpis(con, as_of_month: str, health_frame: pd.DataFrame, risk: pd.DataFrame, 
     users = con.execute(
         f"""
         WITH am AS (SELECT * FROM {am}),
-        daily AS (
-            SELECT date_trunc('month', u.date) AS month, am.tier, u.date, sum(u.active_users) AS users
+        -- one scan of usage_daily for both: users per day (summed over accounts) and each
+        -- account's peak in the month
+        sets AS (
+            SELECT am.month, am.tier, u.date, u.account_id,
+                   sum(u.active_users) AS users, max(u.active_users) AS peak, grouping(u.account_id) AS per_day
             FROM usage_daily u JOIN am ON am.account_id = u.account_id AND am.month = date_trunc('month', u.date)
-            GROUP BY ALL
+            GROUP BY GROUPING SETS ((am.month, am.tier, u.date), (am.month, am.tier, u.account_id))
         ),
-        peaks AS (
-            SELECT date_trunc('month', u.date) AS month, am.tier, u.account_id, max(u.active_users) AS peak
-            FROM usage_daily u JOIN am ON am.account_id = u.account_id AND am.month = date_trunc('month', u.date)
-            GROUP BY ALL
-        ),
-        dau AS (SELECT month, tier, avg(users) AS dau FROM daily GROUP BY month, tier),
-        mau AS (SELECT month, tier, sum(peak) AS mau_lower_bound FROM peaks GROUP BY month, tier)
+        dau AS (SELECT month, tier, avg(users) AS dau FROM sets WHERE per_day = 1 GROUP BY month, tier),
+        mau AS (SELECT month, tier, sum(peak) AS mau_lower_bound FROM sets WHERE per_day = 0 GROUP BY month, tier)
         SELECT strftime(d.month, '%Y-%m') AS month, d.tier, d.dau, m.mau_lower_bound
         FROM dau d JOIN mau m ON m.month = d.month AND m.tier = d.tier
         ORDER BY d.month, d.tier

@@ -15,8 +15,10 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from cfxlib.contract.rules import account_month_sql
 from cfxlib.customers import churn, health
 from cfxlib.customers.drivers import UsageError
+from cfxlib.store.sqltext import date_literal
 
 TRAIN_CUTOFFS = 24
 """At most this many monthly cutoffs (the latest labelled ones) train a model."""
@@ -83,14 +85,35 @@ class SnapshotCache:
     memory. Callers get copies, so adding columns to one never leaks into another.
     """
 
+    ACCOUNT_MONTHS = "cfx_churn_account_months"
+    """A temporary table of every account's MRR by month, computed once: each snapshot and
+    outcome query reads its months from it instead of recomputing them (0.1 s a query at
+    100,000 accounts, about 80 queries a run)."""
+
     def __init__(self, con, max_rows: int | None = None) -> None:
         self.con = con
         self.max_rows = TRAIN_MAX_ROWS if max_rows is None else max_rows
+        self._account_months_through: str | None = None
         self._features: dict[str, pd.DataFrame] = {}
         self._outcomes: dict[str, pd.DataFrame] = {}
         self._training: dict[str, tuple[int, pd.DataFrame]] = {}
         self._fits: dict[tuple[str, ...], FittedModel] = {}
         self._scores: dict[tuple[tuple[str, ...], str], np.ndarray] = {}
+
+    def _account_months(self, through: str) -> str | None:
+        """The table of account months when it covers the month ``through`` (``YYYY-MM``); made
+        on first use, through the data's last month plus the outcome horizon, on DuckDB only
+        (elsewhere, and for later months, the queries compute their months themselves)."""
+        import duckdb
+
+        if not isinstance(self.con, duckdb.DuckDBPyConnection):
+            return None
+        if self._account_months_through is None:
+            last = str(pd.Period(churn.data_months(self.con)[-1], freq="M") + churn.HORIZON_MONTHS)
+            first_day = date_literal(pd.Period(last, freq="M").start_time.date())
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {self.ACCOUNT_MONTHS} AS {account_month_sql(first_day)}")
+            self._account_months_through = last
+        return self.ACCOUNT_MONTHS if through <= self._account_months_through else None
 
     def scores(self, fitted: FittedModel, month: str) -> np.ndarray:
         """p(churn within 3 months) by ``fitted``'s model for every row of :meth:`features`
@@ -124,7 +147,7 @@ class SnapshotCache:
         with ``keep=False`` read through the cache without filling it."""
         frame = self._features.get(month)
         if frame is None:
-            frame = churn.snapshot(self.con, month, with_labels=False)
+            frame = churn.snapshot(self.con, month, with_labels=False, account_months=self._account_months(month))
             if keep:
                 self._features[month] = frame
         return frame.copy()
@@ -133,7 +156,8 @@ class SnapshotCache:
         """``account_id`` and ``churned_3m`` of the accounts active at the end of ``month``."""
         frame = self._outcomes.get(month)
         if frame is None:
-            frame = self.con.execute(churn._labels_sql(month)).df()
+            through = str(pd.Period(month, freq="M") + churn.HORIZON_MONTHS)
+            frame = self.con.execute(churn._labels_sql(month, self._account_months(through))).df()
             if keep:
                 self._outcomes[month] = frame
         return frame.copy()
