@@ -3,8 +3,8 @@
     .venv/bin/python bench/forecast_m3.py [--limit N]
 
 All 1,428 series, the official 18-month holdout. In the same run: the default forecast (model
-chosen per series by backtest, calibrated intervals), the fixed AutoETS + DynamicOptimizedTheta
-combination through the same procedure, and plain baselines with their native intervals —
+chosen per series by backtest, calibrated intervals), the fixed combination
+(`forecast.DEFAULT_ENSEMBLE`) through the same procedure, and plain baselines with their native intervals —
 seasonal naive and AutoETS (statsforecast) and Prophet (one fit per series, in parallel).
 sMAPE = mean(200 |y - yhat| / (|y| + |yhat|)); MASE scales by the in-sample seasonal naive (lag
 12) MAE. Results go to docs/benchmarks.md.
@@ -30,6 +30,7 @@ from cfxlib.metrics.forecast import Forecaster, mase_scale  # noqa: E402
 DATA = REPO.parent / "shared" / "benchmarks" / "m3_monthly.csv.gz"
 H = 18
 THETA_M3 = 13.85
+TARGET_SMAPE, TARGET_SECONDS = 13.3, 180
 
 
 def load(limit: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -50,11 +51,14 @@ def score(name: str, fc: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, 
     merged = test.merge(fc, on=["unique_id", "ds"], how="left")
     assert merged["yhat"].notna().all(), f"{name}: missing forecasts"
     y, f = merged["y"].to_numpy(), merged["yhat"].to_numpy()
-    smape = float(np.mean(200 * np.abs(y - f) / (np.abs(y) + np.abs(f))))
+    errors = 200 * np.abs(y - f) / (np.abs(y) + np.abs(f))
+    smape = float(np.mean(errors))
+    odd = merged["unique_id"].str.extract(r"(\d+)")[0].astype(int).to_numpy() % 2 == 1
     scales = train.groupby("unique_id")["y"].apply(lambda s: mase_scale(s.to_numpy(), 12))
     merged["abs_err"] = np.abs(y - f)
     mase = float((merged.groupby("unique_id")["abs_err"].mean() / scales).mean())
     out = {"method": name, "smape": smape, "mase": mase, "seconds": seconds}
+    out["smape_selection"], out["smape_check"] = float(np.mean(errors[odd])), float(np.mean(errors[~odd]))
     for lv in (80, 95):
         lo, hi = f"yhat_lo_{lv}", f"yhat_hi_{lv}"
         out[f"coverage_{lv}"] = (
@@ -124,9 +128,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     fc = Forecaster(h=H, models=["Ensemble"]).fit(train).predict()
-    results.append(
-        score("cfx fixed combination AutoETS + DOTheta (calibrated)", fc, train, test, time.perf_counter() - t0)
-    )
+    results.append(score("cfx fixed combination (calibrated)", fc, train, test, time.perf_counter() - t0))
     print(results[-1], flush=True)
 
     from statsforecast.models import AutoETS, SeasonalNaive
@@ -148,26 +150,30 @@ def main() -> None:
         f"Command: `.venv/bin/python bench/forecast_m3.py{' --limit ' + str(args.limit) if args.limit else ''}` — "
         f"{n:,} M3 monthly series, 18-month holdout ({len(test):,} points). Times are wall-clock on 2 cores.",
         "",
-        "| method | sMAPE | MASE | 80% coverage | 95% coverage | seconds |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| method | sMAPE | sMAPE, odd-numbered series (selection) | sMAPE, even-numbered series (check) | MASE | 80% coverage | 95% coverage | seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         table.append(
-            f"| {r['method']} | {r['smape']:.2f} | {r['mase']:.3f} | {100 * r['coverage_80']:.1f}% | {100 * r['coverage_95']:.1f}% | {r['seconds']:.0f} |"
+            f"| {r['method']} | {r['smape']:.2f} | {r['smape_selection']:.2f} | {r['smape_check']:.2f} | {r['mase']:.3f} | "
+            f"{100 * r['coverage_80']:.1f}% | {100 * r['coverage_95']:.1f}% | {r['seconds']:.0f} |"
         )
     d = results[0]
     table += [
         "",
-        f"Target: sMAPE at most 13.8 (Theta, the M3 winner on monthly data: {THETA_M3}) — measured {d['smape']:.2f} "
-        f"({'met' if d['smape'] <= 13.8 else 'missed by ' + format(d['smape'] - 13.8, '.2f')}); "
-        f"all series in under 10 minutes — measured {d['seconds'] / 60:.1f} minutes "
-        f"({'met' if d['seconds'] < 600 else 'missed'}).",
+        f"Target: sMAPE at most {TARGET_SMAPE} (Theta, the M3 winner on monthly data: {THETA_M3}) — measured "
+        f"{d['smape']:.3f} ({'met' if d['smape'] <= TARGET_SMAPE else 'missed by ' + format(d['smape'] - TARGET_SMAPE, '.2f')}); "
+        f"all series in at most {TARGET_SECONDS // 60} minutes — measured {d['seconds'] / 60:.1f} minutes "
+        f"({'met' if d['seconds'] <= TARGET_SECONDS else 'missed'}).",
         "",
         "Models chosen by the default's backtest: " + ", ".join(f"{k} {v:,}" for k, v in chosen.items()) + ".",
         "",
-        "Caveat: the default's switch margin (keep the combination unless a single model halves its backtest MASE) was chosen on "
-        "this benchmark — margins 0, 0.1, 0.2, 0.3, 0.5 and 1 gave sMAPE 14.18, 13.94, 13.85, 13.69, 13.59 and 13.59 — so the "
-        "default's figure is slightly optimistic; the fixed combination row involves no such choice.",
+        "How the combination's members were chosen: on the odd-numbered series only (the selection half; series N1402 "
+        "is number 1402), from the raw 18-month forecasts of 17 statsforecast models and scales (Theta family, AutoETS "
+        "with and without restrictions, AutoCES, each on the original and the log scale), weighing each member's fitting "
+        "time; the even-numbered half (the check column) was not used to choose. Caveat: the switch margin (keep the "
+        "combination unless a single model halves its backtest MASE) was chosen on all series with the previous "
+        "combination (margins 0, 0.1, 0.2, 0.3, 0.5 and 1 gave sMAPE 14.18, 13.94, 13.85, 13.69, 13.59 and 13.59).",
     ]
     update_section("ARR forecast method on M3 monthly (bench/forecast_m3.py)", "\n".join(table))
 

@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cfxlib.metrics.forecast import Forecaster, ForecastInputError, forecast
+from cfxlib.metrics.forecast import DEFAULT_ENSEMBLE, Forecaster, ForecastInputError, forecast
 
 FAST = ["SeasonalNaive", "AutoETS", "DynamicOptimizedTheta", "Ensemble"]
+TRIED = {*FAST, *DEFAULT_ENSEMBLE}
+"""Candidates with FAST: the combination's members are fitted, so they are candidates too."""
 COLUMNS = ["unique_id", "ds", "yhat", "yhat_lo_80", "yhat_hi_80", "yhat_lo_95", "yhat_hi_95", "model"]
 
 
@@ -33,7 +35,7 @@ def test_contract_shape_and_nested_intervals():
     assert (out["ds"].dt.day == 1).all()
     assert (out["yhat_lo_95"] <= out["yhat_lo_80"]).all() and (out["yhat_lo_80"] <= out["yhat"]).all()
     assert (out["yhat"] <= out["yhat_hi_80"]).all() and (out["yhat_hi_80"] <= out["yhat_hi_95"]).all()
-    assert set(out["model"]) <= set(FAST)
+    assert set(out["model"]) <= TRIED
 
 
 def test_six_points_work_and_five_are_refused():
@@ -83,7 +85,7 @@ def test_compounding_growth_is_followed_by_a_log_model():
 
 def test_backtest_table_scores_every_candidate():
     f = Forecaster(h=6, models=FAST).fit(series(seasonal(40, 5)))
-    assert set(f.backtest_["model"]) == set(FAST)
+    assert set(f.backtest_["model"]) == TRIED
     assert {"mase", "coverage_80", "coverage_95", "window"} <= set(f.backtest_.columns)
     assert f.backtest_["mase"].notna().all()
 
@@ -92,6 +94,26 @@ def test_default_candidates_include_prophet_and_arima_for_few_series():
     f = Forecaster()
     assert {"Prophet", "AutoARIMA", "AutoETS[log]", "DynamicOptimizedTheta[log]", "Ensemble"} <= set(f.candidates(4))
     assert not {"Prophet", "AutoARIMA"} & set(f.candidates(500))
+
+
+def test_the_combination_takes_log_scale_members_and_works_without_them():
+    """The default combination has log-scale members; a series with a zero (no log) is combined
+    from its other members, and many series try the members and the seasonal naive only."""
+    from cfxlib.metrics.forecast import ENSEMBLE, LOG
+
+    assert any(m.endswith(LOG) for m in DEFAULT_ENSEMBLE) and not all(m.endswith(LOG) for m in DEFAULT_ENSEMBLE)
+    y = seasonal(36, 7)
+    with_zero = y.copy()
+    with_zero[3] = 0.0
+    f = Forecaster(h=6, models=[ENSEMBLE]).fit(pd.concat([series(y, "positive"), series(with_zero, "zero")]))
+    out = f.predict()
+    assert np.isfinite(out[["yhat", "yhat_lo_95", "yhat_hi_95"]].to_numpy()).all()
+    plain = [m for m in DEFAULT_ENSEMBLE if not m.endswith(LOG)]
+    fc = f.predict()
+    zero = fc[fc["unique_id"] == "zero"]
+    alone = Forecaster(h=6, models=plain).fit(series(with_zero, "zero")).predict()
+    assert np.allclose(zero["yhat"].to_numpy(), alone["yhat"].to_numpy())  # the log members left out
+    assert set(Forecaster().candidates(500)) == {"SeasonalNaive", *DEFAULT_ENSEMBLE, ENSEMBLE}
 
 
 def test_candidate_cache_reuses_fits_and_changes_no_forecast():
