@@ -100,3 +100,28 @@ def test_customer_success_names_the_files_it_wrote(demo_home, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     for name in ("customer_success.json", "customer_success.md", "at_risk.csv", "churn_calibration.png"):
         assert str(tmp_path / "cs") in result.stdout and name in result.stdout, name
+
+
+def test_a_capped_training_sample_has_the_rows_and_values_of_full_snapshots(demo_home):
+    """With more labelled rows than the cap, the cache picks the sample from the snapshots'
+    accounts and computes only its features (one usage scan for every month): the rows and every
+    value are those that full snapshots would give, however the months were cached before."""
+    from cfxlib.customers import scoring
+    from cfxlib.store import warehouse
+
+    con = warehouse.connect(demo_home / "warehouse" / "cfx.duckdb", read_only=True)
+    try:
+        cache = scoring.SnapshotCache(con, max_rows=700)
+        _, labelled = scoring._cutoffs(cache.data_months(), "2025-09")
+        cutoffs = labelled[-12:]
+        expected, expected_available = scoring.SnapshotCache(con, max_rows=700)._training_from_snapshots(cutoffs)
+        assert len(expected) == 700 < expected_available
+
+        cache.features(cutoffs[4])  # one month's full snapshot already cached
+        cache.training(cutoffs[:6])  # an earlier sample of other cutoffs: some rows computed before
+        sampled, available = cache.training(cutoffs)
+        assert available == expected_available
+        pd.testing.assert_frame_equal(sampled, expected)
+        assert sampled[scoring.churn.LABEL].sum() > 0
+    finally:
+        con.close()

@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from cfxlib.contract.rules import account_month_sql, active_at_sql
 from cfxlib.customers.drivers import DRIVER_FEATURES, plural  # noqa: F401 - churn.DRIVER_FEATURES stays
-from cfxlib.customers.health import aggregates_sql
+from cfxlib.customers.health import aggregates_sql, usage_aggregates_sql, usage_window_sql
 from cfxlib.store.sqltext import date_literal
 
 HORIZON_MONTHS = 3
@@ -51,11 +51,10 @@ def month_end(month: str) -> date:
     return pd.Period(month, freq="M").end_time.date()
 
 
-def _usage_features(cutoff: date) -> dict[str, str]:
+def _usage_features(d: str) -> dict[str, str]:
     """The churn model's usage features, aggregated in the health aggregates' scan of
     ``usage_daily`` (:func:`~cfxlib.customers.health.aggregates_sql`): 90 and 30 days up to
-    ``cutoff``."""
-    d = date_literal(cutoff)
+    ``d``, a SQL date expression."""
     last_90 = f"FILTER (WHERE date > {d} - INTERVAL 90 DAY)"
     last_30 = f"FILTER (WHERE date > {d} - INTERVAL 30 DAY)"
     return {
@@ -76,11 +75,29 @@ def _account_months_sql(last_month: str, cached: str | None = None) -> str:
     return account_month_sql(last_month)
 
 
-def _features_sql(cutoff: date, account_months: str | None = None) -> str:
+def usage_by_cutoff_sql(pairs: str) -> str:
+    """SQL: the snapshot's usage aggregates for every (``account_id``, ``cutoff``) row of the
+    table ``pairs`` (``cutoff`` a DATE, a month's last day), in one scan of ``usage_daily``: the
+    ``usage`` table of :func:`snapshot` for many months' sampled accounts at once."""
+    return f"""
+    SELECT p.account_id, p.cutoff,
+           {usage_aggregates_sql("p.cutoff", _usage_features("p.cutoff"))}
+    FROM {pairs} p JOIN usage_daily u ON u.account_id = p.account_id AND {usage_window_sql("p.cutoff")}
+    GROUP BY p.account_id, p.cutoff
+    """
+
+
+def _features_sql(
+    cutoff: date, account_months: str | None = None, accounts: str | None = None, usage: str | None = None
+) -> str:
+    """SQL: the snapshot features at ``cutoff`` (see :func:`snapshot`); ``accounts``, a table or
+    query with an ``account_id`` column, keeps only those accounts' rows, each the same as without
+    it; ``usage``: the usage aggregates already computed (:func:`usage_by_cutoff_sql`)."""
     d = date_literal(cutoff)
     month = date_literal(cutoff.replace(day=1))
+    only = f" AND account_id IN (SELECT account_id FROM {accounts})" if accounts else ""
     return f"""
-    WITH h AS ({aggregates_sql(cutoff, _usage_features(cutoff))}),
+    WITH h AS ({aggregates_sql(cutoff, _usage_features(d), accounts, usage)}),
     am AS ({_account_months_sql(month, account_months)}),
     mrr AS (
         SELECT account_id,
@@ -88,25 +105,25 @@ def _features_sql(cutoff: date, account_months: str | None = None) -> str:
                max(mrr) FILTER (WHERE month = {month} - INTERVAL 3 MONTH)::DOUBLE AS mrr_3m_ago,
                min(month) AS first_month,
                count(*) AS months_active
-        FROM am WHERE month <= {month} GROUP BY account_id
+        FROM am WHERE month <= {month}{only} GROUP BY account_id
     ),
     tk AS (
         SELECT account_id,
                count(*)::DOUBLE AS tickets_90d,
                count(*) FILTER (WHERE priority IN ('high', 'urgent'))::DOUBLE AS urgent_tickets_90d,
                avg(csat) FILTER (WHERE resolved_at <= {d} + INTERVAL 1 DAY) AS csat_90d
-        FROM tickets WHERE opened_at < {d} + INTERVAL 1 DAY AND opened_at >= {d} - INTERVAL 89 DAY GROUP BY account_id
+        FROM tickets WHERE opened_at < {d} + INTERVAL 1 DAY AND opened_at >= {d} - INTERVAL 89 DAY{only} GROUP BY account_id
     ),
     nps AS (
         SELECT account_id, arg_max(score, date)::DOUBLE AS nps_last, count(*)::DOUBLE AS nps_answers_12m
-        FROM nps_responses WHERE date <= {d} AND date > {d} - INTERVAL 365 DAY GROUP BY account_id
+        FROM nps_responses WHERE date <= {d} AND date > {d} - INTERVAL 365 DAY{only} GROUP BY account_id
     ),
     renewal AS (
         SELECT account_id,
                min(12 - (date_diff('month', start_date, {d}) % 12)) AS months_to_renewal,
                1 AS annual_plan
         FROM subscriptions
-        WHERE billing_period_months = 12 AND {active_at_sql(d, "subscriptions")}
+        WHERE billing_period_months = 12 AND {active_at_sql(d, "subscriptions")}{only}
         GROUP BY account_id
     )
     SELECT h.account_id, {d} AS cutoff, h.tier, a.industry, a.region,
@@ -157,14 +174,22 @@ def data_months(con) -> list[str]:
     return [r[0] for r in con.execute(sql).fetchall()]
 
 
-def snapshot(con, month: str, with_labels: bool = True, account_months: str | None = None) -> pd.DataFrame:
+def snapshot(
+    con,
+    month: str,
+    with_labels: bool = True,
+    account_months: str | None = None,
+    accounts: str | None = None,
+    usage: str | None = None,
+) -> pd.DataFrame:
     """Features of every account active at the end of ``month`` (data up to that day only).
 
     With ``with_labels`` and when the three following months are in the data, adds ``churned_3m``
     (1 when the account had no MRR at one of the next three month ends). ``account_months``:
-    see :func:`_account_months_sql`.
+    see :func:`_account_months_sql`; ``accounts`` (a table or query with an ``account_id``
+    column): only those accounts' rows; ``usage``: see :func:`usage_by_cutoff_sql`.
     """
-    frame = con.execute(_features_sql(month_end(month), account_months)).df()
+    frame = con.execute(_features_sql(month_end(month), account_months, accounts, usage)).df()
     frame["cutoff"] = month
     if with_labels:
         months = data_months(con)
@@ -198,9 +223,9 @@ def _as_frame(X) -> pd.DataFrame:
     for c in frame.columns:
         if pd.api.types.is_bool_dtype(frame[c]):
             frame[c] = frame[c].astype(float)
-        elif not pd.api.types.is_numeric_dtype(frame[c]):
-            frame[c] = frame[c].astype("object").where(frame[c].notna(), np.nan)
-            frame[c] = frame[c].map(lambda v: v if isinstance(v, float) and np.isnan(v) else str(v))
+        elif not pd.api.types.is_numeric_dtype(frame[c]):  # text: every value a str, missing ones NaN
+            values = frame[c].astype("object")
+            frame[c] = values.astype(str).astype("object").where(values.notna(), np.nan)
     return frame
 
 

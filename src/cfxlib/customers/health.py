@@ -189,37 +189,61 @@ def _ts(d: date) -> str:
     return f"TIMESTAMP '{d.isoformat()} 23:59:59.999999'"
 
 
-def aggregates_sql(as_of: date, extra_usage: Mapping[str, str] | None = None) -> str:
+def usage_aggregates_sql(d: str, extra_usage: Mapping[str, str] | None = None) -> str:
+    """SQL select list: the usage aggregates of :func:`aggregates_sql` over ``usage_daily`` rows
+    of the ``USAGE_DAYS + PREVIOUS_DAYS`` days up to the SQL date expression ``d`` (a literal, or
+    a column when many dates are aggregated at once, see :func:`usage_window_sql`)."""
+    extra = "".join(f",\n               {sql} AS {name}" for name, sql in (extra_usage or {}).items())
+    return f"""avg(active_users) FILTER (WHERE date > {d} - INTERVAL {USAGE_DAYS} DAY) AS users_30d,
+               avg(active_users) FILTER (WHERE date <= {d} - INTERVAL {USAGE_DAYS} DAY) AS users_prev{extra}"""
+
+
+def usage_window_sql(d: str) -> str:
+    """SQL condition: a ``usage_daily`` row is in the window of :func:`usage_aggregates_sql` up to ``d``."""
+    return f"date <= {d} AND date > {d} - INTERVAL {USAGE_DAYS + PREVIOUS_DAYS} DAY"
+
+
+def aggregates_sql(
+    as_of: date, extra_usage: Mapping[str, str] | None = None, accounts: str | None = None, usage: str | None = None
+) -> str:
     """SQL: one row per account active (MRR-bearing subscription) at ``as_of``, with AGGREGATES.
 
     ``extra_usage`` adds columns aggregated over the same scan of ``usage_daily`` (name -> SQL
     aggregate over its rows of the last ``USAGE_DAYS + PREVIOUS_DAYS`` days up to ``as_of``;
     narrow the window with ``FILTER``): the churn model's usage features, without reading the
-    table a second time."""
+    table a second time. ``accounts``, a table or query with an ``account_id`` column, keeps
+    only those accounts (each one's row is the same as without it), read early in every scan.
+    ``usage``, a table with ``account_id``, ``cutoff`` (DATE) and the usage aggregates already
+    computed (:func:`usage_aggregates_sql` with the same ``extra_usage``), is read instead of
+    ``usage_daily`` at ``cutoff = as_of``."""
     d = date_literal(as_of)
     extra = extra_usage or {}
-    extra_aggregates = "".join(f",\n               {sql} AS {name}" for name, sql in extra.items())
+    only = f" AND account_id IN (SELECT account_id FROM {accounts})" if accounts else ""
     extra_columns = "".join(f", u.{name}" for name in extra)
     end = _ts(as_of)
     target = "CASE priority " + " ".join(f"WHEN '{p}' THEN {h}" for p, h in TARGET_HOURS.items()) + " END"
     next_month = f"date_trunc('month', {d} + INTERVAL 1 DAY)"
+    usage_sql = (
+        f"SELECT * EXCLUDE (cutoff) FROM {usage} WHERE cutoff = {d}{only}"
+        if usage
+        else f"""SELECT account_id,
+               {usage_aggregates_sql(d, extra)}
+        FROM usage_daily
+        WHERE {usage_window_sql(d)}{only}
+        GROUP BY account_id"""
+    )
     return f"""
     WITH active AS (
-        SELECT account_id, seats, tier FROM ({account_state_at_sql(d)})
+        SELECT account_id, seats, tier FROM ({account_state_at_sql(d)}) WHERE TRUE{only}
     ),
     usage AS (
-        SELECT account_id,
-               avg(active_users) FILTER (WHERE date > {d} - INTERVAL {USAGE_DAYS} DAY) AS users_30d,
-               avg(active_users) FILTER (WHERE date <= {d} - INTERVAL {USAGE_DAYS} DAY) AS users_prev{extra_aggregates}
-        FROM usage_daily
-        WHERE date <= {d} AND date > {d} - INTERVAL {USAGE_DAYS + PREVIOUS_DAYS} DAY
-        GROUP BY account_id
+        {usage_sql}
     ),
     tk AS (
         SELECT account_id, opened_at,
                CASE WHEN resolved_at <= {end} THEN resolved_at END AS resolved,
                {target} AS target_hours
-        FROM tickets WHERE opened_at <= {end}
+        FROM tickets WHERE opened_at <= {end}{only}
     ),
     tickets AS (
         SELECT account_id,
@@ -233,12 +257,12 @@ def aggregates_sql(as_of: date, extra_usage: Mapping[str, str] | None = None) ->
     downtime AS (
         SELECT account_id, sum(downtime_hours) AS downtime_hours, sum(baseline_downtime_hours) AS baseline_hours
         FROM downtime_monthly
-        WHERE month < {next_month} AND month >= {next_month} - INTERVAL {DOWNTIME_MONTHS} MONTH
+        WHERE month < {next_month} AND month >= {next_month} - INTERVAL {DOWNTIME_MONTHS} MONTH{only}
         GROUP BY account_id
     ),
     nps AS (
         SELECT account_id, avg(score) AS nps_mean FROM nps_responses
-        WHERE date <= {d} AND date > {d} - INTERVAL {NPS_DAYS} DAY GROUP BY account_id
+        WHERE date <= {d} AND date > {d} - INTERVAL {NPS_DAYS} DAY{only} GROUP BY account_id
     )
     SELECT a.account_id, a.tier, a.seats::DOUBLE AS seats,
            u.users_30d, u.users_prev,

@@ -30,9 +30,9 @@ FIRST_CUTOFF = 3
 # --------------------------------------------------------------------------- churn scores
 
 
-def _cutoffs(con, as_of_month: str) -> tuple[list[str], list[str]]:
-    """(all months up to as-of, labelled cutoffs whose outcome is known at the as-of month end)."""
-    months = churn.data_months(con)
+def _cutoffs(months: list[str], as_of_month: str) -> tuple[list[str], list[str]]:
+    """(all ``months`` up to as-of, labelled cutoffs whose outcome is known at the as-of month end);
+    ``months``: the data's months (:func:`churn.data_months`)."""
     if as_of_month not in months:
         raise UsageError(f"as-of month {as_of_month} is not in the data (months {months[0]} to {months[-1]})")
     upto = months[: months.index(as_of_month) + 1]
@@ -45,12 +45,16 @@ TRAIN_MAX_ROWS = 50_000
 when there are more (about 2,000 accounts x 24 cutoffs). The default demo has about 24,000 rows
 and is never sampled; a uniform sample keeps the churn rate, so probabilities stay calibrated.
 docs/benchmarks.md ("Churn training sample") measures what the cap costs in accuracy."""
-SAMPLE_SEED = 20261130
+SAMPLE_HASH_KEY = "cfx-churn-sample"
+"""The fixed key of the sample's hash (16 characters, see :func:`pandas.util.hash_array`)."""
 
 
-def _sample_keys(month: str, rows: int) -> np.ndarray:
-    """One fixed random number per snapshot row of ``month`` (the same month gives the same keys)."""
-    return np.random.default_rng([SAMPLE_SEED, int(month.replace("-", ""))]).random(rows)
+def _sample_keys(account_ids, month: str) -> np.ndarray:
+    """One fixed pseudo-random number (``uint64``) per snapshot row: a keyed hash of the account
+    and ``month`` (``YYYY-MM``), so a row's key does not depend on which rows are beside it and
+    the sample can be chosen before any feature is computed."""
+    ids = pd.Series(np.asarray(account_ids, dtype=object)).astype(str) + "|" + month
+    return pd.util.hash_array(ids.to_numpy(dtype=object), hash_key=SAMPLE_HASH_KEY)
 
 
 def _smallest(keys: np.ndarray, limit: int) -> np.ndarray:
@@ -97,8 +101,17 @@ class SnapshotCache:
         self._features: dict[str, pd.DataFrame] = {}
         self._outcomes: dict[str, pd.DataFrame] = {}
         self._training: dict[str, tuple[int, pd.DataFrame]] = {}
+        self._accounts: dict[str, np.ndarray] = {}
+        self._sampled: dict[str, pd.DataFrame] = {}
         self._fits: dict[tuple[str, ...], FittedModel] = {}
         self._scores: dict[tuple[tuple[str, ...], str], np.ndarray] = {}
+        self._months: list[str] | None = None
+
+    def data_months(self) -> list[str]:
+        """:func:`churn.data_months`, queried once."""
+        if self._months is None:
+            self._months = churn.data_months(self.con)
+        return list(self._months)
 
     def _account_months(self, through: str) -> str | None:
         """The table of account months when it covers the month ``through`` (``YYYY-MM``); made
@@ -109,7 +122,7 @@ class SnapshotCache:
         if not isinstance(self.con, duckdb.DuckDBPyConnection):
             return None
         if self._account_months_through is None:
-            last = str(pd.Period(churn.data_months(self.con)[-1], freq="M") + churn.HORIZON_MONTHS)
+            last = str(pd.Period(self.data_months()[-1], freq="M") + churn.HORIZON_MONTHS)
             first_day = date_literal(pd.Period(last, freq="M").start_time.date())
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE {self.ACCOUNT_MONTHS} AS {account_month_sql(first_day)}")
             self._account_months_through = last
@@ -171,15 +184,103 @@ class SnapshotCache:
         """Every snapshot of ``cutoffs`` with its outcome (0 when the account has none)."""
         return pd.concat([self._labelled_month(c, keep=True) for c in cutoffs], ignore_index=True)
 
+    def snapshot_accounts(self, month: str) -> np.ndarray | None:
+        """The accounts of ``month``'s snapshot (those with MRR at its end), in snapshot order,
+        read from the account months alone (no feature computed); None off DuckDB."""
+        if month not in self._accounts:
+            table = self._account_months(month)
+            if table is None:
+                return None
+            first_day = date_literal(pd.Period(month, freq="M").start_time.date())
+            sql = f"SELECT account_id FROM {table} WHERE month = {first_day} ORDER BY account_id"
+            self._accounts[month] = self.con.execute(sql).df()["account_id"].to_numpy(dtype=object)
+        return self._accounts[month]
+
+    def _missing(self, month: str, accounts: np.ndarray) -> np.ndarray:
+        """Of ``accounts``, those whose labelled snapshot row of ``month`` is not cached."""
+        if month in self._features:
+            return accounts[:0]
+        have = self._sampled.get(month)
+        return accounts if have is None else accounts[~np.isin(accounts, have["account_id"].to_numpy())]
+
+    def _compute_sampled(self, missing: dict[str, np.ndarray]) -> None:
+        """Computes and caches the labelled snapshot rows of ``missing`` (month -> accounts): the
+        usage aggregates of every month at once (:func:`churn.usage_by_cutoff_sql`, one scan of
+        ``usage_daily``), then each month's other features for only its accounts."""
+        missing = {month: accounts for month, accounts in missing.items() if len(accounts)}
+        if not missing:
+            return
+        pairs = pd.concat(
+            [pd.DataFrame({"account_id": a, "cutoff": churn.month_end(m)}) for m, a in missing.items()],
+            ignore_index=True,
+        )
+        self.con.register("cfx_churn_sample_pairs", pairs)
+        try:
+            self.con.execute(
+                "CREATE OR REPLACE TEMP TABLE cfx_churn_sample_usage AS "
+                + churn.usage_by_cutoff_sql(
+                    "(SELECT account_id, CAST(cutoff AS DATE) AS cutoff FROM cfx_churn_sample_pairs)"
+                )
+            )
+            for month, accounts in missing.items():
+                self.con.register("cfx_churn_sample_accounts", pd.DataFrame({"account_id": accounts}))
+                new = churn.snapshot(
+                    self.con,
+                    month,
+                    with_labels=False,
+                    account_months=self._account_months(month),
+                    accounts="cfx_churn_sample_accounts",
+                    usage="cfx_churn_sample_usage",
+                )
+                new = new.merge(self.outcomes(month, keep=False), on="account_id", how="left")
+                new[churn.LABEL] = new[churn.LABEL].fillna(0).astype(int)
+                have = self._sampled.get(month)
+                self._sampled[month] = (
+                    new if have is None else pd.concat([have, new]).sort_values("account_id", ignore_index=True)
+                )
+        finally:
+            for view in ("cfx_churn_sample_pairs", "cfx_churn_sample_accounts"):
+                self.con.unregister(view)
+            self.con.execute("DROP TABLE IF EXISTS cfx_churn_sample_usage")
+
+    def _labelled_accounts(self, month: str, accounts: np.ndarray) -> pd.DataFrame:
+        """The labelled snapshot rows of ``accounts`` (a subset of :meth:`snapshot_accounts`, all
+        computed by :meth:`_compute_sampled` unless the month's full snapshot is cached), in
+        snapshot order."""
+        frame = self._labelled_month(month, keep=False) if month in self._features else self._sampled[month]
+        return frame[frame["account_id"].isin(accounts)].reset_index(drop=True)
+
     def training(self, cutoffs: list[str]) -> tuple[pd.DataFrame, int]:
         """(training rows, rows available): the labelled snapshots of ``cutoffs``, or when there
-        are more than ``max_rows``, the ``max_rows`` with the smallest fixed random keys — a
-        uniform sample — in their original order."""
+        are more than ``max_rows``, the ``max_rows`` with the smallest fixed random keys
+        (:func:`_sample_keys`) — a uniform sample — in their original order (by cutoff, then
+        account). On DuckDB the sample is chosen from the snapshots' accounts first, and only
+        its rows' features are computed."""
+        accounts = [self.snapshot_accounts(month) for month in cutoffs]
+        if any(a is None for a in accounts):
+            return self._training_from_snapshots(cutoffs)
+        available = sum(len(a) for a in accounts)
+        if available <= self.max_rows:  # no sample: every month's full snapshot
+            return self._training_from_snapshots(cutoffs)
+        keys = np.concatenate([_sample_keys(a, month) for a, month in zip(accounts, cutoffs, strict=True)])
+        chosen = np.zeros(len(keys), dtype=bool)
+        chosen[_smallest(keys, self.max_rows)] = True
+        picks, start = {}, 0
+        for month, month_accounts in zip(cutoffs, accounts, strict=True):
+            picks[month] = month_accounts[chosen[start : start + len(month_accounts)]]
+            start += len(month_accounts)
+        self._compute_sampled({month: self._missing(month, picked) for month, picked in picks.items()})
+        parts = [self._labelled_accounts(month, picked) for month, picked in picks.items() if len(picked)]
+        return pd.concat(parts, ignore_index=True), available
+
+    def _training_from_snapshots(self, cutoffs: list[str]) -> tuple[pd.DataFrame, int]:
+        """:meth:`training` from every month's full snapshot (engines other than DuckDB), keeping
+        per month only the rows that can enter the sample."""
         parts, available = [], 0
         for month in cutoffs:
             if month not in self._training:
                 frame = self._labelled_month(month, keep=False)
-                month_keys = _sample_keys(month, len(frame))
+                month_keys = _sample_keys(frame["account_id"], month)
                 kept = _smallest(month_keys, self.max_rows)
                 self._training[month] = (len(frame), frame.iloc[kept].assign(_key=month_keys[kept]))
             rows, part = self._training[month]
@@ -204,13 +305,13 @@ class ChurnResult:
 
 def churn_scores(con, as_of_month: str, cache: SnapshotCache | None = None) -> ChurnResult:
     """Train on outcomes known at the end of ``as_of_month``; score accounts active then."""
-    _, labelled = _cutoffs(con, as_of_month)
+    cache = cache or SnapshotCache(con)
+    _, labelled = _cutoffs(cache.data_months(), as_of_month)
     if not labelled:
         raise UsageError(
             f"not enough history before {as_of_month} to train a churn model (need {FIRST_CUTOFF + 4} months)"
         )
     train_cutoffs = labelled[-TRAIN_CUTOFFS:]
-    cache = cache or SnapshotCache(con)
     fitted = cache.fit(train_cutoffs)
     train = fitted.train
     drivers = churn.Drivers().fit(train, train[churn.LABEL])
@@ -236,12 +337,12 @@ def at_risk_trend(con, as_of_month: str, months: int = TREND_MONTHS, cache: Snap
     ``churned_arr`` is the ARR of those accounts that did churn within 3 months, once that is
     known (null for the last three months).
     """
-    upto, labelled = _cutoffs(con, as_of_month)
-    shown = upto[-months:]
     cache = cache or SnapshotCache(con)
+    upto, labelled = _cutoffs(cache.data_months(), as_of_month)
+    shown = upto[-months:]
     fitted = cache.fitted_by(shown[0])
     if fitted is None:
-        _, train_labelled = _cutoffs(con, shown[0])
+        _, train_labelled = _cutoffs(cache.data_months(), shown[0])
         if not train_labelled:
             return {"trained_through": None, "points": [], "note": "not enough history before the months shown"}
         try:
@@ -277,13 +378,13 @@ def at_risk_trend(con, as_of_month: str, months: int = TREND_MONTHS, cache: Snap
 def model_card(con, as_of_month: str, truth: pd.DataFrame | None = None, cache: SnapshotCache | None = None) -> dict:
     """Out-of-time evaluation: train on cutoffs whose outcomes were known before the test period,
     test on the last :data:`TEST_CUTOFFS` labelled cutoffs."""
-    _, labelled = _cutoffs(con, as_of_month)
+    cache = cache or SnapshotCache(con)
+    _, labelled = _cutoffs(cache.data_months(), as_of_month)
     if len(labelled) < TEST_CUTOFFS + churn.HORIZON_MONTHS + 3:
         raise UsageError(f"not enough labelled months before {as_of_month} for an out-of-time evaluation")
     test_cutoffs = labelled[-TEST_CUTOFFS:]
     first_test = labelled.index(test_cutoffs[0])
     train_cutoffs = labelled[: first_test - churn.HORIZON_MONTHS + 1][-TRAIN_CUTOFFS:]
-    cache = cache or SnapshotCache(con)
     fitted = cache.fit(train_cutoffs)
     train, available = fitted.train, fitted.available_rows
     test = cache.labelled(test_cutoffs)  # each month's rows in features() order
