@@ -123,5 +123,12 @@ def test_a_capped_training_sample_has_the_rows_and_values_of_full_snapshots(demo
         assert available == expected_available
         pd.testing.assert_frame_equal(sampled, expected)
         assert sampled[scoring.churn.LABEL].sum() > 0
+
+        prepared = scoring.SnapshotCache(con, max_rows=700)  # both models' samples computed at once
+        prepared.prefetch(cutoffs[-3:])  # some full snapshots on a second connection meanwhile
+        prepared.prepare_training([cutoffs[:6], cutoffs])
+        prepared.features(cutoffs[-1])
+        pd.testing.assert_frame_equal(prepared.training(cutoffs)[0], expected)
+        prepared.close()
     finally:
         con.close()

@@ -10,7 +10,14 @@ from cfxlib.customers.roi import downtime_value_usd, roi_multiple
 from cfxlib.store.sqltext import date_literal
 
 
-def kpis(con, as_of_month: str, health_frame: pd.DataFrame, risk: pd.DataFrame, downtime_cost_per_hour: float) -> dict:
+def kpis(
+    con,
+    as_of_month: str,
+    health_frame: pd.DataFrame,
+    risk: pd.DataFrame,
+    downtime_cost_per_hour: float,
+    account_months: str | None = None,
+) -> dict:
     """KPI summary at the as-of month (amounts in USD).
 
     - active users: ``dau`` = mean daily active users (summed over accounts) in the month;
@@ -23,10 +30,17 @@ def kpis(con, as_of_month: str, health_frame: pd.DataFrame, risk: pd.DataFrame, 
     - customer ROI: value of downtime avoided = (baseline - downtime hours) x cost per hour,
       against subscription cost (MRR) of the reporting accounts; ``roi`` = value / cost.
     - health distribution by tier and band; ARR at risk = sum of p(churn in 3 months) x ARR.
+
+    ``account_months``: a table of :func:`~cfxlib.contract.rules.account_month_sql` through the
+    as-of month or later, read instead of computing it (the churn step has one).
     """
     start = pd.Period(as_of_month, freq="M").start_time.date()
     month = date_literal(start)
-    am = f"({account_month_sql(month)})"
+    am = (
+        f"(SELECT * FROM {account_months} WHERE month <= {month})"
+        if account_months
+        else f"({account_month_sql(month)})"
+    )
     users = con.execute(
         f"""
         WITH am AS (SELECT * FROM {am}),

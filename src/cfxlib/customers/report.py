@@ -45,24 +45,37 @@ def compute(
     as_of = pd.Period(as_of_month, freq="M").end_time.date()
     health_frame = health.health_scores(con, as_of)
     cache = scoring.SnapshotCache(con)  # the three models share most monthly snapshots
-    result = scoring.churn_scores(con, as_of_month, cache)
-    risk = playbooks.at_risk(result, health_frame)
-    names = con.execute("SELECT account_id, account_name FROM accounts").df()
-    risk.insert(1, "account_name", risk["account_id"].map(names.set_index("account_id")["account_name"]))
     try:
-        card = scoring.model_card(con, as_of_month, truth=truth, cache=cache)
-    except scoring.UsageError as exc:
-        card = {"unavailable": str(exc)}
-    return CustomerResults(
-        as_of_month=as_of_month,
-        health=health_frame,
-        risk=risk,
-        kpis=kpis.kpis(con, as_of_month, health_frame, risk, downtime_cost_per_hour),
-        card=card,
-        curves=survival.retention_curves(con, as_of_month),
-        churn=result,
-        risk_trend=scoring.at_risk_trend(con, as_of_month, cache=cache),
-    )
+        # the months scored in full are queried on a second connection while models are fitted
+        cache.prefetch(scoring.full_snapshot_months(cache.data_months(), as_of_month))
+        cache.prepare_training(scoring.training_cutoff_sets(cache.data_months(), as_of_month))
+        result = scoring.churn_scores(con, as_of_month, cache)
+        risk = playbooks.at_risk(result, health_frame)
+        names = con.execute("SELECT account_id, account_name FROM accounts").df()
+        risk.insert(1, "account_name", risk["account_id"].map(names.set_index("account_id")["account_name"]))
+        try:
+            card = scoring.model_card(con, as_of_month, truth=truth, cache=cache)
+        except scoring.UsageError as exc:
+            card = {"unavailable": str(exc)}
+        return CustomerResults(
+            as_of_month=as_of_month,
+            health=health_frame,
+            risk=risk,
+            kpis=kpis.kpis(
+                con,
+                as_of_month,
+                health_frame,
+                risk,
+                downtime_cost_per_hour,
+                account_months=cache.account_months(as_of_month),
+            ),
+            card=card,
+            curves=survival.retention_curves(con, as_of_month),
+            churn=result,
+            risk_trend=scoring.at_risk_trend(con, as_of_month, cache=cache),
+        )
+    finally:
+        cache.close()
 
 
 def payload(res: CustomerResults, top: int = 25) -> dict:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 
@@ -98,6 +99,7 @@ class SnapshotCache:
         self.con = con
         self.max_rows = TRAIN_MAX_ROWS if max_rows is None else max_rows
         self._account_months_through: str | None = None
+        self._account_months_query = ""
         self._features: dict[str, pd.DataFrame] = {}
         self._outcomes: dict[str, pd.DataFrame] = {}
         self._training: dict[str, tuple[int, pd.DataFrame]] = {}
@@ -106,6 +108,9 @@ class SnapshotCache:
         self._fits: dict[tuple[str, ...], FittedModel] = {}
         self._scores: dict[tuple[tuple[str, ...], str], np.ndarray] = {}
         self._months: list[str] | None = None
+        self._pending: dict[str, Future] = {}
+        self._worker: ThreadPoolExecutor | None = None
+        self._worker_con = None
 
     def data_months(self) -> list[str]:
         """:func:`churn.data_months`, queried once."""
@@ -113,7 +118,7 @@ class SnapshotCache:
             self._months = churn.data_months(self.con)
         return list(self._months)
 
-    def _account_months(self, through: str) -> str | None:
+    def account_months(self, through: str) -> str | None:
         """The table of account months when it covers the month ``through`` (``YYYY-MM``); made
         on first use, through the data's last month plus the outcome horizon, on DuckDB only
         (elsewhere, and for later months, the queries compute their months themselves)."""
@@ -124,7 +129,8 @@ class SnapshotCache:
         if self._account_months_through is None:
             last = str(pd.Period(self.data_months()[-1], freq="M") + churn.HORIZON_MONTHS)
             first_day = date_literal(pd.Period(last, freq="M").start_time.date())
-            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {self.ACCOUNT_MONTHS} AS {account_month_sql(first_day)}")
+            self._account_months_query = account_month_sql(first_day)
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {self.ACCOUNT_MONTHS} AS {self._account_months_query}")
             self._account_months_through = last
         return self.ACCOUNT_MONTHS if through <= self._account_months_through else None
 
@@ -159,18 +165,51 @@ class SnapshotCache:
         """Features of every account active at the end of ``month`` (data up to that day only);
         with ``keep=False`` read through the cache without filling it."""
         frame = self._features.get(month)
+        if frame is None and month in self._pending:
+            frame = self._features[month] = self._pending.pop(month).result()
         if frame is None:
-            frame = churn.snapshot(self.con, month, with_labels=False, account_months=self._account_months(month))
+            frame = churn.snapshot(self.con, month, with_labels=False, account_months=self.account_months(month))
             if keep:
                 self._features[month] = frame
         return frame.copy()
+
+    def prefetch(self, months: list[str]) -> None:
+        """Starts computing ``months``' full snapshots, in this order, on a second DuckDB
+        connection in a background thread; :meth:`features` then waits for them. Model fits run
+        on one thread, so on two cores these queries take no time of their own. Elsewhere than on
+        DuckDB this does nothing. Call :meth:`close` when done."""
+        if self.account_months(self.data_months()[-1]) is None:
+            return
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cfx-snapshots")
+        for month in months:
+            if month not in self._features and month not in self._pending:
+                self._pending[month] = self._worker.submit(self._snapshot_in_background, month)
+
+    def _snapshot_in_background(self, month: str) -> pd.DataFrame:
+        if self._worker_con is None:  # its own connection: one DuckDB connection runs one query at a time
+            self._worker_con = self.con.cursor()
+            self._worker_con.execute(f"CREATE TEMP TABLE {self.ACCOUNT_MONTHS} AS {self._account_months_query}")
+        table = self.ACCOUNT_MONTHS if month <= self._account_months_through else None
+        return churn.snapshot(self._worker_con, month, with_labels=False, account_months=table)
+
+    def close(self) -> None:
+        """Stops the background snapshots (:meth:`prefetch`) and closes their connection."""
+        if self._worker is not None:
+            for future in self._pending.values():
+                future.cancel()
+            self._worker.shutdown(wait=True)
+            self._worker, self._pending = None, {}
+        if self._worker_con is not None:
+            self._worker_con.close()
+            self._worker_con = None
 
     def outcomes(self, month: str, keep: bool = True) -> pd.DataFrame:
         """``account_id`` and ``churned_3m`` of the accounts active at the end of ``month``."""
         frame = self._outcomes.get(month)
         if frame is None:
             through = str(pd.Period(month, freq="M") + churn.HORIZON_MONTHS)
-            frame = self.con.execute(churn._labels_sql(month, self._account_months(through))).df()
+            frame = self.con.execute(churn._labels_sql(month, self.account_months(through))).df()
             if keep:
                 self._outcomes[month] = frame
         return frame.copy()
@@ -188,7 +227,7 @@ class SnapshotCache:
         """The accounts of ``month``'s snapshot (those with MRR at its end), in snapshot order,
         read from the account months alone (no feature computed); None off DuckDB."""
         if month not in self._accounts:
-            table = self._account_months(month)
+            table = self.account_months(month)
             if table is None:
                 return None
             first_day = date_literal(pd.Period(month, freq="M").start_time.date())
@@ -228,7 +267,7 @@ class SnapshotCache:
                     self.con,
                     month,
                     with_labels=False,
-                    account_months=self._account_months(month),
+                    account_months=self.account_months(month),
                     accounts="cfx_churn_sample_accounts",
                     usage="cfx_churn_sample_usage",
                 )
@@ -250,18 +289,15 @@ class SnapshotCache:
         frame = self._labelled_month(month, keep=False) if month in self._features else self._sampled[month]
         return frame[frame["account_id"].isin(accounts)].reset_index(drop=True)
 
-    def training(self, cutoffs: list[str]) -> tuple[pd.DataFrame, int]:
-        """(training rows, rows available): the labelled snapshots of ``cutoffs``, or when there
-        are more than ``max_rows``, the ``max_rows`` with the smallest fixed random keys
-        (:func:`_sample_keys`) — a uniform sample — in their original order (by cutoff, then
-        account). On DuckDB the sample is chosen from the snapshots' accounts first, and only
-        its rows' features are computed."""
+    def _sample(self, cutoffs: list[str]) -> tuple[dict[str, np.ndarray], int] | None:
+        """(month -> the accounts of its sampled rows, rows available) of :meth:`training`; None
+        off DuckDB or when every row is kept."""
         accounts = [self.snapshot_accounts(month) for month in cutoffs]
         if any(a is None for a in accounts):
-            return self._training_from_snapshots(cutoffs)
+            return None
         available = sum(len(a) for a in accounts)
-        if available <= self.max_rows:  # no sample: every month's full snapshot
-            return self._training_from_snapshots(cutoffs)
+        if available <= self.max_rows:
+            return None
         keys = np.concatenate([_sample_keys(a, month) for a, month in zip(accounts, cutoffs, strict=True)])
         chosen = np.zeros(len(keys), dtype=bool)
         chosen[_smallest(keys, self.max_rows)] = True
@@ -269,6 +305,29 @@ class SnapshotCache:
         for month, month_accounts in zip(cutoffs, accounts, strict=True):
             picks[month] = month_accounts[chosen[start : start + len(month_accounts)]]
             start += len(month_accounts)
+        return picks, available
+
+    def prepare_training(self, cutoff_sets: list[list[str]]) -> None:
+        """Computes the sampled rows of several models' training sets at once (one usage scan,
+        one query per month for the union of the sets' accounts), before :meth:`training` asks."""
+        missing: dict[str, np.ndarray] = {}
+        for cutoffs in cutoff_sets:
+            sample = self._sample(cutoffs)
+            for month, picked in (sample[0] if sample else {}).items():
+                union = picked if month not in missing else np.union1d(missing[month], picked)
+                missing[month] = self._missing(month, union)
+        self._compute_sampled(missing)
+
+    def training(self, cutoffs: list[str]) -> tuple[pd.DataFrame, int]:
+        """(training rows, rows available): the labelled snapshots of ``cutoffs``, or when there
+        are more than ``max_rows``, the ``max_rows`` with the smallest fixed random keys
+        (:func:`_sample_keys`) — a uniform sample — in their original order (by cutoff, then
+        account). On DuckDB the sample is chosen from the snapshots' accounts first, and only
+        its rows' features are computed."""
+        sample = self._sample(cutoffs)
+        if sample is None:  # off DuckDB, or no sample: every month's full snapshot
+            return self._training_from_snapshots(cutoffs)
+        picks, available = sample
         self._compute_sampled({month: self._missing(month, picked) for month, picked in picks.items()})
         parts = [self._labelled_accounts(month, picked) for month, picked in picks.items() if len(picked)]
         return pd.concat(parts, ignore_index=True), available
@@ -318,6 +377,33 @@ def churn_scores(con, as_of_month: str, cache: SnapshotCache | None = None) -> C
     current = cache.features(as_of_month)
     current["p_churn_3m"] = cache.scores(fitted, as_of_month)
     return ChurnResult(as_of_month, current, fitted.model, drivers, len(train), train_cutoffs, fitted.available_rows)
+
+
+def card_cutoffs(labelled: list[str]) -> tuple[list[str], list[str]]:
+    """(training, test) cutoffs of :func:`model_card`: test on the last :data:`TEST_CUTOFFS`
+    labelled cutoffs, train on the latest whose outcomes were known before the first of them."""
+    test = labelled[-TEST_CUTOFFS:]
+    first_test = labelled.index(test[0])
+    return labelled[: first_test - churn.HORIZON_MONTHS + 1][-TRAIN_CUTOFFS:], test
+
+
+def training_cutoff_sets(months: list[str], as_of_month: str) -> list[list[str]]:
+    """The training cutoffs of the models a run fits: :func:`churn_scores`' and, when there is
+    history enough, :func:`model_card`'s (which :func:`at_risk_trend` reuses)."""
+    _, labelled = _cutoffs(months, as_of_month)
+    sets = [labelled[-TRAIN_CUTOFFS:]] if labelled else []
+    if len(labelled) >= TEST_CUTOFFS + churn.HORIZON_MONTHS + 3:
+        sets.append(card_cutoffs(labelled)[0])
+    return sets
+
+
+def full_snapshot_months(months: list[str], as_of_month: str) -> list[str]:
+    """The months whose every account a run scores, in the order :func:`report.compute` needs
+    them: the as-of month (:func:`churn_scores`), the model card's test cutoffs
+    (:func:`model_card`), then the rest of the at-risk trend's months (:func:`at_risk_trend`)."""
+    upto, labelled = _cutoffs(months, as_of_month)
+    wanted = [as_of_month, *labelled[-TEST_CUTOFFS:], *upto[-TREND_MONTHS:]]
+    return list(dict.fromkeys(wanted))
 
 
 TREND_MONTHS = 6
@@ -382,9 +468,7 @@ def model_card(con, as_of_month: str, truth: pd.DataFrame | None = None, cache: 
     _, labelled = _cutoffs(cache.data_months(), as_of_month)
     if len(labelled) < TEST_CUTOFFS + churn.HORIZON_MONTHS + 3:
         raise UsageError(f"not enough labelled months before {as_of_month} for an out-of-time evaluation")
-    test_cutoffs = labelled[-TEST_CUTOFFS:]
-    first_test = labelled.index(test_cutoffs[0])
-    train_cutoffs = labelled[: first_test - churn.HORIZON_MONTHS + 1][-TRAIN_CUTOFFS:]
+    train_cutoffs, test_cutoffs = card_cutoffs(labelled)
     fitted = cache.fit(train_cutoffs)
     train, available = fitted.train, fitted.available_rows
     test = cache.labelled(test_cutoffs)  # each month's rows in features() order
