@@ -97,3 +97,39 @@ def test_snapshot_cache_fits_once_and_offers_only_models_blind_to_a_month():
     assert cache.fitted_by("2025-05") is first
     later = cache.fit(["2025-02", "2025-03"])
     assert cache.fitted_by("2025-05") is first and cache.fitted_by("2025-06") is later
+
+
+def test_drivers_are_ranked_by_contribution_ties_to_the_name_sorting_last():
+    """`Drivers.explain`: named only above the minimum contribution and with a known value, at
+    most `top`, largest contribution first; an exact tie goes to the driver whose name sorts
+    last; renewal is a reason only on an annual plan."""
+    from cfxlib.customers.churn import Drivers
+
+    cols = ["usage_trend", "utilisation", "open_overdue", "nps_mean", "months_to_renewal"]
+    d = Drivers(top=3)
+    d.columns_ = cols
+    d.median_ = pd.Series(0.0, index=cols)
+    d.mean_ = pd.Series([0.0, 0.6, 0.0, 0.0, 0.0], index=cols)
+    d.std_ = pd.Series(1.0, index=cols)
+    # every driver's learned effect in its expected direction
+    d.coef_ = pd.Series([-1.0, -1.0, 1.0, -1.0, -1.0], index=cols)
+    frame = pd.DataFrame(
+        {
+            # contributions: falling_usage 0.5, low_utilisation 0.5 (tie), ticket_backlog 2, low_nps 0.1
+            "usage_trend": [-0.5, -0.5, np.nan],
+            "utilisation": [0.1, 0.1, 0.0],
+            "open_overdue": [2.0, 2.0, 0.0],
+            "nps_mean": [-0.1, -0.1, -1.0],
+            "months_to_renewal": [-5.0, -5.0, -5.0],
+            "annual_plan": [0, 1, 1],
+            "seats": [10.0, 10.0, 20.0],
+        }
+    )
+    out = d.explain(frame)
+    assert out["drivers"].tolist() == [
+        ["ticket_backlog", "low_utilisation", "falling_usage"],
+        ["renewal_due", "ticket_backlog", "low_utilisation"],
+        ["renewal_due", "low_nps", "low_utilisation"],
+    ]
+    assert out["reasons"][0][0] == "2 open support tickets past their target time"
+    assert out["reasons"][2][2] == "Only 0% of 20 seats are active on an average day"

@@ -533,11 +533,17 @@ class Drivers:
             if driver == "renewal_due":  # monthly plans renew every month: not a reason
                 plan = frame["annual_plan"] if "annual_plan" in frame else pd.Series(0, index=frame.index)
                 named[:, j] &= plan.fillna(0).astype(bool).to_numpy()
-        rows = frame.to_dict("records")
+        # per row: named drivers by contribution, ties to the name that sorts last, the top few
+        drivers = [d for d, _ in candidates]
+        name_rank = np.broadcast_to(np.argsort(np.argsort(drivers)), value.shape)
+        order = np.lexsort((-name_rank, -np.where(named, value, -np.inf)), axis=-1)[:, : self.top]
+        counts = np.minimum(named.sum(axis=1), self.top)
+        # the values a reason quotes, as Python numbers (see _describe)
+        quoted = {f: frame[f].tolist() for f in {*(f for _, f in candidates), "seats"} if f in frame.columns}
         names, texts = [], []
-        for i in range(n):
-            picks = sorted(((value[i, j], candidates[j][0]) for j in np.flatnonzero(named[i])), reverse=True)
-            picks = [d for _, d in picks[: self.top]]
+        for i, (picked, count) in enumerate(zip(order.tolist(), counts.tolist(), strict=True)):
+            picks = [drivers[j] for j in picked[:count]]
             names.append(picks)
-            texts.append([_describe(d, rows[i]) for d in picks])
+            row = {k: v[i] for k, v in quoted.items()} if picks else {}
+            texts.append([_describe(d, row) for d in picks])
         return pd.DataFrame({"drivers": names, "reasons": texts}, index=frame.index)
