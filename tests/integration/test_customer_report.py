@@ -81,6 +81,10 @@ def test_customer_success_report(demo_home, tmp_path):
     assert trend["trained_through"] == card["train_cutoffs"][1]
     known_at = pd.Period(trend["trained_through"], freq="M") + 3
     assert str(known_at) <= trend["points"][0]["month"] and str(known_at) in trend["note"]
+    # a detail quotes the account's churn feature, not the health component of the same name
+    # (a 0-100 score once made "Downtime is 772% below the pre-ChatterFix baseline")
+    quoted = pd.read_csv(out / "at_risk.csv")["detail"].dropna().str.extract(r"Downtime is (\d+)% (?:below|above)")[0]
+    assert quoted.notna().any() and quoted.dropna().astype(int).le(100).all()
     md = (out / "customer_success.md").read_text()
     assert "## Churn model card" in md and "ROC AUC" in md and "## At-risk accounts" in md
     for png in ("churn_calibration.png", "retention_km.png", "health_by_tier.png"):

@@ -70,6 +70,12 @@ def load_playbooks(path: Path | None = None) -> list[Playbook]:
         raise UsageError(
             f"playbook catalogue names unknown driver(s) {sorted(unknown)}; known: {', '.join(drivers.DRIVER_FEATURES)}"
         )
+    unknown = {c for b in books for c in (b.when.max_component or {})} - set(health.COMPONENTS)
+    if unknown:
+        raise UsageError(
+            f"playbook catalogue names unknown health component(s) {sorted(unknown)} in max_component; "
+            f"known: {', '.join(health.COMPONENTS)}"
+        )
     return books
 
 
@@ -80,15 +86,30 @@ FACTS = {
     "target_active_seats": "active seats that would reach 60% utilisation",
     "open_overdue": "open support tickets past their target time",
     "renewal_in": "when the annual renewal falls ('in 2 months', 'this month')",
-    "downtime_reduction_pct": "downtime reduction against the pre-ChatterFix baseline, %",
+    "downtime_reduction_pct": "downtime reduction against the pre-ChatterFix baseline, % (negative when higher)",
+    "downtime_vs_baseline": "downtime against the baseline in words ('12% below', '5% above', 'no lower than')",
     "nps": "mean NPS answer (0-10)",
     "usage_change_pct": "change of usage against its earlier level, %",
 }
 """Facts a playbook's ``detail`` may quote, computed from the account's churn features."""
 
 
+FACT_FEATURES = (
+    "seats",
+    "utilisation",
+    "open_overdue",
+    "months_to_renewal",
+    "downtime_reduction",
+    "nps_mean",
+    "usage_trend",
+)
+"""The churn features (:func:`cfxlib.customers.churn.snapshot`) that :func:`facts` reads."""
+
+
 def facts(row: dict) -> dict:
-    """The :data:`FACTS` known for an account (missing features leave their facts out)."""
+    """The :data:`FACTS` known for an account, from its churn features :data:`FACT_FEATURES`
+    (missing features leave their facts out). ``downtime_reduction`` is the feature (a fraction
+    of the baseline), not the health component of that name (a 0-100 score)."""
 
     def known(name):
         v = row.get(name)
@@ -113,7 +134,11 @@ def facts(row: dict) -> dict:
             else "in " + drivers.plural(row["months_to_renewal"], "month")
         )
     if known("downtime_reduction") is not None:
-        out["downtime_reduction_pct"] = f"{100 * row['downtime_reduction']:.0f}"
+        pct = 100 * row["downtime_reduction"]
+        out["downtime_reduction_pct"] = f"{pct:.0f}"
+        out["downtime_vs_baseline"] = (
+            f"{pct:.0f}% below" if pct >= 0.5 else f"{-pct:.0f}% above" if pct <= -0.5 else "no lower than"
+        )
     if known("nps_mean") is not None:
         out["nps"] = f"{row['nps_mean']:.1f}"
     if known("usage_trend") is not None:
@@ -121,14 +146,18 @@ def facts(row: dict) -> dict:
     return out
 
 
-def recommend(row: dict, books: list[Playbook]) -> dict:
+def recommend(row: dict, books: list[Playbook], features: dict | None = None) -> dict:
     """The playbook for the account's most important driver that has one (catalogue order breaks
     ties); without such a match, the first general entry (no driver condition) that matches.
 
     The action is made specific to the account: the playbook's ``detail`` filled with the
     account's :func:`facts`, and, when another of its drivers calls for a different playbook,
-    that playbook as the next step."""
-    known = facts(row)
+    that playbook as the next step.
+
+    ``row``: the account's ``drivers``, ``p_churn_3m`` and health component scores, which the
+    playbooks' conditions read; ``features``: its churn features, which the details quote
+    (default: ``row``)."""
+    known = facts(row if features is None else features)
 
     def detail(book: Playbook) -> str | None:
         try:
@@ -185,9 +214,10 @@ def at_risk(
     frame["drivers"] = explained["drivers"].to_numpy()
     frame["reasons"] = explained["reasons"].to_numpy()
     frame["arr_at_risk"] = frame["p_churn_3m"] * frame["arr"]
-    features = s.drop(columns=[c for c in ("tier", "mrr", "p_churn_3m") if c in s.columns])
-    rows = frame.merge(features, on="account_id", how="left", suffixes=("", "_feature")).to_dict("records")
-    recs = pd.DataFrame([recommend(r, books) for r in rows], index=frame.index)
+    # frame keeps the scores' row order (a left merge on a unique key), so row i is s's row i
+    conditions = frame[["drivers", "p_churn_3m", *health.COMPONENTS]].to_dict("records")
+    quoted = s[[c for c in FACT_FEATURES if c in s.columns]].to_dict("records")
+    recs = pd.DataFrame([recommend(r, books, f) for r, f in zip(conditions, quoted, strict=True)], index=frame.index)
     frame = pd.concat([frame, recs], axis=1)
     frame["at_risk"] = (frame["p_churn_3m"] >= min_probability) | (frame["band"] == "red")
     cols = [
