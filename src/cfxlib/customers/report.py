@@ -48,6 +48,7 @@ def compute(
     try:
         # the months scored in full are queried on a second connection while models are fitted
         cache.prefetch(scoring.full_snapshot_months(cache.data_months(), as_of_month))
+        cache.prefetch_health(scoring.card_test_months(cache.data_months(), as_of_month))
         cache.prepare_training(scoring.training_cutoff_sets(cache.data_months(), as_of_month))
         result = scoring.churn_scores(con, as_of_month, cache)
         risk = playbooks.at_risk(result, health_frame)

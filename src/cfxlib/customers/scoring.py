@@ -26,6 +26,9 @@ TRAIN_CUTOFFS = 24
 TEST_CUTOFFS = 6
 FIRST_CUTOFF = 3
 """Cutoffs start this many months after the first month with MRR (some history first)."""
+CARD_MIN_LABELLED = TEST_CUTOFFS + churn.HORIZON_MONTHS + 3
+"""The model card needs this many labelled cutoffs: its test cutoffs, the outcome horizon
+between training and test, and a few to train on."""
 
 
 # --------------------------------------------------------------------------- churn scores
@@ -108,7 +111,7 @@ class SnapshotCache:
         self._fits: dict[tuple[str, ...], FittedModel] = {}
         self._scores: dict[tuple[tuple[str, ...], str], np.ndarray] = {}
         self._months: list[str] | None = None
-        self._pending: dict[str, Future] = {}
+        self._pending: dict[str | tuple[str, str], Future] = {}
         self._worker: ThreadPoolExecutor | None = None
         self._worker_con = None
 
@@ -186,12 +189,37 @@ class SnapshotCache:
             if month not in self._features and month not in self._pending:
                 self._pending[month] = self._worker.submit(self._snapshot_in_background, month)
 
-    def _snapshot_in_background(self, month: str) -> pd.DataFrame:
+    def prefetch_health(self, months: list[str]) -> None:
+        """Starts computing the health scores at ``months``' ends (:meth:`health`), after the
+        snapshots of :meth:`prefetch` and like them; nothing elsewhere than on DuckDB."""
+        if self.account_months(self.data_months()[-1]) is None:
+            return
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cfx-snapshots")
+        for month in months:
+            if ("health", month) not in self._pending:
+                self._pending[("health", month)] = self._worker.submit(self._health_in_background, month)
+
+    def health_at(self, month: str, config: health.HealthConfig | None = None) -> pd.DataFrame:
+        """:func:`health.health_scores` at the end of ``month`` without changes, with the default
+        configuration (or ``config``, then never from :meth:`prefetch_health`)."""
+        future = self._pending.pop(("health", month), None)
+        if future is not None and config is None:
+            return future.result()
+        return health.health_scores(self.con, churn.month_end(month), config, changes=False)
+
+    def _worker_connection(self):
         if self._worker_con is None:  # its own connection: one DuckDB connection runs one query at a time
             self._worker_con = self.con.cursor()
             self._worker_con.execute(f"CREATE TEMP TABLE {self.ACCOUNT_MONTHS} AS {self._account_months_query}")
+        return self._worker_con
+
+    def _snapshot_in_background(self, month: str) -> pd.DataFrame:
         table = self.ACCOUNT_MONTHS if month <= self._account_months_through else None
-        return churn.snapshot(self._worker_con, month, with_labels=False, account_months=table)
+        return churn.snapshot(self._worker_connection(), month, with_labels=False, account_months=table)
+
+    def _health_in_background(self, month: str) -> pd.DataFrame:
+        return health.health_scores(self._worker_connection(), churn.month_end(month), changes=False)
 
     def close(self) -> None:
         """Stops the background snapshots (:meth:`prefetch`) and closes their connection."""
@@ -393,9 +421,15 @@ def training_cutoff_sets(months: list[str], as_of_month: str) -> list[list[str]]
     history enough, :func:`model_card`'s (which :func:`at_risk_trend` reuses)."""
     _, labelled = _cutoffs(months, as_of_month)
     sets = [labelled[-TRAIN_CUTOFFS:]] if labelled else []
-    if len(labelled) >= TEST_CUTOFFS + churn.HORIZON_MONTHS + 3:
+    if len(labelled) >= CARD_MIN_LABELLED:
         sets.append(card_cutoffs(labelled)[0])
     return sets
+
+
+def card_test_months(months: list[str], as_of_month: str) -> list[str]:
+    """:func:`model_card`'s test cutoffs (none when there is too little history for a card)."""
+    _, labelled = _cutoffs(months, as_of_month)
+    return card_cutoffs(labelled)[1] if len(labelled) >= CARD_MIN_LABELLED else []
 
 
 def full_snapshot_months(months: list[str], as_of_month: str) -> list[str]:
@@ -467,7 +501,7 @@ def model_card(con, as_of_month: str, truth: pd.DataFrame | None = None, cache: 
     test on the last :data:`TEST_CUTOFFS` labelled cutoffs."""
     cache = cache or SnapshotCache(con)
     _, labelled = _cutoffs(cache.data_months(), as_of_month)
-    if len(labelled) < TEST_CUTOFFS + churn.HORIZON_MONTHS + 3:
+    if len(labelled) < CARD_MIN_LABELLED:
         raise UsageError(f"not enough labelled months before {as_of_month} for an out-of-time evaluation")
     train_cutoffs, test_cutoffs = card_cutoffs(labelled)
     fitted = cache.fit(train_cutoffs)
@@ -494,25 +528,39 @@ def model_card(con, as_of_month: str, truth: pd.DataFrame | None = None, cache: 
         }
     )
     # Health score validation on the same test rows: does a low score precede churn?
-    card["health_validation"] = health_validation(con, test_cutoffs, test[["account_id", "cutoff", churn.LABEL]])
+    card["health_validation"] = health_validation(
+        con, test_cutoffs, test[["account_id", "cutoff", churn.LABEL]], cache=cache
+    )
     return card
 
 
 # --------------------------------------------------------------------------- health validation
 
 
-def health_validation(con, cutoffs: list[str], labels: pd.DataFrame, config: health.HealthConfig | None = None) -> dict:
+def health_validation(
+    con,
+    cutoffs: list[str],
+    labels: pd.DataFrame,
+    config: health.HealthConfig | None = None,
+    cache: SnapshotCache | None = None,
+) -> dict:
     """How well the health score and its bands separate churners (next 3 months).
 
     ROC AUC of (100 - score), churn rate per band, and weights suggested by a logistic
     regression of churn on the standardised components (negative coefficients = protective;
-    suggested weight = share of the protective effect), beside the configured ones.
+    suggested weight = share of the protective effect), beside the configured ones. ``cache``:
+    the scores at the cutoffs come from :meth:`SnapshotCache.health_at` (perhaps computed already).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
+    at = (
+        cache.health_at
+        if cache is not None
+        else (lambda c, cfg: health.health_scores(con, churn.month_end(c), cfg, changes=False))
+    )
+    frames = [at(c, config).assign(cutoff=c) for c in cutoffs]
     config = config or health.load_config()
-    frames = [health.health_scores(con, churn.month_end(c), config, changes=False).assign(cutoff=c) for c in cutoffs]
     scores = pd.concat(frames, ignore_index=True).merge(labels, on=["account_id", "cutoff"])
     y = scores[churn.LABEL].to_numpy()
     out: dict = {"rows": int(len(scores))}
