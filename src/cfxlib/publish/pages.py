@@ -412,7 +412,7 @@ def _train_rows(card: dict) -> str:
     """'N account-months', or 'a sample of N of the M account-months' for a large book."""
     rows, available = card["train_rows"], card.get("train_rows_available", card["train_rows"])
     if available > rows:
-        return f"a fixed-seed sample of {rows:,} of the {available:,} account-months"
+        return f"a uniform sample (fixed keys) of {rows:,} of the {available:,} account-months"
     return f"{rows:,} account-months"
 
 
