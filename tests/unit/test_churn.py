@@ -133,3 +133,36 @@ def test_drivers_are_ranked_by_contribution_ties_to_the_name_sorting_last():
     ]
     assert out["reasons"][0][0] == "2 open support tickets past their target time"
     assert out["reasons"][2][2] == "Only 0% of 20 seats are active on an average day"
+
+
+def test_a_sampled_model_card_quotes_the_measured_cost_of_the_sample():
+    """The card of a run trained on a sample says what the sample cost when it was measured
+    (config/churn_sample_check.yaml, written by bench/churn.py); a card trained on every row
+    says nothing of it."""
+    from cfxlib.customers import scoring
+    from cfxlib.publish import pages
+
+    check = scoring.sample_check()
+    assert check is not None and check["rows_sample"] < check["rows_all"]
+    card = {
+        "model": "ChurnModel",
+        "train_cutoffs": ["2024-03", "2025-12"],
+        "test_cutoffs": ["2026-03", "2026-08"],
+        "test_rows": 348_315,
+        "churn_rate": 0.05,
+        "roc_auc": 0.86,
+        "pr_auc": 0.25,
+        "brier": 0.044,
+        "brier_base_rate": 0.047,
+        "lift_top_decile": 4.1,
+        "accuracy": 0.95,
+        "accuracy_always_no_churn": 0.95,
+        "train_rows": 50_000,
+        "train_rows_available": 417_200,
+        "sample_check": check,
+    }
+    text = pages.model_card({"model_card": card})
+    assert "a uniform sample (fixed keys) of 50,000 of the 417,200 account-months" in text
+    assert f"ROC AUC {check['roc_auc_all']:.4f} trained on all {check['rows_all']:,} rows" in text
+    every_row = {**card, "train_rows_available": 50_000, "sample_check": None}
+    assert "costs little accuracy" not in pages.model_card({"model_card": every_row})

@@ -12,6 +12,7 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -51,6 +52,16 @@ and is never sampled; a uniform sample keeps the churn rate, so probabilities st
 docs/benchmarks.md ("Churn training sample") measures what the cap costs in accuracy."""
 SAMPLE_HASH_KEY = "cfx-churn-sample"
 """The fixed key of the sample's hash (16 characters, see :func:`pandas.util.hash_array`)."""
+
+
+def sample_check() -> dict | None:
+    """What the training cap cost in accuracy when last measured (``config/churn_sample_check.yaml``,
+    written by ``bench/churn.py --parts sample``): ROC and PR AUC out of time on a demo company,
+    trained on every row and on the sample; None when never measured."""
+    import yaml
+
+    path = Path(__file__).parents[1] / "config" / "churn_sample_check.yaml"
+    return yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def _sample_keys(account_ids, month: str) -> np.ndarray:
@@ -523,6 +534,7 @@ def model_card(con, as_of_month: str, truth: pd.DataFrame | None = None, cache: 
             "train_rows": int(len(train)),
             "train_rows_available": int(available),
             "test_rows": int(len(test)),
+            "sample_check": sample_check() if available > len(train) else None,
             "features": churn.feature_columns(train),
             "model": "ChurnModel: logistic regression + gradient boosting blend, sigmoid-calibrated (3-fold)",
         }
