@@ -125,6 +125,7 @@ class SnapshotCache:
         self._pending: dict[str | tuple[str, str], Future] = {}
         self._worker: ThreadPoolExecutor | None = None
         self._worker_con = None
+        self._worker_ready = False
 
     def data_months(self) -> list[str]:
         """:func:`churn.data_months`, queried once."""
@@ -192,21 +193,17 @@ class SnapshotCache:
         connection in a background thread; :meth:`features` then waits for them. Model fits run
         on one thread, so on two cores these queries take no time of their own. Elsewhere than on
         DuckDB this does nothing. Call :meth:`close` when done."""
-        if self.account_months(self.data_months()[-1]) is None:
+        if not self._start_worker():
             return
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cfx-snapshots")
         for month in months:
             if month not in self._features and month not in self._pending:
                 self._pending[month] = self._worker.submit(self._snapshot_in_background, month)
 
     def prefetch_health(self, months: list[str]) -> None:
-        """Starts computing the health scores at ``months``' ends (:meth:`health`), after the
+        """Starts computing the health scores at ``months``' ends (:meth:`health_at`), after the
         snapshots of :meth:`prefetch` and like them; nothing elsewhere than on DuckDB."""
-        if self.account_months(self.data_months()[-1]) is None:
+        if not self._start_worker():
             return
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cfx-snapshots")
         for month in months:
             if ("health", month) not in self._pending:
                 self._pending[("health", month)] = self._worker.submit(self._health_in_background, month)
@@ -219,10 +216,23 @@ class SnapshotCache:
             return future.result()
         return health.health_scores(self.con, churn.month_end(month), config, changes=False)
 
-    def _worker_connection(self):
-        if self._worker_con is None:  # its own connection: one DuckDB connection runs one query at a time
+    def _start_worker(self) -> bool:
+        """The background thread and its own DuckDB connection (one connection runs one query at
+        a time), opened here on the calling thread; False elsewhere than on DuckDB."""
+        if self.account_months(self.data_months()[-1]) is None:
+            return False
+        if self._worker is None:
             self._worker_con = self.con.cursor()
+            self._worker_ready = False
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cfx-snapshots")
+        return True
+
+    def _worker_connection(self):
+        """The background connection, with its own copy of the account months (a temporary
+        table is its connection's); called on the background thread only."""
+        if not self._worker_ready:
             self._worker_con.execute(f"CREATE TEMP TABLE {self.ACCOUNT_MONTHS} AS {self._account_months_query}")
+            self._worker_ready = True
         return self._worker_con
 
     def _snapshot_in_background(self, month: str) -> pd.DataFrame:
