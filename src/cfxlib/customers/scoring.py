@@ -155,7 +155,7 @@ class SnapshotCache:
         months and the at-risk trend's months overlap, and both use the card's model)."""
         key = (tuple(fitted.cutoffs), month)
         if key not in self._scores:
-            self._scores[key] = fitted.model.predict_proba(self.features(month)[fitted.features])[:, 1]
+            self._scores[key] = fitted.model.predict_proba(self._snapshot(month)[fitted.features])[:, 1]
         return self._scores[key]
 
     def fit(self, cutoffs: list[str]) -> FittedModel:
@@ -179,6 +179,10 @@ class SnapshotCache:
     def features(self, month: str, keep: bool = True) -> pd.DataFrame:
         """Features of every account active at the end of ``month`` (data up to that day only);
         with ``keep=False`` read through the cache without filling it."""
+        return self._snapshot(month, keep).copy()
+
+    def _snapshot(self, month: str, keep: bool = True) -> pd.DataFrame:
+        """:meth:`features` without the copy: the cached frame itself, not to be changed."""
         frame = self._features.get(month)
         if frame is None and month in self._pending:
             frame = self._features[month] = self._pending.pop(month).result()
@@ -186,7 +190,7 @@ class SnapshotCache:
             frame = churn.snapshot(self.con, month, with_labels=False, account_months=self.account_months(month))
             if keep:
                 self._features[month] = frame
-        return frame.copy()
+        return frame
 
     def prefetch(self, months: list[str]) -> None:
         """Starts computing ``months``' full snapshots, in this order, on a second DuckDB
@@ -271,6 +275,18 @@ class SnapshotCache:
     def labelled(self, cutoffs: list[str]) -> pd.DataFrame:
         """Every snapshot of ``cutoffs`` with its outcome (0 when the account has none)."""
         return pd.concat([self._labelled_month(c, keep=True) for c in cutoffs], ignore_index=True)
+
+    def labels(self, cutoffs: list[str]) -> pd.DataFrame:
+        """:meth:`labelled` without the features: ``account_id``, ``cutoff`` and the outcome of
+        every snapshot row, in the same order (1,000,000 accounts x 6 months of features are
+        about 2 GB that an evaluation does not need)."""
+        parts = []
+        for month in cutoffs:
+            ids = self._snapshot(month)[["account_id", "cutoff"]]
+            frame = ids.merge(self.outcomes(month), on="account_id", how="left")
+            frame[churn.LABEL] = frame[churn.LABEL].fillna(0).astype(int)
+            parts.append(frame)
+        return pd.concat(parts, ignore_index=True)
 
     def snapshot_accounts(self, month: str) -> np.ndarray | None:
         """The accounts of ``month``'s snapshot (those with MRR at its end), in snapshot order,
@@ -494,7 +510,7 @@ def at_risk_trend(con, as_of_month: str, months: int = TREND_MONTHS, cache: Snap
     train_cutoffs = fitted.cutoffs
     points = []
     for month in shown:
-        snap = cache.features(month)
+        snap = cache._snapshot(month)  # read only
         arr = 12 * snap["mrr"].astype(float)
         p = cache.scores(fitted, month)
         point = {
@@ -527,7 +543,7 @@ def model_card(con, as_of_month: str, truth: pd.DataFrame | None = None, cache: 
     train_cutoffs, test_cutoffs = card_cutoffs(labelled)
     fitted = cache.fit(train_cutoffs)
     train, available = fitted.train, fitted.available_rows
-    test = cache.labelled(test_cutoffs)  # each month's rows in features() order
+    test = cache.labels(test_cutoffs)  # each month's rows in features() order
     test["p"] = np.concatenate([cache.scores(fitted, c) for c in test_cutoffs])
     oracle = None
     if truth is not None:
