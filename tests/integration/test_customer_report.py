@@ -136,3 +136,36 @@ def test_a_capped_training_sample_has_the_rows_and_values_of_full_snapshots(demo
         prepared.close()
     finally:
         con.close()
+
+
+def test_months_scored_one_ahead_and_released_change_no_figure(demo_home, monkeypatch):
+    """With room for one month computed ahead (as at 1,000,000 accounts), the card's months are
+    scored in order and their features released: no month's features stay in memory, and the
+    model card and at-risk trend are those of a cache that keeps every month."""
+    from cfxlib.customers import report, scoring
+    from cfxlib.store import warehouse
+
+    con = warehouse.connect(demo_home / "warehouse" / "cfx.duckdb", read_only=True)
+    try:
+        keeps_all = scoring.SnapshotCache(con)
+        card = scoring.model_card(con, "2025-09", cache=keeps_all)
+        trend = scoring.at_risk_trend(con, "2025-09", cache=keeps_all)
+        assert keeps_all.fitted_by("2025-04") is not None and trend["points"]
+
+        monkeypatch.setattr(scoring, "PREFETCH_ROWS", 1)
+        cache = scoring.SnapshotCache(con)
+        months = scoring.full_snapshot_months(cache.data_months(), "2025-09")
+        assert len(months) >= 8
+        cache.prefetch(months)
+        assert len(cache.held_months()) == 1  # one month computed ahead, not eight
+        scoring.churn_scores(con, "2025-09", cache)
+        scoring.score_card_months(cache, "2025-09")
+        assert cache.held_months() == []
+        assert list(cache.ids(months[-1]).columns) == ["account_id", "cutoff", "mrr"]
+        cache.close()
+
+        released = report.compute(con, "2025-09")
+        assert released.card == card
+        assert released.risk_trend == trend
+    finally:
+        con.close()

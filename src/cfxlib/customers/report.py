@@ -51,6 +51,7 @@ def compute(
         cache.prefetch_health(scoring.card_test_months(cache.data_months(), as_of_month))
         cache.prepare_training(scoring.training_cutoff_sets(cache.data_months(), as_of_month))
         result = scoring.churn_scores(con, as_of_month, cache)
+        scoring.score_card_months(cache, as_of_month)  # a few months' features in memory at a time
         risk = playbooks.at_risk(result, health_frame)
         names = con.execute("SELECT account_id, account_name FROM accounts").df()
         risk.insert(1, "account_name", risk["account_id"].map(names.set_index("account_id")["account_name"]))

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -44,6 +45,12 @@ def _cutoffs(months: list[str], as_of_month: str) -> tuple[list[str], list[str]]
     labelled = upto[FIRST_CUTOFF : len(upto) - churn.HORIZON_MONTHS]
     return upto, labelled
 
+
+PREFETCH_ROWS = 2_000_000
+""":meth:`SnapshotCache.prefetch` computes at most this many snapshot rows ahead of their use
+(about 1 GB): every month a run scores in full at 100,000 accounts, two at 1,000,000."""
+RELEASED_COLUMNS = ("account_id", "cutoff", "mrr")
+"""What :meth:`SnapshotCache.release` keeps of a month's snapshot."""
 
 TRAIN_MAX_ROWS = 50_000
 """Every churn model trains on at most this many snapshot rows: a uniform sample with fixed keys
@@ -104,28 +111,32 @@ class SnapshotCache:
     memory. Callers get copies, so adding columns to one never leaks into another.
     """
 
-    ACCOUNT_MONTHS = "cfx_churn_account_months"
-    """A temporary table of every account's MRR by month, computed once: each snapshot and
-    outcome query reads its months from it instead of recomputing them (0.1 s a query at
-    100,000 accounts, about 80 queries a run)."""
+    ACCOUNT_MONTHS = "account_months"
+    """A table of every account's MRR by month, computed once: each snapshot and outcome query
+    reads its months from it instead of recomputing them (0.1 s a query at 100,000 accounts,
+    about 80 queries a run). It lives in an in-memory database attached for this cache
+    (:meth:`_scratch`), which the background connection shares: a temporary table would be its
+    connection's own, and a copy per connection is 1 GB at 1,000,000 accounts."""
 
     def __init__(self, con, max_rows: int | None = None) -> None:
         self.con = con
         self.max_rows = TRAIN_MAX_ROWS if max_rows is None else max_rows
         self._account_months_through: str | None = None
-        self._account_months_query = ""
         self._features: dict[str, pd.DataFrame] = {}
         self._outcomes: dict[str, pd.DataFrame] = {}
         self._training: dict[str, tuple[int, pd.DataFrame]] = {}
         self._accounts: dict[str, np.ndarray] = {}
         self._sampled: dict[str, pd.DataFrame] = {}
+        self._released: dict[str, pd.DataFrame] = {}
+        self._queue: list[str | tuple[str, str]] = []
+        self._ahead = 1
         self._fits: dict[tuple[str, ...], FittedModel] = {}
         self._scores: dict[tuple[tuple[str, ...], str], np.ndarray] = {}
         self._months: list[str] | None = None
         self._pending: dict[str | tuple[str, str], Future] = {}
         self._worker: ThreadPoolExecutor | None = None
         self._worker_con = None
-        self._worker_ready = False
+        self._scratch_name: str | None = None
 
     def data_months(self) -> list[str]:
         """:func:`churn.data_months`, queried once."""
@@ -144,10 +155,19 @@ class SnapshotCache:
         if self._account_months_through is None:
             last = str(pd.Period(self.data_months()[-1], freq="M") + churn.HORIZON_MONTHS)
             first_day = date_literal(pd.Period(last, freq="M").start_time.date())
-            self._account_months_query = account_month_sql(first_day)
-            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {self.ACCOUNT_MONTHS} AS {self._account_months_query}")
+            self.con.execute(f"CREATE TABLE {self._scratch()}.{self.ACCOUNT_MONTHS} AS {account_month_sql(first_day)}")
             self._account_months_through = last
-        return self.ACCOUNT_MONTHS if through <= self._account_months_through else None
+        return f"{self._scratch()}.{self.ACCOUNT_MONTHS}" if through <= self._account_months_through else None
+
+    def _scratch(self) -> str:
+        """The name of this cache's in-memory database, attached on first use (read-write even
+        beside a read-only warehouse) and detached by :meth:`close`; unique per cache, because
+        every connection to one warehouse file in a process sees the same attachments."""
+        if self._scratch_name is None:
+            name = f"cfx_churn_scratch_{uuid.uuid4().hex[:12]}"
+            self.con.execute(f"ATTACH ':memory:' AS {name} (READ_WRITE)")
+            self._scratch_name = name
+        return self._scratch_name
 
     def scores(self, fitted: FittedModel, month: str) -> np.ndarray:
         """p(churn within 3 months) by ``fitted``'s model for every row of :meth:`features`
@@ -182,42 +202,91 @@ class SnapshotCache:
         return self._snapshot(month, keep).copy()
 
     def _snapshot(self, month: str, keep: bool = True) -> pd.DataFrame:
-        """:meth:`features` without the copy: the cached frame itself, not to be changed."""
+        """:meth:`features` without the copy: the cached frame itself, not to be changed. A
+        released month (:meth:`release`) is computed again and not kept."""
         frame = self._features.get(month)
         if frame is None and month in self._pending:
-            frame = self._features[month] = self._pending.pop(month).result()
+            frame = self._pending.pop(month).result()
+            if keep and month not in self._released:
+                self._features[month] = frame
+            self._top_up()
         if frame is None:
+            if month in self._queue:
+                self._queue.remove(month)
             frame = churn.snapshot(self.con, month, with_labels=False, account_months=self.account_months(month))
-            if keep:
+            if keep and month not in self._released:
                 self._features[month] = frame
         return frame
+
+    def ids(self, month: str) -> pd.DataFrame:
+        """``account_id``, ``cutoff`` and ``mrr`` of every row of ``month``'s snapshot, in
+        :meth:`features` order (kept after :meth:`release`); the cached frame, not to be changed."""
+        frame = self._released.get(month)
+        return frame if frame is not None else self._snapshot(month)[list(RELEASED_COLUMNS)]
+
+    def held_months(self) -> list[str]:
+        """The months whose full features are in memory: cached, or computed ahead (pending)."""
+        return sorted({*self._features, *(k for k in self._pending if isinstance(k, str))})
+
+    def release(self, month: str) -> None:
+        """Drops ``month``'s cached features, keeping :meth:`ids`: once a month is scored by
+        every model that needs it (:meth:`score_and_release`), its trend point and the model
+        card's labels need only those (a month of 1,000,000 accounts' features is about 0.5 GB)."""
+        frame = self._features.pop(month, None)
+        if frame is None:
+            frame = self._snapshot(month, keep=False)
+        self._released[month] = frame[list(RELEASED_COLUMNS)].copy()
+
+    def score_and_release(self, fitted: FittedModel, months: list[str]) -> None:
+        """Scores ``months`` in this order with ``fitted``'s model (:meth:`scores`), releasing
+        each month's features (:meth:`release`) once scored: with :meth:`prefetch`'s bounded
+        look-ahead, a run then holds a few months' features at a time, not every month's."""
+        for month in months:
+            self.scores(fitted, month)
+            self.release(month)
 
     def prefetch(self, months: list[str]) -> None:
         """Starts computing ``months``' full snapshots, in this order, on a second DuckDB
         connection in a background thread; :meth:`features` then waits for them. Model fits run
-        on one thread, so on two cores these queries take no time of their own. Elsewhere than on
-        DuckDB this does nothing. Call :meth:`close` when done."""
+        on one thread, so on two cores these queries take no time of their own. At most
+        :data:`PREFETCH_ROWS` rows are computed ahead of use: each month taken starts the next.
+        Elsewhere than on DuckDB this does nothing. Call :meth:`close` when done."""
         if not self._start_worker():
             return
-        for month in months:
-            if month not in self._features and month not in self._pending:
-                self._pending[month] = self._worker.submit(self._snapshot_in_background, month)
+        months = [m for m in months if m not in self._features and m not in self._pending]
+        if months:
+            rows = max(len(self.snapshot_accounts(months[0])), 1)
+            self._ahead = max(1, PREFETCH_ROWS // rows)
+        self._queue += months
+        self._top_up()
+
+    def _top_up(self) -> None:
+        """Submits queued work (a month's snapshot, or ``("health", month)``) in order until
+        :attr:`_ahead` results are pending: each result taken starts the next."""
+        while self._queue and self._worker is not None and len(self._pending) < self._ahead:
+            key = self._queue.pop(0)
+            task = self._health_in_background if isinstance(key, tuple) else self._snapshot_in_background
+            self._pending[key] = self._worker.submit(task, key[1] if isinstance(key, tuple) else key)
 
     def prefetch_health(self, months: list[str]) -> None:
-        """Starts computing the health scores at ``months``' ends (:meth:`health_at`), after the
-        snapshots of :meth:`prefetch` and like them; nothing elsewhere than on DuckDB."""
+        """Queues the health scores at ``months``' ends (:meth:`health_at`) after the snapshots
+        of :meth:`prefetch`, computed like them; nothing elsewhere than on DuckDB."""
         if not self._start_worker():
             return
-        for month in months:
-            if ("health", month) not in self._pending:
-                self._pending[("health", month)] = self._worker.submit(self._health_in_background, month)
+        self._queue += [("health", m) for m in months if ("health", m) not in self._pending]
+        self._top_up()
 
     def health_at(self, month: str, config: health.HealthConfig | None = None) -> pd.DataFrame:
         """:func:`health.health_scores` at the end of ``month`` without changes, with the default
         configuration (or ``config``, then never from :meth:`prefetch_health`)."""
-        future = self._pending.pop(("health", month), None)
-        if future is not None and config is None:
-            return future.result()
+        key = ("health", month)
+        if key in self._queue:
+            self._queue.remove(key)
+        future = self._pending.pop(key, None)
+        if future is not None:
+            self._top_up()
+            if config is None:
+                return future.result()
         return health.health_scores(self.con, churn.month_end(month), config, changes=False)
 
     def _start_worker(self) -> bool:
@@ -227,24 +296,14 @@ class SnapshotCache:
             return False
         if self._worker is None:
             self._worker_con = self.con.cursor()
-            self._worker_ready = False
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cfx-snapshots")
         return True
 
-    def _worker_connection(self):
-        """The background connection, with its own copy of the account months (a temporary
-        table is its connection's); called on the background thread only."""
-        if not self._worker_ready:
-            self._worker_con.execute(f"CREATE TEMP TABLE {self.ACCOUNT_MONTHS} AS {self._account_months_query}")
-            self._worker_ready = True
-        return self._worker_con
-
     def _snapshot_in_background(self, month: str) -> pd.DataFrame:
-        table = self.ACCOUNT_MONTHS if month <= self._account_months_through else None
-        return churn.snapshot(self._worker_connection(), month, with_labels=False, account_months=table)
+        return churn.snapshot(self._worker_con, month, with_labels=False, account_months=self.account_months(month))
 
     def _health_in_background(self, month: str) -> pd.DataFrame:
-        return health.health_scores(self._worker_connection(), churn.month_end(month), changes=False)
+        return health.health_scores(self._worker_con, churn.month_end(month), changes=False)
 
     def close(self) -> None:
         """Stops the background snapshots (:meth:`prefetch`) and closes their connection."""
@@ -252,10 +311,13 @@ class SnapshotCache:
             for future in self._pending.values():
                 future.cancel()
             self._worker.shutdown(wait=True)
-            self._worker, self._pending = None, {}
+            self._worker, self._pending, self._queue = None, {}, []
         if self._worker_con is not None:
             self._worker_con.close()
             self._worker_con = None
+        if self._scratch_name is not None:
+            self.con.execute(f"DETACH {self._scratch_name}")
+            self._scratch_name, self._account_months_through = None, None
 
     def outcomes(self, month: str, keep: bool = True) -> pd.DataFrame:
         """``account_id`` and ``churned_3m`` of the accounts active at the end of ``month``."""
@@ -282,7 +344,7 @@ class SnapshotCache:
         about 2 GB that an evaluation does not need)."""
         parts = []
         for month in cutoffs:
-            ids = self._snapshot(month)[["account_id", "cutoff"]]
+            ids = self.ids(month)[["account_id", "cutoff"]]
             frame = ids.merge(self.outcomes(month), on="account_id", how="left")
             frame[churn.LABEL] = frame[churn.LABEL].fillna(0).astype(int)
             parts.append(frame)
@@ -478,6 +540,24 @@ def full_snapshot_months(months: list[str], as_of_month: str) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
+def score_card_months(cache: SnapshotCache, as_of_month: str) -> None:
+    """Scores every month of :func:`full_snapshot_months` with the model card's model, in order,
+    and releases each month's features (:meth:`SnapshotCache.score_and_release`): what
+    :func:`model_card` and :func:`at_risk_trend` (which reuses that model) read afterwards. Call
+    it after :func:`churn_scores`, which needs the as-of month's features. Nothing happens when
+    there is too little history for a model card or no churn to learn from (those functions
+    then say so or fit their own model)."""
+    months = cache.data_months()
+    sets = training_cutoff_sets(months, as_of_month)
+    if len(sets) < 2:
+        return
+    try:
+        fitted = cache.fit(sets[1])
+    except UsageError:
+        return
+    cache.score_and_release(fitted, full_snapshot_months(months, as_of_month))
+
+
 TREND_MONTHS = 6
 """Months shown in the at-risk trend (the as-of month and the five before it)."""
 
@@ -510,7 +590,7 @@ def at_risk_trend(con, as_of_month: str, months: int = TREND_MONTHS, cache: Snap
     train_cutoffs = fitted.cutoffs
     points = []
     for month in shown:
-        snap = cache._snapshot(month)  # read only
+        snap = cache.ids(month)  # read only
         arr = 12 * snap["mrr"].astype(float)
         p = cache.scores(fitted, month)
         point = {
