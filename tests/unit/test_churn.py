@@ -54,6 +54,20 @@ def test_unseen_categories_and_missing_columns_values_are_tolerated():
     assert np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()
 
 
+def test_scores_in_chunks_equal_scores_at_once(monkeypatch):
+    """Rows scored a chunk at a time (bounded memory) get the probabilities they get in one batch,
+    in the input's order; columns the model was not fitted on are ignored."""
+    from cfxlib.customers import churn
+
+    X, y = customer_table()
+    model = ChurnModel().fit(X, y)
+    at_once = model.predict_proba(X)
+    monkeypatch.setattr(churn, "PREDICT_CHUNK_ROWS", 97)
+    chunked = model.predict_proba(X.assign(account_id="a"))
+    np.testing.assert_allclose(chunked, at_once, rtol=1e-12, atol=0)
+    assert model.predict_proba(X.head(0)).shape == (0, 2)
+
+
 def test_needs_both_classes():
     X, _ = customer_table(100)
     with pytest.raises(ValueError, match="both churned and retained"):
