@@ -162,6 +162,14 @@ def test_months_scored_one_ahead_and_released_change_no_figure(demo_home, monkey
         scoring.score_card_months(cache, "2025-09")
         assert cache.held_months() == []
         assert list(cache.ids(months[-1]).columns) == ["account_id", "cutoff", "mrr"]
+        # an account's id is one string shared by every released month, not a copy per month
+        first, last = cache.ids(months[1]), cache.ids(months[-1])
+        common = sorted(set(first["account_id"]) & set(last["account_id"]))[:50]
+        assert len(common) == 50
+        for account in common:
+            a = first["account_id"].to_numpy()[first["account_id"].to_numpy() == account][0]
+            b = last["account_id"].to_numpy()[last["account_id"].to_numpy() == account][0]
+            assert a is b
         cache.close()
 
         released = report.compute(con, "2025-09")
@@ -169,3 +177,22 @@ def test_months_scored_one_ahead_and_released_change_no_figure(demo_home, monkey
         assert released.risk_trend == trend
     finally:
         con.close()
+
+
+def test_playbooks_recommended_in_chunks_equal_all_at_once(demo_home, monkeypatch):
+    """The at-risk table built a few accounts at a time (bounded memory) is the one built at once:
+    each account keeps its own drivers, facts and playbook."""
+    from cfxlib.customers import health, playbooks, scoring
+    from cfxlib.store import warehouse
+
+    con = warehouse.connect(demo_home / "warehouse" / "cfx.duckdb", read_only=True)
+    try:
+        result = scoring.churn_scores(con, "2025-09")
+        health_frame = health.health_scores(con, pd.Period("2025-09", freq="M").end_time.date())
+    finally:
+        con.close()
+    at_once = playbooks.at_risk(result, health_frame)
+    monkeypatch.setattr(playbooks, "RECOMMEND_CHUNK_ROWS", 37)
+    chunked = playbooks.at_risk(result, health_frame)
+    assert len(at_once) > 37 and at_once["detail"].notna().sum() > 10
+    pd.testing.assert_frame_equal(chunked, at_once)

@@ -190,7 +190,24 @@ def recommend(row: dict, books: list[Playbook], features: dict | None = None) ->
     for book in books:
         if book.when.driver is None and book.matches(row):
             return pick(book)
-    return {"playbook": None, "action": None, "detail": None, "next_step": None, "owner": None, "due_days": None}
+    return dict(NO_RECOMMENDATION)
+
+
+NO_RECOMMENDATION = {"playbook": None, "action": None, "detail": None, "next_step": None, "owner": None, "due_days": None}
+"""What :func:`recommend` gives an account no playbook matches (and the keys of every result)."""
+
+
+RECOMMEND_CHUNK_ROWS = 50_000
+""":func:`at_risk` recommends playbooks for at most this many accounts at once (bounded memory)."""
+
+
+def _recommendations(conditions: pd.DataFrame, quoted: pd.DataFrame, books: list[Playbook]) -> pd.DataFrame:
+    """:func:`recommend` for each row of ``conditions``, quoting the same rows (by position) of
+    ``quoted``; indexed like ``conditions``."""
+    rows = conditions.to_dict("records")
+    features = quoted.iloc[conditions.index].to_dict("records") if len(conditions) else []
+    recs = [recommend(r, books, f) for r, f in zip(rows, features, strict=True)]
+    return pd.DataFrame(recs, index=conditions.index, columns=list(NO_RECOMMENDATION))
 
 
 def at_risk(
@@ -215,9 +232,16 @@ def at_risk(
     frame["reasons"] = explained["reasons"].to_numpy()
     frame["arr_at_risk"] = frame["p_churn_3m"] * frame["arr"]
     # frame keeps the scores' row order (a left merge on a unique key), so row i is s's row i
-    conditions = frame[["drivers", "p_churn_3m", *health.COMPONENTS]].to_dict("records")
-    quoted = s[[c for c in FACT_FEATURES if c in s.columns]].to_dict("records")
-    recs = pd.DataFrame([recommend(r, books, f) for r, f in zip(conditions, quoted, strict=True)], index=frame.index)
+    conditions = frame[["drivers", "p_churn_3m", *health.COMPONENTS]]
+    quoted = s[[c for c in FACT_FEATURES if c in s.columns]]
+    # a dictionary per account is about 1 KB: made a chunk at a time, not for the whole book at once
+    recs = pd.concat(
+        [
+            _recommendations(conditions.iloc[start : start + RECOMMEND_CHUNK_ROWS], quoted, books)
+            for start in range(0, len(frame), RECOMMEND_CHUNK_ROWS)
+        ]
+        or [_recommendations(conditions, quoted, books)]
+    )
     frame = pd.concat([frame, recs], axis=1)
     frame["at_risk"] = (frame["p_churn_3m"] >= min_probability) | (frame["band"] == "red")
     cols = [

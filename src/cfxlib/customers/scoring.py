@@ -125,9 +125,10 @@ class SnapshotCache:
         self._features: dict[str, pd.DataFrame] = {}
         self._outcomes: dict[str, pd.DataFrame] = {}
         self._training: dict[str, tuple[int, pd.DataFrame]] = {}
-        self._accounts: dict[str, np.ndarray] = {}
+        self._samples: dict[tuple[str, ...], tuple[dict[str, np.ndarray], int] | None] = {}
         self._sampled: dict[str, pd.DataFrame] = {}
         self._released: dict[str, pd.DataFrame] = {}
+        self._ids = pd.Index([], dtype=object)
         self._queue: list[str | tuple[str, str]] = []
         self._ahead = 1
         self._fits: dict[tuple[str, ...], FittedModel] = {}
@@ -175,7 +176,8 @@ class SnapshotCache:
         months and the at-risk trend's months overlap, and both use the card's model)."""
         key = (tuple(fitted.cutoffs), month)
         if key not in self._scores:
-            self._scores[key] = fitted.model.predict_proba(self._snapshot(month)[fitted.features])[:, 1]
+            # the model takes its features from the cached frame a chunk at a time, copying no more
+            self._scores[key] = fitted.model.predict_proba(self._snapshot(month))[:, 1]
         return self._scores[key]
 
     def fit(self, cutoffs: list[str]) -> FittedModel:
@@ -235,7 +237,18 @@ class SnapshotCache:
         frame = self._features.pop(month, None)
         if frame is None:
             frame = self._snapshot(month, keep=False)
-        self._released[month] = frame[list(RELEASED_COLUMNS)].copy()
+        ids = frame[list(RELEASED_COLUMNS)].copy()
+        ids["account_id"] = self._shared_ids(ids["account_id"])
+        self._released[month] = ids
+
+    def _shared_ids(self, ids: pd.Series) -> np.ndarray:
+        """``ids`` (object) as references to one string per account, shared by every released
+        month: a query's result holds its own copy of each id (about 60 bytes), a reference is 8."""
+        codes = self._ids.get_indexer(ids)
+        if (codes < 0).any():
+            self._ids = self._ids.append(pd.Index(pd.unique(ids[codes < 0])))
+            codes = self._ids.get_indexer(ids)
+        return self._ids.to_numpy()[codes]
 
     def score_and_release(self, fitted: FittedModel, months: list[str]) -> None:
         """Scores ``months`` in this order with ``fitted``'s model (:meth:`scores`), releasing
@@ -352,15 +365,14 @@ class SnapshotCache:
 
     def snapshot_accounts(self, month: str) -> np.ndarray | None:
         """The accounts of ``month``'s snapshot (those with MRR at its end), in snapshot order,
-        read from the account months alone (no feature computed); None off DuckDB."""
-        if month not in self._accounts:
-            table = self.account_months(month)
-            if table is None:
-                return None
-            first_day = date_literal(pd.Period(month, freq="M").start_time.date())
-            sql = f"SELECT account_id FROM {table} WHERE month = {first_day} ORDER BY account_id"
-            self._accounts[month] = self.con.execute(sql).df()["account_id"].to_numpy(dtype=object)
-        return self._accounts[month]
+        read from the account months alone (no feature computed); None off DuckDB. Not kept:
+        30 months of 1,000,000 accounts' ids are about 1.5 GB (:meth:`_sample` keeps its picks)."""
+        table = self.account_months(month)
+        if table is None:
+            return None
+        first_day = date_literal(pd.Period(month, freq="M").start_time.date())
+        sql = f"SELECT account_id FROM {table} WHERE month = {first_day} ORDER BY account_id"
+        return self.con.execute(sql).df()["account_id"].to_numpy(dtype=object)
 
     def _missing(self, month: str, accounts: np.ndarray) -> np.ndarray:
         """Of ``accounts``, those whose labelled snapshot row of ``month`` is not cached."""
@@ -419,18 +431,31 @@ class SnapshotCache:
 
     def _sample(self, cutoffs: list[str]) -> tuple[dict[str, np.ndarray], int] | None:
         """(month -> the accounts of its sampled rows, rows available) of :meth:`training`; None
-        off DuckDB or when every row is kept."""
-        accounts = [self.snapshot_accounts(month) for month in cutoffs]
-        if any(a is None for a in accounts):
-            return None
-        available = sum(len(a) for a in accounts)
+        off DuckDB or when every row is kept. Computed once per set of cutoffs, one month's
+        accounts at a time: the sample's rows are among each month's ``max_rows`` smallest keys,
+        so only those candidates are kept while the next month is read."""
+        key = tuple(cutoffs)
+        if key not in self._samples:
+            self._samples[key] = self._draw_sample(cutoffs)
+        return self._samples[key]
+
+    def _draw_sample(self, cutoffs: list[str]) -> tuple[dict[str, np.ndarray], int] | None:
+        candidates, available = [], 0
+        for month in cutoffs:
+            accounts = self.snapshot_accounts(month)
+            if accounts is None:
+                return None
+            keys = _sample_keys(accounts, month)
+            kept = _smallest(keys, self.max_rows)
+            candidates.append((month, accounts[kept], keys[kept]))
+            available += len(accounts)
         if available <= self.max_rows:
             return None
-        keys = np.concatenate([_sample_keys(a, month) for a, month in zip(accounts, cutoffs, strict=True)])
+        keys = np.concatenate([k for _, _, k in candidates])
         chosen = np.zeros(len(keys), dtype=bool)
         chosen[_smallest(keys, self.max_rows)] = True
         picks, start = {}, 0
-        for month, month_accounts in zip(cutoffs, accounts, strict=True):
+        for month, month_accounts, _ in candidates:
             picks[month] = month_accounts[chosen[start : start + len(month_accounts)]]
             start += len(month_accounts)
         return picks, available
@@ -677,9 +702,15 @@ def health_validation(
         if cache is not None
         else (lambda c, cfg: health.health_scores(con, churn.month_end(c), cfg, changes=False))
     )
-    frames = [at(c, config).assign(cutoff=c) for c in cutoffs]
+    # each month's scores are cut to what is validated and joined to its labels before the next
+    # month is read: six full health frames of 1,000,000 accounts, concatenated, are about 3 GB
+    kept = ["account_id", "health_score", "band", *health.COMPONENTS]
+    parts = []
+    for c in cutoffs:
+        month_labels = labels.loc[labels["cutoff"] == c, ["account_id", churn.LABEL]]
+        parts.append(at(c, config)[kept].merge(month_labels, on="account_id"))
     config = config or health.load_config()
-    scores = pd.concat(frames, ignore_index=True).merge(labels, on=["account_id", "cutoff"])
+    scores = pd.concat(parts, ignore_index=True)
     y = scores[churn.LABEL].to_numpy()
     out: dict = {"rows": int(len(scores))}
     if len(np.unique(y)) < 2:
