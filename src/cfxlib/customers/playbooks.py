@@ -193,7 +193,14 @@ def recommend(row: dict, books: list[Playbook], features: dict | None = None) ->
     return dict(NO_RECOMMENDATION)
 
 
-NO_RECOMMENDATION = {"playbook": None, "action": None, "detail": None, "next_step": None, "owner": None, "due_days": None}
+NO_RECOMMENDATION = {
+    "playbook": None,
+    "action": None,
+    "detail": None,
+    "next_step": None,
+    "owner": None,
+    "due_days": None,
+}
 """What :func:`recommend` gives an account no playbook matches (and the keys of every result)."""
 
 
