@@ -443,7 +443,7 @@ def report_finance(
     settings = load_settings()
     home = Home(settings.home)
     target = out or home.root / "reports" / "finance"
-    con = lake.connect_embedded(home)
+    con = lake.connect_embedded(home, settings.duckdb.memory_limit)
     try:
         with err.status("computing revenue metrics and the ARR forecast"):
             results = finance.compute(con, h=horizon)
@@ -500,7 +500,7 @@ def report_customer_success(
     settings = load_settings()
     home = Home(settings.home)
     target = out or home.root / "reports" / "customer-success"
-    con = lake.connect_embedded(home)
+    con = lake.connect_embedded(home, settings.duckdb.memory_limit)
     try:
         truth = customer_results.truth_for(warehouse.ingest_metadata(con))
         with err.status("scoring health and churn, evaluating the model"):
@@ -553,7 +553,7 @@ def churn_score(
 
     month = _parse_month(as_of)
     settings = load_settings()
-    con = lake.connect_embedded(Home(settings.home))
+    con = lake.connect_embedded(Home(settings.home), settings.duckdb.memory_limit)
     try:
         with err.status(f"training on outcomes known at the end of {month}"):
             result = scoring.churn_scores(con, month)

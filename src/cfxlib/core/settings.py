@@ -214,6 +214,20 @@ class SparkSettings(_Section):
     )
 
 
+class DuckDBSettings(_Section):
+    """The embedded engine (DuckDB) as the job's steps and the commands that read the warehouse
+    open it: each process's connection gets its own limit and spill folder."""
+
+    memory_limit: str = Field(
+        "2GB",
+        pattern=r"(?i)^\s*\d+(\.\d+)?\s*(b|kb|mb|gb|tb|kib|mib|gib|tib|%)\s*$",
+        description="DuckDB's memory_limit per process, e.g. 2GB or 25% (of the machine's memory); past it, "
+        "joins, aggregations and the churn step's tables spill to $CFX_HOME/tmp. `cfx run` runs two steps side by "
+        "side, each with this limit. Python's own frames come on top (the churn step at 1,000,000 accounts peaks at "
+        "about 7 GB with 2GB here).",
+    )
+
+
 class PipelineSettings(_Section):
     notebook_timeout_s: int = Field(900, ge=10, description="Time limit per notebook cell, seconds.")
     notebook_dir: Path | None = Field(None, description="Notebooks to execute; default: the repository's notebooks/.")
@@ -233,6 +247,7 @@ class Settings(BaseSettings):
         "duckdb", description="SQL engine of the set-based computations (CFX_ENGINE); models run in Python either way."
     )
     spark: SparkSettings = SparkSettings()
+    duckdb: DuckDBSettings = DuckDBSettings()
     demo: DemoSettings = DemoSettings()
     thresholds: Thresholds = Thresholds()
     costs: CostAssumptions = CostAssumptions()

@@ -61,7 +61,9 @@ class Context:
 
 
 def _connect(settings: Settings, home: Home):
-    return lake.connect(home, settings.engine, settings.spark.master, settings.spark.driver_memory)
+    return lake.connect(
+        home, settings.engine, settings.spark.master, settings.spark.driver_memory, settings.duckdb.memory_limit
+    )
 
 
 def context(cfx_home: str = "", run_dir: str = "", as_of: str = "") -> Context:

@@ -84,10 +84,13 @@ def connect_spark(home: Home, master: str = "local[2]", driver_memory: str = "2g
     return SparkConnection.from_parquet(folder, master, driver_memory)
 
 
-def connect_embedded(home: Home) -> duckdb.DuckDBPyConnection:
-    """The newest tables on DuckDB: the warehouse, or the lake's local Parquet as views."""
+def connect_embedded(home: Home, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """The newest tables on DuckDB: the warehouse, or the lake's local Parquet as views. With
+    ``memory_limit`` (DuckDB's, e.g. ``"2GB"``), the connection spills past it to a folder of
+    this process's own under ``$CFX_HOME/tmp`` (see :func:`spill_folder`)."""
+    spill = spill_folder(home) if memory_limit is not None else None
     if newest(home) != "lake":
-        return warehouse.connect(home.warehouse)
+        return warehouse.connect(home.warehouse, memory_limit=memory_limit, spill=spill)
     meta = current(home)
     location = meta["location"]
     if not _local(location):
@@ -96,6 +99,7 @@ def connect_embedded(home: Home) -> duckdb.DuckDBPyConnection:
             "run with --engine spark, or `cfx ingest DATA_DIR` to load the embedded warehouse"
         )
     con = duckdb.connect()
+    warehouse.limit_memory(con, memory_limit, spill)
     con.execute("SET TimeZone = 'UTC'")
     for name in meta.get("files") or TABLES:  # the optional tables the ingest found too
         files = sql_string(f"{location}/table-{name}.parquet/*.parquet")
@@ -105,11 +109,20 @@ def connect_embedded(home: Home) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def connect(home: Home, engine: str, master: str = "local[2]", driver_memory: str = "2g"):
-    """The newest tables on ``engine`` (``duckdb`` or ``spark``)."""
+def spill_folder(home: Home) -> Path:
+    """Where this process's DuckDB spills: ``$CFX_HOME/tmp/duckdb-PID``. One per process, since
+    steps run side by side and DuckDB clears its spill folder when its database closes."""
+    return home.root / "tmp" / f"duckdb-{os.getpid()}"
+
+
+def connect(
+    home: Home, engine: str, master: str = "local[2]", driver_memory: str = "2g", memory_limit: str | None = None
+):
+    """The newest tables on ``engine`` (``duckdb`` or ``spark``); ``memory_limit``: DuckDB's
+    (see :func:`connect_embedded`)."""
     if engine == "spark":
         return connect_spark(home, master, driver_memory)
-    return connect_embedded(home)
+    return connect_embedded(home, memory_limit)
 
 
 def _metadata_rows(meta: dict) -> list[tuple[str, str]]:

@@ -44,7 +44,7 @@ from cfxlib.core import provenance
 from cfxlib.core.outputs import fsync_dir
 from cfxlib.store.eventarchive import canonical
 from cfxlib.store.sql_checks import ValueCheck, count_breaking_sql
-from cfxlib.store.sqltext import date_literal, ident, idents
+from cfxlib.store.sqltext import date_literal, ident, idents, sql_string
 
 DUCKDB_TYPES = {
     "id": "VARCHAR",
@@ -479,11 +479,29 @@ def ingest(
     return IngestResult(warehouse=warehouse, data_hash=digest, rows=rows, as_of=as_of, left_out=left_out)
 
 
-def connect(warehouse: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse. Raises FileNotFoundError with advice when there is none yet."""
+def connect(
+    warehouse: Path, read_only: bool = True, memory_limit: str | None = None, spill: Path | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse. Raises FileNotFoundError with advice when there is none yet.
+    ``memory_limit`` and ``spill``: see :func:`limit_memory`."""
     if not warehouse.exists():
         raise FileNotFoundError(f"no warehouse at {warehouse}: run `cfx ingest DATA_DIR` or `cfx run` first")
-    return duckdb.connect(str(warehouse), read_only=read_only)
+    con = duckdb.connect(str(warehouse), read_only=read_only)
+    limit_memory(con, memory_limit, spill)
+    return con
+
+
+def limit_memory(con: duckdb.DuckDBPyConnection, memory_limit: str | None = None, spill: Path | None = None) -> None:
+    """Sets DuckDB's ``memory_limit`` (e.g. ``"2GB"`` or ``"25%"``; None keeps DuckDB's default,
+    80% of the machine) and the folder it spills to past it (``spill``, made here; None keeps
+    the default, beside the database file). Both hold for the process's every connection to
+    that database: set, not passed at connect time, because DuckDB refuses a second connection
+    to one file with a different configuration."""
+    if memory_limit is not None:
+        con.execute(f"SET memory_limit = {sql_string(memory_limit)}")
+    if spill is not None:
+        spill.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(f"SET temp_directory = {sql_string(str(spill))}")
 
 
 def ingest_metadata(con) -> dict:
