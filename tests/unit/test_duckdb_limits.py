@@ -72,7 +72,7 @@ def _bytes(text: str) -> float:
     return float(number) * {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[unit]
 
 
-@pytest.mark.parametrize("value", ["lots", "2 GBs", "-1GB", ""])
+@pytest.mark.parametrize("value", ["lots", "2 GBs", "-1GB", "", "150%", "0%", "1b", "10MB"])
 def test_a_bad_memory_limit_names_the_setting(home, monkeypatch, value):
     monkeypatch.setenv("CFX_DUCKDB__MEMORY_LIMIT", value)
     with pytest.raises(SettingsError, match="duckdb.memory_limit"):

@@ -15,6 +15,7 @@ silently falls back to a default.
 from __future__ import annotations
 
 import os
+import re
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -214,6 +215,16 @@ class SparkSettings(_Section):
     )
 
 
+MEMORY_UNITS = {
+    "b": 1,
+    **{f"{p}b": 1000**i for i, p in enumerate("kmgt", start=1)},
+    **{f"{p}ib": 1024**i for i, p in enumerate("kmgt", start=1)},
+}
+"""Bytes per unit of a DuckDB memory size (case-insensitive): KB is 1000 bytes, KiB 1024."""
+MIN_DUCKDB_MEMORY = 64 * 1000**2
+"""The smallest memory limit accepted, bytes: below it DuckDB fails its first allocations."""
+
+
 class DuckDBSettings(_Section):
     """The embedded engine (DuckDB) as the job's steps and the commands that read the warehouse
     open it: each process's connection gets its own limit and spill folder."""
@@ -226,6 +237,17 @@ class DuckDBSettings(_Section):
         "side, each with this limit. Python's own frames come on top (the churn step at 1,000,000 accounts peaks at "
         "about 7 GB with 2GB here).",
     )
+
+    @field_validator("memory_limit", mode="after")
+    @classmethod
+    def _workable(cls, value: str) -> str:
+        number, unit = re.fullmatch(r"(?i)\s*(\d+(?:\.\d+)?)\s*([a-z%]+)\s*", value).groups()
+        if unit == "%":
+            if not 0 < float(number) <= 100:
+                raise ValueError(f"a share of the machine's memory is above 0% and at most 100%, not {value!r}")
+        elif float(number) * MEMORY_UNITS[unit.lower()] < MIN_DUCKDB_MEMORY:
+            raise ValueError(f"DuckDB needs at least 64MB to run a query; {value!r} is less")
+        return value.strip()
 
 
 class PipelineSettings(_Section):
