@@ -171,12 +171,38 @@ def check_all(con, checks: list[ValueCheck], file: str, log: IssueLog) -> None:
             )
 
 
+def count_rows(con, queries: list[str]) -> list[int]:
+    """How many rows each of ``queries`` returns, counted in one statement: on Spark every
+    statement pays planning and job start-up (about a second on two cores), so one statement
+    for all the rules of an input costs that once."""
+    if not queries:
+        return []
+    sql = " UNION ALL ".join(f"SELECT {i} AS q, count(*) AS n FROM ({q})" for i, q in enumerate(queries))
+    counts = dict(con.execute(sql).fetchall())
+    return [int(counts[i]) for i in range(len(queries))]
+
+
+@dataclass(frozen=True)
+class _RuleQuery:
+    """A rule across rows or tables: ``sql`` selects the rows breaking it; ``make`` turns one
+    into an issue of ``file``, ``column`` and ``rule``."""
+
+    sql: str
+    make: Callable[[tuple], Issue]
+    file: str
+    column: str
+    rule: str
+
+
 def cross_table_rules(con, files: dict[str, str], today: date, log: IssueLog, loaded: set[str] | None = None) -> None:
     """Rules across rows and tables, as SQL on ``con`` (DuckDB or Spark): unique keys, known
     accounts, nothing dated after ``today``, no overlapping subscriptions. ``files`` names each
-    table's input file; ``loaded`` (default: the tables in ``con``) the tables to check."""
+    table's input file; ``loaded`` (default: the tables in ``con``) the tables to check. Every
+    rule's breaking rows are counted in one statement (:func:`count_rows`); only the rules
+    broken fetch their rows, in the order the rules are listed here."""
     if loaded is None:
         loaded = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    rules: list[_RuleQuery] = []
     for name, spec in ALL_TABLES.items():
         if name not in loaded:
             continue
@@ -193,21 +219,16 @@ def cross_table_rules(con, files: dict[str, str], today: date, log: IssueLog, lo
                 f"WINDOW w AS (PARTITION BY {cols} ORDER BY _line) "
                 "QUALIFY row_number() OVER w > 1 ORDER BY _line"
             )
-            fetch_issues(
-                con,
-                sql,
-                log,
-                lambda r, f=file, k=spec.key, lb=label: Issue(
+            make = (
+                lambda r, f=file, k=spec.key, lb=label: Issue(  # noqa: E731
                     f,
                     r[0],
                     k[0] if len(k) == 1 else ",".join(k),
                     f"{lb}: first seen at line {r[-1]}",
                     "|".join(str(v) for v in r[1:-1]),
-                ),
-                file,
-                spec.key[0],
-                label,
+                )
             )
+            rules.append(_RuleQuery(sql, make, file, spec.key[0], label))
         # 2. account references
         if spec.account_ref and "accounts" in loaded:
             rule = "unknown account_id (not in accounts)"
@@ -215,26 +236,17 @@ def cross_table_rules(con, files: dict[str, str], today: date, log: IssueLog, lo
                 f"SELECT t._line, t.account_id FROM {table} t ANTI JOIN accounts a "
                 "ON t.account_id = a.account_id WHERE t.account_id IS NOT NULL ORDER BY t._line"
             )
-            fetch_issues(
-                con,
-                sql,
-                log,
-                lambda r, f=file, rl=rule: Issue(f, r[0], "account_id", rl, r[1]),
-                file,
-                "account_id",
-                rule,
-            )
+            make = lambda r, f=file, rl=rule: Issue(f, r[0], "account_id", rl, r[1])  # noqa: E731
+            rules.append(_RuleQuery(sql, make, file, "account_id", rule))
         # 3. nothing dated in the future (after today; a point-in-time view leaves out later rows instead)
         rule = f"date is in the future (after today, {today.isoformat()})"
-        future = [
-            ValueCheck(column, rule, name, _after(spec, column, today), ident(column))
-            for column, col in spec.columns.items()
-            if col.metadata["kind"] in ("date", "month", "timestamp")
-        ]
-        check_all(con, future, file, log)
+        for column, col in spec.columns.items():
+            if col.metadata["kind"] in ("date", "month", "timestamp"):
+                check = ValueCheck(column, rule, name, _after(spec, column, today), ident(column))
+                make = lambda r, f=file, c=check: Issue(f, int(r[0]), c.column, c.rule, r[1])  # noqa: E731
+                rules.append(_RuleQuery(check.sql, make, file, column, rule))
     # 4. subscriptions of one account and tier do not overlap
     if "subscriptions" in loaded:
-        file = files["subscriptions"]
         rule = "overlaps another subscription of the same account and tier"
         sql = (
             "SELECT _line, subscription_id, prev_id, prev_line FROM ("
@@ -244,15 +256,12 @@ def cross_table_rules(con, files: dict[str, str], today: date, log: IssueLog, lo
             "  FROM subscriptions WINDOW w AS (PARTITION BY account_id, tier ORDER BY start_date, _line)"
             ") WHERE prev_start IS NOT NULL AND (prev_end IS NULL OR prev_end > start_date) ORDER BY _line"
         )
-        fetch_issues(
-            con,
-            sql,
-            log,
-            lambda r, f=file, rl=rule: Issue(f, r[0], "start_date", f"{rl} ({r[2]} at line {r[3]})", r[1]),
-            file,
-            "start_date",
-            rule,
+        make = lambda r, f=files["subscriptions"], rl=rule: Issue(  # noqa: E731
+            f, r[0], "start_date", f"{rl} ({r[2]} at line {r[3]})", r[1]
         )
+        rules.append(_RuleQuery(sql, make, files["subscriptions"], "start_date", rule))
+    for query, total in zip(rules, count_rows(con, [q.sql for q in rules]), strict=True):
+        fetch_issues(con, query.sql, log, query.make, query.file, query.column, query.rule, total=total)
 
 
 def _after(spec: TableSpec, column: str, as_of: date) -> str:
