@@ -122,7 +122,7 @@ def _has_events(home: Home) -> bool:
 def _spark(settings):
     from cfxlib.store.spark import SparkConnection, session
 
-    return SparkConnection(session(settings.spark.master, settings.spark.driver_memory))
+    return SparkConnection(session(settings.spark.master, settings.spark.driver_memory, settings.spark.conf))
 
 
 def _data_location(value: str | Path | None) -> str | Path | None:
@@ -179,7 +179,9 @@ def print_summary(home: Home, engine: str, settings) -> None:
     from cfxlib.store import lake
     from cfxlib.store.summary import summary as tables_summary
 
-    con = lake.connect(home, engine, settings.spark.master, settings.spark.driver_memory)
+    con = lake.connect(
+        home, engine, settings.spark.master, settings.spark.driver_memory, spark_conf=settings.spark.conf
+    )
     try:
         summary = tables_summary(con)
     finally:

@@ -94,3 +94,27 @@ def test_a_broken_or_mistyped_cfx_toml_names_the_file_line_source_and_the_close_
     monkeypatch.setenv("CFX_SERVICE__PROT", "9")
     with pytest.raises(SettingsError, match=r"environment variable CFX_SERVICE__PROT.*did you mean port"):
         load_settings()
+
+
+def test_spark_properties_from_the_environment_or_cfx_toml_and_bad_json_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CFX_HOME", str(tmp_path / "h"))
+    assert load_settings().spark.conf == {}
+    (tmp_path / "cfx.toml").write_text('[spark.conf]\n"spark.sql.shuffle.partitions" = "2"\n')
+    assert load_settings().spark.conf == {"spark.sql.shuffle.partitions": "2"}
+    monkeypatch.setenv(
+        "CFX_SPARK__CONF", '{"spark.sql.adaptive.enabled": "false", "spark.sql.shuffle.partitions": "1"}'
+    )
+    merged = {"spark.sql.adaptive.enabled": "false", "spark.sql.shuffle.partitions": "1"}
+    assert load_settings().spark.conf == merged  # key by key, the environment wins
+    monkeypatch.setenv("CFX_SPARK__CONF", "spark.sql.adaptive.enabled=false")
+    with pytest.raises(SettingsError, match=r"CFX_SPARK__CONF, must be JSON"):
+        load_settings()
+    monkeypatch.setenv("CFX_INVESTOR__RECIPIENTS", "a@example.com")
+    monkeypatch.delenv("CFX_SPARK__CONF")
+    with pytest.raises(SettingsError, match=r"field \"investor\".*must be JSON"):
+        load_settings()
+    monkeypatch.delenv("CFX_INVESTOR__RECIPIENTS")
+    monkeypatch.setenv("CFX_SPARK__CONF", '{"spark.sql.shuffle.partitions": 2}')
+    with pytest.raises(SettingsError, match=r"spark\.conf\.spark\.sql\.shuffle\.partitions"):
+        load_settings()

@@ -213,6 +213,13 @@ class SparkSettings(_Section):
         description="Where `cfx ingest --engine spark` writes the validated tables (a folder or a URL such as "
         "gs://bucket/cfx); default: $CFX_HOME/lake.",
     )
+    conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="More Spark properties for every session, applied over cfx's own. The environment's "
+        """(JSON: CFX_SPARK__CONF='{"spark.sql.adaptive.enabled": "false"}') win key by key over cfx.toml's. """
+        "JVM options such as spark.driver.extraJavaOptions apply when a process starts its first session; "
+        "see docs/scaling.md.",
+    )
 
 
 MEMORY_UNITS = {
@@ -419,8 +426,15 @@ def load_settings(**overrides) -> Settings:
     """Settings from every source; ``overrides`` (non-None values) win."""
     _check_environment()
     _check_no_secrets_in_files()
+    import pydantic_settings
+
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except pydantic_settings.SettingsError as exc:  # a value the environment source cannot decode
+        raise SettingsError(
+            f"invalid settings ({exc}): a CFX_* variable that holds a table or a list, such as "
+            'CFX_SPARK__CONF, must be JSON, e.g. \'{"spark.sql.adaptive.enabled": "false"}\''
+        ) from None
     except ValidationError as exc:
         problems = "; ".join(_problem(err) for err in exc.errors())
         raise SettingsError(

@@ -61,8 +61,9 @@ class Context:
 
 
 def _connect(settings: Settings, home: Home):
+    spark = settings.spark
     return lake.connect(
-        home, settings.engine, settings.spark.master, settings.spark.driver_memory, settings.duckdb.memory_limit
+        home, settings.engine, spark.master, spark.driver_memory, settings.duckdb.memory_limit, spark.conf
     )
 
 

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
@@ -71,17 +72,20 @@ def _local(location: str) -> bool:
 # --------------------------------------------------------------------------- readers
 
 
-def connect_spark(home: Home, master: str = "local[2]", driver_memory: str = "2g") -> SparkConnection:
-    """The newest tables on Spark: the lake's Parquet, or the warehouse exported as Parquet."""
+def connect_spark(
+    home: Home, master: str = "local[2]", driver_memory: str = "2g", conf: Mapping[str, str] | None = None
+) -> SparkConnection:
+    """The newest tables on Spark: the lake's Parquet, or the warehouse exported as Parquet.
+    ``conf``: more Spark properties (:func:`cfxlib.store.spark.session`)."""
     if newest(home) == "lake":
         meta = current(home)
         connection = SparkConnection.from_parquet(
-            meta["location"], master, driver_memory, tables=list(meta.get("files") or TABLES)
+            meta["location"], master, driver_memory, tables=list(meta.get("files") or TABLES), conf=conf
         )
         connection.register_rows("_ingest", _metadata_rows(meta), "key string, value string")
         return connection
     folder = warehouse.export_parquet(home.warehouse, home.root / "spark-tables")
-    return SparkConnection.from_parquet(folder, master, driver_memory)
+    return SparkConnection.from_parquet(folder, master, driver_memory, conf=conf)
 
 
 def connect_embedded(home: Home, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
@@ -116,12 +120,17 @@ def spill_folder(home: Home) -> Path:
 
 
 def connect(
-    home: Home, engine: str, master: str = "local[2]", driver_memory: str = "2g", memory_limit: str | None = None
+    home: Home,
+    engine: str,
+    master: str = "local[2]",
+    driver_memory: str = "2g",
+    memory_limit: str | None = None,
+    spark_conf: Mapping[str, str] | None = None,
 ):
     """The newest tables on ``engine`` (``duckdb`` or ``spark``); ``memory_limit``: DuckDB's
-    (see :func:`connect_embedded`)."""
+    (see :func:`connect_embedded`); ``spark_conf``: more Spark properties (:func:`connect_spark`)."""
     if engine == "spark":
-        return connect_spark(home, master, driver_memory)
+        return connect_spark(home, master, driver_memory, spark_conf)
     return connect_embedded(home, memory_limit)
 
 

@@ -29,6 +29,7 @@ import functools
 import itertools
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -134,7 +135,7 @@ def gcs_credentials(spark) -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def _session(master: str, driver_memory: str):
+def _session(master: str, driver_memory: str, conf: tuple[tuple[str, str], ...] = ()):
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", __import__("sys").executable)
@@ -150,17 +151,21 @@ def _session(master: str, driver_memory: str):
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.warehouse.dir", os.path.join(tempfile.gettempdir(), "cfx-spark-warehouse"))
     )
-    for key, value in gcs_connector_conf(master).items():
+    for key, value in (gcs_connector_conf(master) | dict(conf)).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
 
-def session(master: str = "local[2]", driver_memory: str = "2g"):
+def session(master: str = "local[2]", driver_memory: str = "2g", conf: Mapping[str, str] | None = None):
     """A SparkSession (one per master, reused): UTC, Arrow on, no UI, few shuffle partitions,
-    ``gs://`` through Google's connector (:func:`gcs_connector_conf`, :func:`gcs_credentials`)."""
-    spark = _session(master, driver_memory)
+    ``gs://`` through Google's connector (:func:`gcs_connector_conf`, :func:`gcs_credentials`).
+
+    ``conf``: more Spark properties (the ``spark.conf`` setting), applied last, so they win over
+    these defaults. Properties of the JVM itself (``spark.driver.extraJavaOptions``) take effect
+    only for the first session of a process, when its JVM starts."""
+    spark = _session(master, driver_memory, tuple(sorted((conf or {}).items())))
     gcs_credentials(spark)
     return spark
 
@@ -209,11 +214,17 @@ class SparkConnection:
 
     @classmethod
     def from_parquet(
-        cls, folder: str | Path, master: str = "local[2]", driver_memory: str = "2g", tables: list[str] | None = None
+        cls,
+        folder: str | Path,
+        master: str = "local[2]",
+        driver_memory: str = "2g",
+        tables: list[str] | None = None,
+        conf: Mapping[str, str] | None = None,
     ) -> SparkConnection:
         """Each ``table-NAME.parquet`` (a file or a folder of parts) in ``folder`` (a local path or
-        a URL) as the table ``NAME``: those of ``tables``, or (local folders) every one there."""
-        connection = cls(session(master, driver_memory))
+        a URL) as the table ``NAME``: those of ``tables``, or (local folders) every one there.
+        ``conf``: see :func:`session`."""
+        connection = cls(session(master, driver_memory, conf))
         base = str(folder).rstrip("/")
         if tables is None:
             tables = sorted(p.stem.removeprefix("table-") for p in Path(base).glob("table-*.parquet"))
