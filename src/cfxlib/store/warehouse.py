@@ -219,16 +219,12 @@ def cross_table_rules(con, files: dict[str, str], today: date, log: IssueLog, lo
                 f"WINDOW w AS (PARTITION BY {cols} ORDER BY _line) "
                 "QUALIFY row_number() OVER w > 1 ORDER BY _line"
             )
-            make = (
-                lambda r, f=file, k=spec.key, lb=label: Issue(  # noqa: E731
-                    f,
-                    r[0],
-                    k[0] if len(k) == 1 else ",".join(k),
-                    f"{lb}: first seen at line {r[-1]}",
-                    "|".join(str(v) for v in r[1:-1]),
-                )
-            )
-            rules.append(_RuleQuery(sql, make, file, spec.key[0], label))
+
+            def duplicate(r: tuple, f: str = file, k: list[str] = spec.key, lb: str = label) -> Issue:
+                key = k[0] if len(k) == 1 else ",".join(k)
+                return Issue(f, r[0], key, f"{lb}: first seen at line {r[-1]}", "|".join(str(v) for v in r[1:-1]))
+
+            rules.append(_RuleQuery(sql, duplicate, file, spec.key[0], label))
         # 2. account references
         if spec.account_ref and "accounts" in loaded:
             rule = "unknown account_id (not in accounts)"
@@ -236,15 +232,25 @@ def cross_table_rules(con, files: dict[str, str], today: date, log: IssueLog, lo
                 f"SELECT t._line, t.account_id FROM {table} t ANTI JOIN accounts a "
                 "ON t.account_id = a.account_id WHERE t.account_id IS NOT NULL ORDER BY t._line"
             )
-            make = lambda r, f=file, rl=rule: Issue(f, r[0], "account_id", rl, r[1])  # noqa: E731
-            rules.append(_RuleQuery(sql, make, file, "account_id", rule))
+            rules.append(
+                _RuleQuery(
+                    sql, lambda r, f=file, rl=rule: Issue(f, r[0], "account_id", rl, r[1]), file, "account_id", rule
+                )
+            )
         # 3. nothing dated in the future (after today; a point-in-time view leaves out later rows instead)
         rule = f"date is in the future (after today, {today.isoformat()})"
         for column, col in spec.columns.items():
             if col.metadata["kind"] in ("date", "month", "timestamp"):
                 check = ValueCheck(column, rule, name, _after(spec, column, today), ident(column))
-                make = lambda r, f=file, c=check: Issue(f, int(r[0]), c.column, c.rule, r[1])  # noqa: E731
-                rules.append(_RuleQuery(check.sql, make, file, column, rule))
+                rules.append(
+                    _RuleQuery(
+                        check.sql,
+                        lambda r, f=file, c=check: Issue(f, int(r[0]), c.column, c.rule, r[1]),
+                        file,
+                        column,
+                        rule,
+                    )
+                )
     # 4. subscriptions of one account and tier do not overlap
     if "subscriptions" in loaded:
         rule = "overlaps another subscription of the same account and tier"
@@ -256,10 +262,16 @@ def cross_table_rules(con, files: dict[str, str], today: date, log: IssueLog, lo
             "  FROM subscriptions WINDOW w AS (PARTITION BY account_id, tier ORDER BY start_date, _line)"
             ") WHERE prev_start IS NOT NULL AND (prev_end IS NULL OR prev_end > start_date) ORDER BY _line"
         )
-        make = lambda r, f=files["subscriptions"], rl=rule: Issue(  # noqa: E731
-            f, r[0], "start_date", f"{rl} ({r[2]} at line {r[3]})", r[1]
+        file = files["subscriptions"]
+        rules.append(
+            _RuleQuery(
+                sql,
+                lambda r, f=file, rl=rule: Issue(f, r[0], "start_date", f"{rl} ({r[2]} at line {r[3]})", r[1]),
+                file,
+                "start_date",
+                rule,
+            )
         )
-        rules.append(_RuleQuery(sql, make, files["subscriptions"], "start_date", rule))
     for query, total in zip(rules, count_rows(con, [q.sql for q in rules]), strict=True):
         fetch_issues(con, query.sql, log, query.make, query.file, query.column, query.rule, total=total)
 
