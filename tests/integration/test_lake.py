@@ -20,7 +20,7 @@ from cfxlib.core.home import Home
 from cfxlib.customers import health
 from cfxlib.demo.generate import DemoOptions, generate
 from cfxlib.store import lake, warehouse
-from tests.conftest import run_cfx
+from tests.conftest import QUICK_SPARK_JVM, run_cfx
 
 pytestmark = pytest.mark.xdist_group("spark")
 
@@ -122,7 +122,7 @@ def test_refused_input_leaves_the_tables_and_readers_follow_the_newest_ingest(da
     assert "events:1: column 'table': unknown table 'nowhere'" in text
     assert pointer.read_text() == before
     # the same through the command line: the problems named, no traceback, nothing changed
-    result = run_cfx("ingest", str(bad), "--engine", "spark", home=home.root, timeout=600)
+    result = run_cfx("ingest", str(bad), "--engine", "spark", home=home.root, timeout=600, env=QUICK_SPARK_JVM)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "subscriptions.parquet:3: column 'amount_usd': not an amount in whole cents" in result.stderr
     assert pointer.read_text() == before
@@ -133,9 +133,13 @@ def test_refused_input_leaves_the_tables_and_readers_follow_the_newest_ingest(da
     assert lake.newest(home) == "warehouse"
     os.utime(pointer)
     assert lake.newest(home) == "lake"
-    for _ in range(2):  # a third folder: the oldest goes, the current one and the one before stay
-        lake.ingest(data, home, spark)
-    assert len([p for p in lake.root(home).iterdir() if p.is_dir()]) == lake.KEEP
+    # A third folder: the oldest goes, the current one and the one before stay. The oldest is a
+    # copy of the first under a name that sorts first (one Spark ingest less).
+    first = Path(lake.current(home)["location"])
+    oldest = first.with_name("00000000-000000-" + first.name.rsplit("-", 1)[-1])
+    shutil.copytree(first, oldest)
+    lake.ingest(data, home, spark)
+    assert sorted(p for p in lake.root(home).iterdir() if p.is_dir()) == [first, Path(lake.current(home)["location"])]
 
 
 def test_input_and_tables_in_cloud_storage(data, spark, tmp_path, monkeypatch):
