@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 
 from cfxlib.customers.churn import ChurnModel, calibration_table, evaluate, lift_top_decile
@@ -180,3 +181,32 @@ def test_a_sampled_model_card_quotes_the_measured_cost_of_the_sample():
     assert f"ROC AUC {check['roc_auc_all']:.4f} trained on all {check['rows_all']:,} rows" in text
     every_row = {**card, "train_rows_available": 50_000, "sample_check": None}
     assert "costs little accuracy" not in pages.model_card({"model_card": every_row})
+
+
+def test_calibration_plan_averages_fold_models_on_little_data_and_keeps_one_model_past_it(monkeypatch):
+    """``ensemble="auto"``: three averaged calibrated fold models below ``ENSEMBLE_MAX_ROWS``
+    training rows, one model on every row calibrated on two folds from there; the model card's
+    description says which; bad settings are refused by name."""
+    from sklearn.calibration import CalibratedClassifierCV
+
+    from cfxlib.customers import churn
+
+    X, y = customer_table()
+    small = ChurnModel().fit(X, y)
+    assert (small.ensemble_, small.cv_) == (True, 3)
+    assert len(small.model_.calibrated_classifiers_) == 3
+    assert "3 fold models averaged" in small.description()
+
+    monkeypatch.setattr(churn, "ENSEMBLE_MAX_ROWS", len(X))
+    large = ChurnModel().fit(X, y)
+    assert (large.ensemble_, large.cv_) == (False, 2)
+    assert isinstance(large.model_, CalibratedClassifierCV) and len(large.model_.calibrated_classifiers_) == 1
+    assert "one model fitted on every row" in large.description()
+    p = large.predict_proba(X)[:, 1]
+    assert 0.75 < roc_auc_score(y, p) < 1
+
+    forced = ChurnModel(ensemble=True, cv=4).fit(X, y)
+    assert (forced.ensemble_, forced.cv_) == (True, 4) and len(forced.model_.calibrated_classifiers_) == 4
+    for bad in ({"ensemble": "sometimes"}, {"cv": 1}, {"cv": "three"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ChurnModel(**bad).fit(X, y)

@@ -46,6 +46,11 @@ PARALLEL_PREDICT_ROWS = 20_000
 """From this many rows, :meth:`ChurnModel.predict_proba` uses every OpenMP thread."""
 PREDICT_CHUNK_ROWS = 200_000
 """:meth:`ChurnModel.predict_proba` scores at most this many rows at once (bounded memory)."""
+ENSEMBLE_MAX_ROWS = 30_000
+"""Below this many training rows, ``ChurnModel(ensemble="auto")`` averages its three calibrated
+fold models; from it on, two folds calibrate one model fitted on every row (the same accuracy
+out of time from 25,000 rows on, and a third of the scoring time: docs/benchmarks.md, "Churn
+model calibration folds"). The default demo's models train on about 16,000 and 8,000 rows."""
 
 
 # --------------------------------------------------------------------------- snapshots
@@ -246,8 +251,16 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
       (``learning_rate``, ``max_leaf_nodes``, ``min_samples_leaf``, ``l2_regularization``,
       early stopping on a validation split),
 
-    then calibrated with ``calibration`` ("isotonic" or "sigmoid") over ``cv`` folds
+    then calibrated with ``calibration`` ("isotonic" or "sigmoid") on ``cv`` folds
     (``CalibratedClassifierCV``). ``blend`` is the weight of the boosting model.
+
+    ``ensemble``: True keeps the ``cv`` calibrated fold models and averages them (every row is
+    scored ``cv`` times); False calibrates on the folds' out-of-fold predictions and keeps one
+    model fitted on every row; "auto" (the default) averages below
+    :data:`ENSEMBLE_MAX_ROWS` training rows and keeps one model from there, where ``cv="auto"``
+    then means two folds instead of three. docs/benchmarks.md ("Churn model calibration folds")
+    has the measurements behind the choice: averaging helps on little data, and past it only
+    multiplies the scoring time.
     """
 
     def __init__(
@@ -260,7 +273,8 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         l2_regularization: float = 1.0,
         max_iter: int = 400,
         calibration: str = "sigmoid",
-        cv: int = 3,
+        cv: int | str = "auto",
+        ensemble: bool | str = "auto",
         random_state: int = 0,
     ):
         self.blend = blend
@@ -272,6 +286,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
         self.calibration = calibration
         self.cv = cv
+        self.ensemble = ensemble
         self.random_state = random_state
 
     def _build(self, numeric: list[str], categorical: list[str], minority: int = 1_000):
@@ -365,13 +380,43 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             raise ValueError("ChurnModel needs both churned and retained examples to fit")
         minority = int(np.bincount(y).min())
         base = self._build(self.numeric_, self.categorical_, minority)
+        self.ensemble_, self.cv_ = self._calibration_plan(len(y))
         # calibration folds need a few examples of each class; with very few, fit uncalibrated
-        folds = min(self.cv, minority // 5)
+        folds = min(self.cv_, minority // 5)
         if folds >= 2:
-            self.model_ = CalibratedClassifierCV(base, method=self.calibration, cv=folds).fit(frame, y)
+            self.model_ = CalibratedClassifierCV(base, method=self.calibration, cv=folds, ensemble=self.ensemble_).fit(
+                frame, y
+            )
         else:
             self.model_ = base.fit(frame, y)
         return self
+
+    def description(self) -> str:
+        """What was fitted, in words (the model card's ``model``)."""
+        check_is_fitted(self, "model_")
+        if not isinstance(self.model_, CalibratedClassifierCV):
+            how = "uncalibrated (too few churned examples for calibration folds)"
+        elif self.ensemble_:
+            how = f"{self.calibration}-calibrated on {self.cv_} folds, the {self.cv_} fold models averaged"
+        else:
+            how = (
+                f"{self.calibration}-calibrated on {self.cv_} folds' out-of-fold scores, one model fitted on every row"
+            )
+        return f"ChurnModel: logistic regression + gradient boosting blend, {how}"
+
+    def _calibration_plan(self, rows: int) -> tuple[bool, int]:
+        """(average the fold models?, folds) for ``rows`` training rows, ``"auto"`` resolved."""
+        if self.ensemble == "auto":
+            ensemble = rows < ENSEMBLE_MAX_ROWS
+        elif isinstance(self.ensemble, bool):
+            ensemble = self.ensemble
+        else:
+            raise ValueError(f"ensemble must be True, False or 'auto', not {self.ensemble!r}")
+        if self.cv == "auto":
+            return ensemble, 3 if ensemble else 2
+        if isinstance(self.cv, bool) or not isinstance(self.cv, int) or self.cv < 2:
+            raise ValueError(f"cv must be a whole number of folds, at least 2, or 'auto', not {self.cv!r}")
+        return ensemble, self.cv
 
     def predict_proba(self, X) -> np.ndarray:
         """p(class) of every row of ``X``, :data:`PREDICT_CHUNK_ROWS` rows at a time: each

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 
 from cfxlib.contract.rules import account_month_sql
 from cfxlib.customers import churn, health
@@ -54,7 +55,7 @@ RELEASED_COLUMNS = ("account_id", "cutoff", "mrr")
 
 TRAIN_MAX_ROWS = 50_000
 """Every churn model trains on at most this many snapshot rows: a uniform sample with fixed keys
-when there are more (about 2,000 accounts x 24 cutoffs). The default demo has about 24,000 rows
+when there are more (about 2,000 accounts x 24 cutoffs). The default demo has about 16,000 rows
 and is never sampled; a uniform sample keeps the churn rate, so probabilities stay calibrated.
 docs/benchmarks.md ("Churn training sample") measures what the cap costs in accuracy."""
 SAMPLE_HASH_KEY = "cfx-churn-sample"
@@ -118,9 +119,12 @@ class SnapshotCache:
     (:meth:`_scratch`), which the background connection shares: a temporary table would be its
     connection's own, and a copy per connection is 1 GB at 1,000,000 accounts."""
 
-    def __init__(self, con, max_rows: int | None = None) -> None:
+    def __init__(self, con, max_rows: int | None = None, estimator: churn.ChurnModel | None = None) -> None:
+        """``max_rows``: the training cap (default :data:`TRAIN_MAX_ROWS`); ``estimator``: the
+        unfitted model every fit starts from, cloned (default ``ChurnModel()``)."""
         self.con = con
         self.max_rows = TRAIN_MAX_ROWS if max_rows is None else max_rows
+        self.estimator = churn.ChurnModel() if estimator is None else estimator
         self._account_months_through: str | None = None
         self._features: dict[str, pd.DataFrame] = {}
         self._outcomes: dict[str, pd.DataFrame] = {}
@@ -188,7 +192,7 @@ class SnapshotCache:
             if train[churn.LABEL].nunique() < 2:
                 raise UsageError("the training snapshots hold no churned (or no retained) account; cannot train")
             features = churn.feature_columns(train)
-            model = churn.ChurnModel().fit(train[features], train[churn.LABEL])
+            model = clone(self.estimator).fit(train[features], train[churn.LABEL])
             self._fits[key] = FittedModel(model, features, list(cutoffs), train, available)
         return self._fits[key]
 
@@ -667,7 +671,7 @@ def model_card(con, as_of_month: str, truth: pd.DataFrame | None = None, cache: 
             "test_rows": int(len(test)),
             "sample_check": sample_check() if available > len(train) else None,
             "features": churn.feature_columns(train),
-            "model": "ChurnModel: logistic regression + gradient boosting blend, sigmoid-calibrated (3-fold)",
+            "model": fitted.model.description(),
         }
     )
     # Health score validation on the same test rows: does a low score precede churn?
