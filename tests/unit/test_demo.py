@@ -45,6 +45,34 @@ def test_every_table_and_the_truth_are_written(demo):
     assert truth["month"].str.match(r"^\d{4}-\d{2}$").all()
 
 
+def test_dates_and_timestamps_are_written_in_the_contract_format(demo, tmp_path):
+    """Dates ``YYYY-MM-DD``, timestamps ``YYYY-MM-DDTHH:MM:SSZ`` in CSV and UTC in Parquet, a missing one an empty cell (the sinks convert them without Python objects)."""
+    import pyarrow.parquet as pq
+
+    kinds = {(t, c): col.metadata["kind"] for t, spec in TABLES.items() for c, col in spec.columns.items()}
+    pattern = {"date": r"^\d{4}-\d{2}-\d{2}$", "timestamp": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"}
+    seen = set()
+    for (table, column), kind in kinds.items():
+        if kind in pattern:
+            text = pd.read_csv(demo / f"{table}.csv", dtype=str, keep_default_na=False)[column]
+            filled = text[text != ""]
+            assert len(filled) and filled.str.match(pattern[kind]).all(), (table, column)
+            seen.add(kind)
+            if (table, column) == ("tickets", "resolved_at"):
+                assert (text == "").any()  # open tickets
+    assert seen == {"date", "timestamp"}
+    generate(tmp_path, DemoOptions(accounts=60, months=6, seed=3, end_month="2025-12", fmt="parquet"))
+    tickets = pq.read_table(tmp_path / "tickets.parquet")
+    for column in ("opened_at", "resolved_at"):
+        assert tickets.schema.field(column).type.tz == "UTC"  # Parquet keeps them as ms
+    assert tickets.column("resolved_at").null_count > 0
+    usage = pq.read_table(tmp_path / "usage_daily.parquet")
+    assert str(usage.schema.field("date").type) == "date32[day]"
+    csv = pd.read_csv(demo / "tickets.csv")
+    opened = pd.to_datetime(csv["opened_at"])
+    assert opened.dt.tz is not None and (opened.dt.second != 0).any()  # seconds are kept
+
+
 def test_no_dates_after_the_end_month(demo):
     usage = pd.read_csv(demo / "usage_daily.csv", parse_dates=["date"])
     assert usage["date"].max() <= pd.Timestamp("2025-12-31")

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from cfxlib.contract.fundraising import FILE_NAME as FUNDRAISING_FILE
 from cfxlib.contract.schemas import ALL_TABLES, PRIORITIES, TIERS
@@ -767,6 +769,10 @@ def _spend_table(cal: Calendar, company: dict, mrr: np.ndarray, rng: np.random.G
 
 # --------------------------------------------------------------------------- entry point
 
+TRUTH_SCHEMA = pa.schema([("account_id", pa.string()), ("month", pa.string()), ("p_churn_3m", pa.float64())])
+"""``_truth/churn_probability.csv``: the generator's p(churn within 3 months) of every account
+active at the end of ``month`` (``YYYY-MM``), rounded to 6 decimal places."""
+
 
 def generate(
     out_dir: Path, opts: DemoOptions, today: date | None = None, progress: Progress | None = None
@@ -807,8 +813,11 @@ def generate(
         users = np.zeros(cal.total_days)
         ai = np.zeros(cal.total_days)
         n_batches = (opts.accounts + BATCH - 1) // BATCH
-        with truth_path.open("w", encoding="utf-8", newline="") as truth_file:
-            truth_file.write("account_id,month,p_churn_3m\n")
+        # Arrow writes the truth's numbers (rounded to 6 places when drawn) in C++: pandas'
+        # float_format took a Python call per value, about 90 s of 1,000,000 accounts' generation
+        with pacsv.CSVWriter(
+            truth_path, TRUTH_SCHEMA, write_options=pacsv.WriteOptions(quoting_style="needed")
+        ) as truth_file:
             for b in range(n_batches):
                 sl = slice(b * BATCH, min((b + 1) * BATCH, opts.accounts))
                 batch = _Batch(numbers[sl], company, sl, cal, np.random.default_rng([opts.seed, 1, b]))
@@ -821,9 +830,8 @@ def generate(
                             cta_truth_file, header=False, index=False, float_format="%.6f", date_format="%Y-%m-%d"
                         )
                     elif name == "_truth":
-                        frame.sort_values(["_n", "month"], kind="stable")[["account_id", "month", "p_churn_3m"]].to_csv(
-                            truth_file, header=False, index=False, float_format="%.6f"
-                        )
+                        rows = frame.sort_values(["_n", "month"], kind="stable")[TRUTH_SCHEMA.names]
+                        truth_file.write_table(pa.Table.from_pandas(rows, schema=TRUTH_SCHEMA, preserve_index=False))
                     else:
                         sinks[name].write(frame)
                 mrr += batch.mrr

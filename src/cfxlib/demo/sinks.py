@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -40,19 +41,25 @@ def arrow_schema(table: str, fmt: str) -> pa.Schema:
 
 
 def _to_arrow(frame: pd.DataFrame, table: str, schema: pa.Schema, fmt: str) -> pa.Table:
-    frame = frame.copy()
-    for name, column in TABLES[table].columns.items():
-        kind = column.metadata["kind"]
-        if kind == "timestamp":
-            values = pd.to_datetime(frame[name])
-            if fmt == "csv":
-                text = values.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-                frame[name] = text.where(values.notna(), None)
+    """``frame``'s columns of ``schema`` as Arrow, converted without a Python object per value:
+    dates (anything :func:`pandas.to_datetime` reads) as ``date32``; timestamps (naive, UTC,
+    whole seconds) as UTC timestamps for Parquet and ``YYYY-MM-DDTHH:MM:SSZ`` text for CSV."""
+    arrays = []
+    for field in schema:
+        kind = TABLES[table].columns[field.name].metadata["kind"]
+        values = frame[field.name]
+        if kind in ("timestamp", "date"):
+            unit = "datetime64[s]" if kind == "timestamp" else "datetime64[D]"
+            stamps = pa.array(pd.to_datetime(values).to_numpy(dtype=unit), from_pandas=True)
+            if kind == "date":
+                arrays.append(stamps.cast(pa.date32()))
+            elif fmt == "csv":
+                arrays.append(pc.strftime(stamps, format="%Y-%m-%dT%H:%M:%SZ"))
             else:
-                frame[name] = values.dt.tz_localize("UTC")
-        elif kind == "date":
-            frame[name] = pd.to_datetime(frame[name]).dt.date
-    return pa.Table.from_pandas(frame[list(schema.names)], schema=schema, preserve_index=False)
+                arrays.append(stamps.cast(field.type))
+        else:
+            arrays.append(pa.array(values, type=field.type, from_pandas=True))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 class TableSink:
