@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pandas as pd
 import pytest
 
@@ -118,3 +120,56 @@ def test_a_bad_date_is_one_problem_named_as_a_date_that_does_not_exist():
     issues = list(log.shown)
     assert [(i.line, i.column, i.rule) for i in issues] == [(2, "start_date", DATE_RULE)]
     assert "a day that exists" in DATE_RULE
+
+
+def _awkward_accounts(rows: int, bad_line: int | None = None) -> bytes:
+    """An accounts CSV with what parsers disagree on: a byte-order mark, CRLF endings, quoted
+    commas, quotes and newlines, blank cells, spaces, a blank line; optionally a row with one
+    field too many on ``bad_line``."""
+    lines = ["account_id,account_name,industry,region,created_date, extra "]
+    for i in range(rows):
+        name = [f"Plain {i}", f'"Quote ""{i}"", Inc"', f'"two\nlines {i}"', "", f"  spaced {i} "][i % 5]
+        lines.append(f"A{i},{name},Mining,{'' if i % 7 == 0 else 'EMEA'},2025-01-{1 + i % 28:02d},x{i}")
+        if i == 12:
+            lines.append("")
+    text = "\r\n".join(lines) + "\r\n"
+    if bad_line is not None:
+        physical = text.split("\r\n")
+        physical[bad_line - 1] += ",one too many"
+        text = "\r\n".join(physical)
+    return b"\xef\xbb\xbf" + text.encode("utf-8")
+
+
+@pytest.mark.parametrize("bad_line", [None, 4, 61], ids=["good", "bad-in-first-block", "bad-after-chunks"])
+def test_arrow_reader_gives_what_pandas_parser_gives(tmp_path, monkeypatch, bad_line):
+    """Chunks (values, line numbers, column names) and issues equal those of pandas' parser,
+    which reads on where Arrow refuses a row: also when the refused row comes after chunks were
+    already yielded (small Arrow blocks here)."""
+    from cfxlib.contract import validate
+
+    path = tmp_path / "accounts.csv"
+    path.write_bytes(_awkward_accounts(80, bad_line))
+    monkeypatch.setattr(validate, "ARROW_BLOCK_BYTES", 512)
+
+    def read(through_pandas: bool):
+        if through_pandas:
+            monkeypatch.setattr(validate, "_csv_frames", lambda p, n, rows, log: validate._pandas_frames(p, rows, log))
+        log = IssueLog()
+        chunks = []
+        with contextlib.suppress(validate.FileProblem):  # the chunks before a refused row count too
+            for chunk in iter_csv_chunks(path, TABLES["accounts"], log, chunk_rows=9):
+                chunks.append(chunk.copy())
+        return chunks, log.report()
+
+    arrow, arrow_log = read(False)
+    pandas, pandas_log = read(True)
+    assert arrow_log == pandas_log
+    assert [len(c) for c in arrow] == [len(c) for c in pandas]
+    for a, b in zip(arrow, pandas, strict=True):
+        pd.testing.assert_frame_equal(a, b)
+    if bad_line is None:
+        assert sum(len(c) for c in arrow) == 80 and not arrow_log
+        assert list(arrow[0].columns)[-1] == "extra"
+    else:
+        assert f"accounts.csv:{bad_line}: malformed CSV row" in arrow_log
+        assert (len(arrow) > 0) == (bad_line > 40)  # rows before the refused one were read
